@@ -1,0 +1,1 @@
+"""Ray Data operators (callable classes for map_batches); import path qscope.operators."""

@@ -1,0 +1,1 @@
+"""End-to-end pipelines (plan builders + entrypoints); import path qscope.pipelines."""

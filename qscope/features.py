@@ -1,0 +1,148 @@
+"""Texts → per-token sparse SAE activations (aligned to token strings) and per-document signatures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+
+from qscope.errors import InputError, ShapeMismatchError
+from qscope.models import LanguageModel
+from qscope.sae import SAE
+
+Pooling = Literal["max", "sum", "binary"]
+POOLINGS: tuple[str, ...] = ("max", "sum", "binary")
+
+
+@dataclass
+class DocumentFeatures:
+    """One document's SAE activations at one layer.
+
+    `token_indices[t]` / `token_values[t]` are the active latents of token t (value-sorted, zeros dropped).
+    """
+
+    text: str
+    tokens: list[str]
+    token_ids: np.ndarray
+    token_indices: list[np.ndarray]
+    token_values: list[np.ndarray]
+    truncated: bool
+    layer: int
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    def signature(self, pooling: Pooling = "max", top_n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        return pool_signature(self.token_indices, self.token_values, pooling, top_n)
+
+
+def pool_signature(
+    token_indices: Sequence[np.ndarray], token_values: Sequence[np.ndarray], pooling: Pooling, top_n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pool per-token codes into a document signature: (feature_ids int32, feature_values float32), top_n by value.
+
+    max: strongest activation of each feature anywhere in the text; sum: total activation mass (favours
+    features that fire on many tokens); binary: number of tokens the feature fired on, the ranking key, stored as
+    a count so that "binarized" retrieval can threshold it later.
+    """
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    if not token_indices:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    idx = np.concatenate(token_indices).astype(np.int64)
+    val = np.concatenate(token_values).astype(np.float32)
+    if idx.size == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    if pooling == "max":
+        pooled = np.zeros(len(uniq), np.float32)
+        np.maximum.at(pooled, inverse, val)
+    elif pooling == "sum":
+        pooled = np.bincount(inverse, weights=val, minlength=len(uniq)).astype(np.float32)
+    else:
+        pooled = np.bincount(inverse, minlength=len(uniq)).astype(np.float32)
+    order = np.lexsort((uniq, -pooled))[:top_n]  # by value desc, ties by id for determinism
+    return uniq[order].astype(np.int32), pooled[order]
+
+
+@dataclass
+class FeatureExtractor:
+    """Runs texts through the LM (truncated forward) and SAEs, one SAE per layer."""
+
+    lm: LanguageModel
+    saes: dict[int, SAE]
+    batch_size: int = 16
+    max_length: int | None = None
+    skip_special_tokens: bool = True
+    _checked: bool = field(default=False, repr=False)
+
+    def __post_init__(self):
+        if not self.saes:
+            raise InputError("FeatureExtractor needs at least one SAE")
+        for layer, sae in self.saes.items():
+            self.lm.check_layer(layer)
+            if sae.d_in != self.lm.d_model:
+                raise ShapeMismatchError(
+                    f"SAE {sae.sae_id} has d_in={sae.d_in} but {self.lm.name} has hidden size {self.lm.d_model}"
+                )
+
+    @classmethod
+    def single(cls, lm: LanguageModel, sae: SAE, layer: int | None = None, **kw) -> "FeatureExtractor":
+        layer = sae.cfg.hook_layer if layer is None else layer
+        if layer is None:
+            raise InputError(f"SAE {sae.sae_id} does not record its layer; pass layer=")
+        return cls(lm, {int(layer): sae}, **kw)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(self.saes)
+
+    def iter_documents(self, texts: Iterable[str], layer: int | None = None) -> Iterator[DocumentFeatures]:
+        """Yield DocumentFeatures for `layer` (default: the only / shallowest layer), batching internally."""
+        layer = self.layers[0] if layer is None else layer
+        if layer not in self.saes:
+            raise InputError(f"no SAE loaded for layer {layer} (have {self.layers})")
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text)
+            if len(batch) == self.batch_size:
+                yield from self.extract(batch)[layer]
+                batch = []
+        if batch:
+            yield from self.extract(batch)[layer]
+
+    @torch.no_grad()
+    def extract(self, texts: Sequence[str] | str) -> dict[int, list[DocumentFeatures]]:
+        texts = self.lm.validate_texts(texts)
+        res = self.lm.residuals(texts, self.layers, self.max_length)
+        special = set(self.lm.tokenizer.all_special_ids) if self.skip_special_tokens else set()
+        out: dict[int, list[DocumentFeatures]] = {layer: [] for layer in self.layers}
+        mask = res.attention_mask.bool()
+        for layer, sae in self.saes.items():
+            hidden = res.hidden[layer][mask]  # only real tokens reach the SAE: padding can never leak
+            codes = sae.encode(hidden)
+            idx, val = codes.indices.cpu().numpy(), codes.values.float().cpu().numpy()
+            offset = 0
+            for i, text in enumerate(texts):
+                ids = res.tokens_of(i).cpu().numpy()
+                n = len(ids)
+                t_idx, t_val = [], []
+                # Position 0 is the attention sink (a BOS the LM prepended, else the first token): skipped.
+                for t in range(1, n):
+                    row_v, row_i = val[offset + t], idx[offset + t]
+                    keep = row_v > 0
+                    if ids[t] in special:
+                        keep[:] = False  # BOS/EOS carry attention-sink norms, not content
+                    order = np.argsort(-row_v[keep], kind="stable")
+                    t_idx.append(row_i[keep][order].astype(np.int32))
+                    t_val.append(row_v[keep][order].astype(np.float32))
+                offset += n
+                out[layer].append(
+                    DocumentFeatures(
+                        text, self.lm.token_strings(ids[1:]), ids[1:], t_idx, t_val, res.truncated[i], layer
+                    )
+                )
+        return out

@@ -1,0 +1,179 @@
+"""`LanguageModel`: a causal LM whose residual stream can be read at chosen layers, stopping early.
+
+Hook point convention (as Qwen-Scope): layer L = the residual stream *after* decoder block L, which equals
+`hidden_states[L + 1]` of a full forward with output_hidden_states=True.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from qscope.errors import InputError, ModelLoadError
+from qscope.models.resolve import DEFAULT_MODEL, resolve_model_dir
+
+
+class _StopForward(Exception):
+    """Raised from a hook on the deepest requested block to skip the rest of the network."""
+
+
+@dataclass
+class Residuals:
+    """Residual-stream activations for a batch of texts (right-padded)."""
+
+    hidden: dict[int, torch.Tensor]  # layer -> [batch, seq, d_model]
+    input_ids: torch.Tensor  # [batch, seq]
+    attention_mask: torch.Tensor  # [batch, seq], 1 = real token
+    truncated: list[bool]  # per text: was it cut at max_length?
+
+    def tokens_of(self, i: int) -> torch.Tensor:
+        return self.input_ids[i, self.attention_mask[i].bool()]
+
+
+def _block_output(output) -> torch.Tensor:
+    # Decoder blocks return a tensor (transformers ≥ 5) or a tuple whose first item is the hidden state.
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+class LanguageModel:
+    """Wraps a Hugging Face causal LM + tokenizer for feature reading and generation."""
+
+    def __init__(self, model, tokenizer, name: str, max_length: int = 512, prepend_bos: bool = True):
+        self.model = model.eval()
+        # The first position of every sequence is an attention sink whose residual norm is ~100x the others
+        # (SmolLM2 layer 15: 22735 vs ~170), whatever the token. Feature reading therefore drops position 0, and
+        # prepends the BOS token (when the tokenizer has one but does not add it) so no user token is lost.
+        self.prepend_bos = prepend_bos and tokenizer.bos_token is not None and not self._adds_bos(tokenizer)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_length = max_length
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+
+    @staticmethod
+    def _adds_bos(tokenizer) -> bool:
+        ids = tokenizer("a")["input_ids"]
+        return bool(ids) and ids[0] == tokenizer.bos_token_id
+
+    @classmethod
+    def load(
+        cls,
+        spec: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+        max_length: int = 512,
+    ) -> "LanguageModel":
+        """Load by embedded name (default `smollm2-135m`), local HF directory, GGUF file, or hub id."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        spec = spec or DEFAULT_MODEL
+        source, name = resolve_model_dir(spec)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except OSError as exc:
+            raise ModelLoadError(f"could not load model {spec!r} from {source}: {exc}") from exc
+        return cls(model, tokenizer, name=name, max_length=max_length)
+
+    # --- structure ----------------------------------------------------------------------------------
+    @property
+    def layers(self) -> torch.nn.ModuleList:
+        inner = getattr(self.model, "model", self.model)
+        for attr in ("layers", "language_model.layers"):
+            obj = inner
+            for part in attr.split("."):
+                obj = getattr(obj, part, None)
+            if isinstance(obj, torch.nn.ModuleList):
+                return obj
+        raise ModelLoadError(f"{self.name}: cannot find the decoder blocks (model.model.layers)")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def check_layer(self, layer: int) -> int:
+        if not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+            raise InputError(f"layer {layer} out of range: {self.name} has layers 0..{self.n_layers - 1}")
+        return layer
+
+    # --- input ----------------------------------------------------------------------------------------
+    @staticmethod
+    def validate_texts(texts: Sequence[str] | str) -> list[str]:
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not texts:
+            raise InputError("no texts given (empty input)")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text #{i} is {type(t).__name__}, expected str")
+            if not t.strip():
+                raise InputError(f"text #{i} is empty or whitespace only")
+        return texts
+
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> tuple[dict, list[bool]]:
+        max_length = max_length or self.max_length
+        if self.prepend_bos:
+            texts = [self.tokenizer.bos_token + t for t in texts]
+        enc = self.tokenizer(
+            list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length,
+            return_overflowing_tokens=False, return_length=False,
+        )
+        # Count truncation explicitly: we never drop a text, but the user must know it was cut.
+        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+        truncated = [n > max_length for n in full_lengths]
+        return {k: v.to(self.device) for k, v in enc.items()}, truncated
+
+    # --- reading the residual stream -----------------------------------------------------------------
+    @torch.no_grad()
+    def residuals(
+        self, texts: Sequence[str] | str, layers: Sequence[int], max_length: int | None = None
+    ) -> Residuals:
+        """Residual stream after each block in `layers`, running the network only up to the deepest one."""
+        texts = self.validate_texts(texts)
+        layers = sorted({self.check_layer(int(layer)) for layer in layers})
+        if not layers:
+            raise InputError("no layers requested")
+        enc, truncated = self.tokenize(texts, max_length)
+        captured: dict[int, torch.Tensor] = {}
+        deepest = layers[-1]
+
+        def make_hook(layer: int):
+            def hook(_module, _inputs, output):
+                captured[layer] = _block_output(output)
+                if layer == deepest:
+                    raise _StopForward
+
+            return hook
+
+        handles = [self.layers[layer].register_forward_hook(make_hook(layer)) for layer in layers]
+        try:
+            self.model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        return Residuals(captured, enc["input_ids"], enc["attention_mask"], truncated)
+
+    @torch.no_grad()
+    def full_hidden_states(self, texts: Sequence[str] | str, max_length: int | None = None) -> tuple:
+        """Reference path: every hidden state of a full forward (used by tests and benchmarks)."""
+        enc, _ = self.tokenize(self.validate_texts(texts), max_length)
+        out = self.model(**enc, output_hidden_states=True, use_cache=False)
+        return out.hidden_states
+
+    def token_strings(self, ids: torch.Tensor) -> list[str]:
+        """Readable token strings (with leading spaces kept) for highlighting."""
+        return [self.tokenizer.decode([int(i)]) for i in ids]
