@@ -1,0 +1,208 @@
+"""SignatureIndex at scale: recall@10 of the FAISS-partitioned path vs exact sparse cosine, queries/s, bytes.
+
+Synthetic but shaped like real SAE signatures (d_sae 8192, top-64 per document):
+- latent frequencies are Zipfian (a few latents fire in most documents, most are rare);
+- documents come from topics → subtopics (latent sets drawn with Zipf weights), plus generic background latents,
+  so neighbourhoods exist the way they do in a real corpus; activations are log-normal, value-sorted;
+- 2 % of documents are noisy near-copies of another document (real corpora are full of them).
+
+    nice python bench/index.py                 # 100k and 1M (< 10 min on 2 cores)
+    python bench/index.py --sizes 20000 --queries 300      # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+D_SAE, TOP_N = 8192, 64
+
+
+class Corpus:
+    def __init__(self, n_topics: int = 2000, n_sub: int = 16, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.rng = rng
+        zipf = 1.0 / np.arange(1, D_SAE + 1) ** 1.05
+        self.perm = rng.permutation(D_SAE)  # latent ids do not encode frequency rank
+        self.p = zipf / zipf.sum()
+        self.n_topics, self.n_sub = n_topics, n_sub
+        # topic: 160 latents (Zipf-weighted draws, so popular latents recur across topics); subtopic: 40 of them
+        self.topic = np.stack([self._draw(rng, 160) for _ in range(n_topics)])
+        self.sub = np.stack([np.stack([rng.choice(t, 40, replace=False) for _ in range(n_sub)]) for t in self.topic])
+
+    def _draw(self, rng, k: int) -> np.ndarray:
+        return self.perm[rng.choice(D_SAE, k, replace=False, p=np.sqrt(self.p) / np.sqrt(self.p).sum())]
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """[n, 64] latent ids and values (value-descending, zeros = fewer than 64 distinct latents)."""
+        t = rng.integers(0, self.n_topics, n)
+        s = rng.integers(0, self.n_sub, n)
+        sub_pick = np.argsort(rng.random((n, 40)), 1)[:, :28]
+        top_pick = np.argsort(rng.random((n, 160)), 1)[:, :16]
+        f_sub = np.take_along_axis(self.sub[t, s], sub_pick, 1)
+        f_top = np.take_along_axis(self.topic[t], top_pick, 1)
+        f_bg = self.perm[rng.choice(D_SAE, (n, 20), p=self.p)]
+        fids = np.concatenate([f_sub, f_top, f_bg], 1)
+        vals = np.concatenate([rng.lognormal(1.0, 0.5, (n, 28)), rng.lognormal(0.6, 0.5, (n, 16)),
+                               rng.lognormal(0.2, 0.6, (n, 20))], 1).astype(np.float32)
+        # drop repeated latents within a row (keep the larger value), then keep top-64 by value
+        order = np.lexsort((-vals, fids), axis=1)
+        fids, vals = np.take_along_axis(fids, order, 1), np.take_along_axis(vals, order, 1)
+        dup = np.zeros_like(fids, bool)
+        dup[:, 1:] = fids[:, 1:] == fids[:, :-1]
+        vals[dup] = 0.0
+        order = np.argsort(-vals, 1)[:, :TOP_N]
+        return np.take_along_axis(fids, order, 1).astype(np.int32), np.take_along_axis(vals, order, 1)
+
+    def make(self, n: int, seed: int, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        parts = [self.sample(min(chunk, n - s), rng) for s in range(0, n, chunk)]
+        fids, vals = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        # near-copies: 2 % of rows become a perturbed copy of an earlier row
+        dst = rng.choice(np.arange(n // 2, n), n // 50, replace=False)
+        src = rng.integers(0, n // 2, len(dst))
+        fids[dst] = fids[src]
+        vals[dst] = vals[src] * rng.lognormal(0, 0.1, (len(dst), TOP_N)).astype(np.float32)
+        return fids, vals
+
+
+def to_lists(fids: np.ndarray, vals: np.ndarray):
+    """Dense [n, 64] (zero-padded) → pyarrow list arrays, the form signatures have when read from Parquet."""
+    import pyarrow as pa
+
+    keep = vals > 0
+    offsets = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int64)
+    return (pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(fids[keep])),
+            pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(vals[keep])))
+
+
+def recall_at(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    return float(np.mean([len(set(x[:k]) & set(y[:k]) - {-1}) / k for x, y in zip(a, b)]))
+
+
+def run_size(n: int, n_queries: int, corpus: Corpus, nprobes: list[int], alt: bool) -> list[dict]:
+    from qscope.index import SignatureIndex
+
+    rows = []
+    t = time.time()
+    fids, vals = corpus.make(n, seed=n)
+    qf, qv = corpus.sample(n_queries, np.random.default_rng(12345))
+    t_gen = time.time() - t
+    t = time.time()
+    index = SignatureIndex(d_sae=D_SAE)
+    fl, vl = to_lists(fids, vals)
+    index.add(np.arange(n).astype(str), fl, vl)
+    t_add = time.time() - t
+    q = index.vectorize(*to_lists(qf, qv))
+    print(f"n={n:,}: generated in {t_gen:.1f}s, added in {t_add:.1f}s "
+          f"(avg {np.mean((vals > 0).sum(1)):.1f} latents/doc)", flush=True)
+
+    t = time.time()
+    exact = index.search_vectors(q, k=10, exact=True)
+    t_exact = time.time() - t
+    store_b = index.store.nbytes() / n
+    rows.append(dict(n=n, method="exact sparse cosine (scipy CSR)", param="-", recall=1.0,
+                     qps=n_queries / t_exact, bytes=store_b, build=t_add))
+    print(f"  exact: {n_queries / t_exact:.0f} q/s", flush=True)
+
+    t = time.time()
+    index.train_partition()
+    index._group_lists()
+    t_train = time.time() - t
+    print(f"  partition: nlist={index._partition.nlist} trained+assigned in {t_train:.1f}s", flush=True)
+    for nprobe in nprobes:
+        t = time.time()
+        approx = index.search_vectors(q, k=10, exact=False, nprobe=nprobe)
+        dt = time.time() - t
+        rows.append(dict(n=n, method="FAISS IVF lists + exact sparse scoring (qscope)", param=f"nprobe={nprobe}",
+                         recall=recall_at(approx.positions, exact.positions), qps=n_queries / dt,
+                         bytes=index.nbytes() / n, build=t_add + t_train))
+        print(f"  nprobe={nprobe}: recall@10={rows[-1]['recall']:.3f}  {rows[-1]['qps']:.0f} q/s", flush=True)
+    if alt:
+        rows += alternatives(index, q, exact.positions, n)
+    return rows
+
+
+def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
+    """Dense-code schemes for comparison: feature hashing → flat / IVF-PQ, and SimHash bits (Hamming)."""
+    import faiss
+
+    from qscope.index.ivf import hashing_matrix, project
+
+    out = []
+    x = index._weighted_rows()  # stored (grouped) order; map hits back to insertion positions
+    pos = index._pos
+    for dim in (256,):
+        h = hashing_matrix(D_SAE, dim)
+        xd, qd = project(x, h), project(q, h)
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(xd)
+        t = time.time()
+        _, hits = flat.search(qd, 10)
+        dt = time.time() - t
+        out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS flat", param="float32", recall=recall_at(pos[hits], truth),
+                        qps=len(qd) / dt, bytes=dim * 4, build=0.0))
+        _, hits = flat.search(qd, 100)
+        out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS flat", param="top-100 + exact rerank",
+                        recall=_rerank_recall(x, q, hits, pos, truth), qps=float("nan"), bytes=dim * 4, build=0.0))
+        t = time.time()
+        pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, int(np.sqrt(n)), 64, 8, faiss.METRIC_INNER_PRODUCT)
+        pq.train(xd[np.random.default_rng(0).choice(n, min(n, 100_000), replace=False)])
+        pq.add(xd)
+        pq.nprobe = 32
+        tb = time.time() - t
+        t = time.time()
+        _, hits = pq.search(qd, 100)
+        dt = time.time() - t
+        out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS IVF-PQ64", param="nprobe=32, top-100 + exact rerank",
+                        recall=_rerank_recall(x, q, hits, pos, truth), qps=len(qd) / dt, bytes=64 + 8, build=tb))
+        del flat, pq
+    bits = 2048
+    rng = np.random.default_rng(0)
+    proj = rng.standard_normal((D_SAE, bits)).astype(np.float32)
+    xb = np.packbits((x @ proj) > 0, axis=1)
+    qb = np.packbits((q @ proj) > 0, axis=1)
+    bidx = faiss.IndexBinaryFlat(bits)
+    bidx.add(xb)
+    t = time.time()
+    _, hits = bidx.search(qb, 100)
+    dt = time.time() - t
+    out.append(dict(n=n, method=f"SimHash {bits} bits, FAISS binary flat", param="top-10 / top-100 + rerank",
+                    recall=recall_at(pos[hits[:, :10]], truth), qps=len(qb) / dt, bytes=bits // 8, build=0.0))
+    out[-1]["recall_rerank"] = _rerank_recall(x, q, hits, pos, truth)
+    return out
+
+
+def _rerank_recall(x, q, hits, pos, truth) -> float:
+    best = []
+    for i in range(q.shape[0]):
+        h = hits[i][hits[i] >= 0]
+        sc = (x[h] @ q[i].T).toarray().ravel()
+        best.append(pos[h[np.argsort(-sc)[:10]]])
+    return recall_at(np.array(best), truth)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--alt", action="store_true", help="also measure dense-code schemes (at the smallest size)")
+    args = ap.parse_args()
+    t0 = time.time()
+    corpus = Corpus()
+    rows = []
+    for i, n in enumerate(args.sizes):
+        rows += run_size(n, args.queries, corpus, args.nprobe, alt=args.alt and i == 0)
+    print(f"\n| signatures | method | setting | recall@10 | queries/s | bytes/signature |\n|---:|---|---|---:|---:|---:|")
+    for r in rows:
+        rec = f"{r['recall']:.3f}" + (f" / {r['recall_rerank']:.3f}" if "recall_rerank" in r else "")
+        qps = "-" if not np.isfinite(r["qps"]) else f"{r['qps']:,.0f}"
+        print(f"| {r['n']:,} | {r['method']} | {r['param']} | {rec} | {qps} | {r['bytes']:.0f} |")
+    print(f"\ntotal {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

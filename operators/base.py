@@ -1,0 +1,182 @@
+"""The one base class every qscope operator derives from, and the batch plumbing they share.
+
+An operator is a callable class (Ray Data's `map_batches` constructs it once per actor):
+
+- `resources`: what one actor asks Ray for. CPUs are *fractional* by default (0.5): on a 2-core machine a Ray Data
+  pipeline whose actors each ask for a whole CPU hangs forever, so defaults must be safe on small machines.
+- `setup()`: load the model / index once per actor (called lazily by the first `__call__`, so operators also
+  work without Ray: `op = EncodeSignatures(...); out = op(table)`).
+- `process(table) -> table`: the one method a subclass implements, on a pyarrow Table.
+
+`__call__` accepts whatever Ray hands over (pyarrow Table, dict of numpy arrays, pandas DataFrame, list of dicts)
+and always returns a pyarrow Table with explicit types, so list columns keep their int32/float32 types.
+
+    import ray
+    from qscope.operators import EncodeSignatures
+    ds = ray.data.from_items([{"id": "a", "text": "CW keyer for amateur radio"}])
+    op = EncodeSignatures.options(model="smollm2-135m", sae="smollm2-135m-l15")
+    ds = ds.map_batches(**op.map_batches_kwargs(batch_size=16))
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from qscope.errors import InputError
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one actor of an operator asks Ray for."""
+
+    num_cpus: float = 0.5
+    """Fractional CPUs keep small machines from deadlocking (2 cores: 1.0 per actor hangs Ray Data)."""
+    num_gpus: float = 0.0
+    """GPUs per actor (fractional allowed, e.g. 0.5 to pack two vLLM actors on one GPU)."""
+    concurrency: int = 1
+    """Actors in the pool (ActorPoolStrategy size)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def as_table(batch: Any) -> pa.Table:
+    """Normalize a Ray batch (pyarrow / numpy dict / pandas / list of dicts) to a pyarrow Table."""
+    if isinstance(batch, pa.Table):
+        return batch
+    if isinstance(batch, pa.RecordBatch):
+        return pa.Table.from_batches([batch])
+    if isinstance(batch, dict):
+        cols = {}
+        for k, v in batch.items():
+            if isinstance(v, (pa.Array, pa.ChunkedArray)):
+                cols[k] = v
+            elif isinstance(v, np.ndarray) and v.dtype != object:
+                cols[k] = pa.array(v) if v.ndim == 1 else pa.array(list(v))
+            else:
+                cols[k] = pa.array([x.tolist() if isinstance(x, np.ndarray) else x for x in v])
+        return pa.table(cols)
+    if isinstance(batch, list):
+        return pa.Table.from_pylist(batch)
+    if hasattr(batch, "to_dict") and hasattr(batch, "columns"):  # pandas
+        return pa.Table.from_pandas(batch, preserve_index=False)
+    raise InputError(f"unsupported batch type {type(batch).__name__}")
+
+
+def require_columns(table: pa.Table, *names: str, op: str = "") -> None:
+    missing = [n for n in names if n not in table.column_names]
+    if missing:
+        raise InputError(f"{op}: batch lacks column(s) {missing} (has {table.column_names})")
+
+
+def set_column(table: pa.Table, name: str, values) -> pa.Table:
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, arr)
+    return table.append_column(name, arr)
+
+
+class Operator:
+    """Base class: `resources`, lazy `setup()` once per actor, `process(table) -> table`."""
+
+    name: ClassVar[str] = "operator"
+    default_resources: ClassVar[Resources] = Resources()
+
+    def __init__(self, resources: Resources | dict | None = None):
+        if isinstance(resources, dict):
+            resources = Resources(**resources)
+        self.resources = resources or self.default_resources
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def setup(self) -> None:
+        """Load heavy state (model, SAE, index). Called once, before the first batch."""
+
+    def teardown(self) -> None:
+        """Release heavy state (optional)."""
+
+    def process(self, table: pa.Table) -> pa.Table:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, batch: Any) -> pa.Table:
+        if not self._ready:
+            with self._lock:
+                if not self._ready:
+                    self.setup()
+                    self._ready = True
+        return self.process(as_table(batch))
+
+    # --- Ray glue -------------------------------------------------------------------------------------
+    @classmethod
+    def map_batches_kwargs(
+        cls, constructor_kwargs: dict | None = None, resources: Resources | dict | None = None, batch_size: int = 32
+    ) -> dict:
+        """Keyword arguments for `ds.map_batches(**kw)` running this operator with the given resources."""
+        if isinstance(resources, dict):
+            resources = Resources(**resources)
+        res = resources or cls.default_resources
+        kwargs = dict(constructor_kwargs or {})
+        kw: dict[str, Any] = {
+            "fn": cls,
+            "batch_format": "pyarrow",
+            "batch_size": batch_size,
+            "num_cpus": res.num_cpus,
+            "zero_copy_batch": True,
+        }
+        if res.num_gpus:
+            kw["num_gpus"] = res.num_gpus
+        # Callable classes always run in an actor pool in Ray Data; the pool size is the concurrency.
+        kw["concurrency"] = res.concurrency
+        kw["fn_constructor_kwargs"] = {**kwargs, "resources": res.to_dict()}
+        return kw
+
+
+# --- model loading shared by operators running in the same process ---------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which LM + SAE + layer an operator reads features with (hashable: identical specs share one load)."""
+
+    model: str | None = None
+    """Embedded name (default: the SAE's own model, else smollm2-135m), HF dir, .gguf, hub id."""
+    sae: str | None = None
+    """Shipped SAE id (default smollm2-135m-l15), SAELens/sparsify dir, Qwen-Scope file or hub id."""
+    layer: int | None = None
+    """Hook layer (default: the SAE's own)."""
+    max_length: int = 256
+    """Tokens read per text; longer texts are truncated and counted."""
+
+    @classmethod
+    def coerce(cls, spec: "ModelSpec | dict | None") -> "ModelSpec":
+        if spec is None:
+            return cls()
+        return spec if isinstance(spec, cls) else cls(**spec)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@functools.lru_cache(maxsize=4)
+def load_model_and_sae(spec: ModelSpec):
+    """(lm, sae, layer) for a spec, loaded once per process (operators in one actor/process share it)."""
+    import torch
+
+    from qscope.models import LanguageModel
+    from qscope.models.resolve import EMBEDDED_MODELS
+    from qscope.sae import load_sae
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    sae = load_sae(spec.sae, layer=spec.layer)
+    model = spec.model
+    if model is None and sae.cfg.model_name in EMBEDDED_MODELS:
+        model = sae.cfg.model_name
+    lm = LanguageModel.load(model, max_length=spec.max_length)
+    layer = spec.layer if spec.layer is not None else sae.cfg.hook_layer
+    if layer is None:
+        raise InputError(f"SAE {sae.sae_id} does not record its layer; set layer in the config")
+    return lm, sae, int(layer)

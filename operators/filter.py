@@ -1,0 +1,57 @@
+"""FilterByScore: keep rows whose score columns pass thresholds (stateless)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources, require_columns
+
+
+class FilterByScore(Operator):
+    """Keep rows with `column >= min_value` (and `<= max_value` when given) for every rule in `rules`.
+
+    rules: {"target_score": 0.3, "seed_similarity": 0.1} (minimums) or {"col": [min, max]}; `min_chars` also
+    drops rows whose `text` is shorter (empty generations). Nulls never pass.
+
+        from qscope.operators import FilterByScore
+        keep = FilterByScore(rules={"target_score": 0.3}, min_chars=20)(scored_table)
+        ds.map_batches(FilterByScore, fn_constructor_kwargs={"rules": {"target_score": 0.3}},
+                       concurrency=1, num_cpus=0.25, batch_format="pyarrow")
+    """
+
+    name: ClassVar[str] = "filter_by_score"
+
+    def __init__(self, rules: dict, min_chars: int = 0, text_column: str = "text",
+                 resources: Resources | dict | None = None):
+        super().__init__(resources)
+        self.rules: dict[str, tuple[float | None, float | None]] = {}
+        for col, rule in (rules or {}).items():
+            lo, hi = (rule, None) if not isinstance(rule, (list, tuple)) else tuple(rule)
+            if lo is not None and hi is not None and lo > hi:
+                raise InputError(f"filter rule for {col}: min {lo} > max {hi}")
+            self.rules[col] = (lo, hi)
+        self.min_chars, self.text_column = int(min_chars), text_column
+
+    def mask(self, table: pa.Table) -> np.ndarray:
+        require_columns(table, *self.rules, op=self.name)
+        keep = np.ones(table.num_rows, bool)
+        for col, (lo, hi) in self.rules.items():
+            vals = table.column(col).to_numpy(zero_copy_only=False).astype(np.float64)
+            ok = ~np.isnan(vals)
+            if lo is not None:
+                ok &= np.nan_to_num(vals, nan=-np.inf) >= lo
+            if hi is not None:
+                ok &= np.nan_to_num(vals, nan=np.inf) <= hi
+            keep &= ok
+        if self.min_chars and self.text_column in table.column_names:
+            lens = pc.fill_null(pc.utf8_length(pc.utf8_trim_whitespace(table.column(self.text_column))), 0)
+            keep &= lens.to_numpy(zero_copy_only=False) >= self.min_chars
+        return keep
+
+    def process(self, table: pa.Table) -> pa.Table:
+        return table.filter(pa.array(self.mask(table)))

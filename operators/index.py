@@ -1,0 +1,111 @@
+"""BuildSignatureIndex (an aggregate) and `SeedSignatures`, the small picklable bundle mining / classify actors get."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+import pyarrow as pa
+
+from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources, as_table, require_columns
+from qscope.signatures import SignatureMeta
+
+
+@dataclass
+class SeedSignatures:
+    """Seed signatures (+ optional labels) in plain lists, so they travel inside `fn_constructor_kwargs`."""
+
+    ids: list[str]
+    feature_ids: list[list[int]]
+    feature_values: list[list[float]]
+    meta: dict
+    """`SignatureMeta` fields: model, sae, layer, pooling, top_n, d_sae."""
+    labels: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, meta: SignatureMeta, label_column: str | None = "label") -> "SeedSignatures":
+        require_columns(table, "id", "feature_ids", "feature_values", op="SeedSignatures")
+        labels = table.column(label_column).to_pylist() if label_column and label_column in table.column_names else []
+        return cls(
+            table.column("id").to_pylist(), table.column("feature_ids").to_pylist(),
+            table.column("feature_values").to_pylist(), _meta_dict(meta),
+            [None if x is None else str(x) for x in labels],
+        )
+
+    @property
+    def signature_meta(self) -> SignatureMeta:
+        return SignatureMeta(**self.meta)
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+    @classmethod
+    def coerce(cls, obj: "SeedSignatures | dict") -> "SeedSignatures":
+        return obj if isinstance(obj, cls) else cls(**obj)
+
+    def index(self, **kw):
+        from qscope.index import SignatureIndex
+
+        idx = SignatureIndex(self.signature_meta, **kw)
+        idx.add(self.ids, self.feature_ids, self.feature_values)
+        return idx
+
+
+def _meta_dict(meta: SignatureMeta) -> dict:
+    return {k: getattr(meta, k) for k in ("model", "sae", "layer", "pooling", "top_n", "d_sae")}
+
+
+class BuildSignatureIndex(Operator):
+    """Aggregate signature rows into a `qscope.index.SignatureIndex` (IDF-weighted cosine; FAISS above a size).
+
+    Building an index is a reduction, so it runs where the rows are collected (the driver), batch by batch:
+
+        from qscope.operators import BuildSignatureIndex
+        builder = BuildSignatureIndex(meta=encoder.signature_meta())
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=1024):   # or builder(table) without Ray
+            builder(batch)
+        builder.save("corpus.index")            # or builder.index for search / knn_classify / dedup
+
+    The meta (model, SAE id, layer, pooling) is stored with the index; loading it later with another SAE's
+    signatures raises `InputError` ("... were built with sae=...").
+    """
+
+    name: ClassVar[str] = "build_signature_index"
+
+    def __init__(self, meta: SignatureMeta | dict, resources: Resources | dict | None = None, **index_kw: Any):
+        super().__init__(resources)
+        self.meta = meta if isinstance(meta, SignatureMeta) else SignatureMeta(**meta)
+        from qscope.index import SignatureIndex
+
+        self.index = SignatureIndex(self.meta, **index_kw)
+
+    def process(self, table: pa.Table) -> pa.Table:
+        require_columns(table, "id", "feature_ids", "feature_values", op=self.name)
+        self.index.add(table.column("id").to_pylist(), table.column("feature_ids"), table.column("feature_values"))
+        return table
+
+    def add_all(self, batches: Iterable[Any]) -> "BuildSignatureIndex":
+        for b in batches:
+            self(as_table(b))
+        return self
+
+    @classmethod
+    def from_dataset(cls, ds, meta: SignatureMeta | dict, batch_size: int = 4096, **index_kw):
+        """Build from a Ray Dataset of signature rows (iterated on the driver)."""
+        return cls(meta, **index_kw).add_all(ds.iter_batches(batch_format="pyarrow", batch_size=batch_size))
+
+    def save(self, path: str | Path) -> Path:
+        if len(self.index) == 0:
+            raise InputError("refusing to save an empty signature index")
+        return self.index.save(path)
+
+
+def load_index(path: str | Path, expect: SignatureMeta | None = None):
+    """Load a saved SignatureIndex, checking it was built with the same model / SAE / layer / pooling."""
+    from qscope.index import SignatureIndex
+
+    if not Path(path).exists():
+        raise InputError(f"signature index {path} does not exist")
+    return SignatureIndex.load(path, expect=expect)

@@ -1,0 +1,170 @@
+"""Evaluation text: loading a file or the held-out corpus, and choosing texts for a token budget.
+
+Every statistic in `qscope.evaluation` runs over the same kind of tokens: real (non-padding) tokens after
+position 0, skipping special tokens. Position 0 is the attention sink (residual norm ~100x the others) and
+special tokens (BOS/EOS) carry sink-like norms; SAEs are neither trained nor meant to be read there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from qscope.errors import InputError
+from qscope.paths import qscope_home
+
+HELDOUT_SPLIT = "heldout"
+
+
+def default_corpus_path() -> Path:
+    """The corpus `scripts/build_sae_corpus.py` writes (not in git: built once per machine)."""
+    return qscope_home() / "corpora" / "sae_corpus.parquet"
+
+
+@dataclass
+class EvalTexts:
+    """Texts plus a human-readable description of where they came from (goes into model cards)."""
+
+    texts: list[str]
+    source: str
+
+
+def load_texts(path: str | Path | None = None) -> EvalTexts:
+    """Load evaluation texts.
+
+    path None: the held-out split of the qscope SAE corpus (`split == "heldout"`), with a clear error if it
+    has not been built. Otherwise by suffix: `.jsonl` (one object per line with a "text" field), `.parquet`
+    (a "text" column; if it also has a "split" column holding "heldout" rows, only those are used), `.txt`
+    (documents separated by blank lines; a file without blank lines holds one document per line).
+    """
+    if path is None:
+        corpus = default_corpus_path()
+        if not corpus.exists():
+            raise InputError(
+                f"no evaluation texts: the default held-out corpus {corpus} does not exist. Build it with "
+                "`python scripts/build_sae_corpus.py`, or pass --texts FILE (.jsonl / .parquet / .txt)."
+            )
+        return _load_parquet(corpus, require_split=True)
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"texts file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        out = _load_parquet(path, require_split=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        out = EvalTexts(_load_jsonl(path), str(path))
+    elif suffix in (".txt", ".text", ".md"):
+        out = EvalTexts(_load_txt(path), str(path))
+    else:
+        raise InputError(f"{path}: unsupported texts file type {suffix!r} (use .jsonl, .parquet or .txt)")
+    if not out.texts:
+        raise InputError(f"{path}: no non-empty texts found")
+    return out
+
+
+def _load_parquet(path: Path, require_split: bool) -> EvalTexts:
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    if "text" not in names:
+        raise InputError(f"{path}: parquet file has no 'text' column (columns: {names})")
+    cols = ["text"] + (["split"] if "split" in names else [])
+    table = pq.read_table(path, columns=cols).to_pydict()
+    texts = table["text"]
+    source = str(path)
+    if "split" in table and HELDOUT_SPLIT in set(table["split"]):
+        texts = [t for t, s in zip(texts, table["split"]) if s == HELDOUT_SPLIT]
+        source = f"{path} (split={HELDOUT_SPLIT})"
+    elif require_split:
+        raise InputError(f"{path}: no rows with split == {HELDOUT_SPLIT!r}; rebuild the corpus")
+    return EvalTexts([t for t in texts if isinstance(t, str) and t.strip()], source)
+
+
+def _load_jsonl(path: Path) -> list[str]:
+    texts = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
+            text = obj.get("text") if isinstance(obj, dict) else obj if isinstance(obj, str) else None
+            if not isinstance(text, str):
+                raise InputError(f"{path}:{n}: expected an object with a string 'text' field")
+            if text.strip():
+                texts.append(text)
+    return texts
+
+
+def _load_txt(path: Path) -> list[str]:
+    raw = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+    if "\n\n" in raw.strip():
+        parts = raw.split("\n\n")
+    else:
+        parts = raw.split("\n")
+    return [p.strip() for p in parts if p.strip()]
+
+
+def select_texts(
+    tokenizer, texts: Sequence[str], n_tokens: int, max_length: int, seed: int = 0
+) -> list[str]:
+    """A deterministic random subset of `texts` holding about `n_tokens` evaluation tokens.
+
+    Shuffled with `seed` first, because corpora are usually ordered by source and the first n tokens
+    would then come from one source only. Returned sorted by length so that batches waste little padding.
+    """
+    if n_tokens <= 0:
+        raise InputError(f"n_tokens must be positive, got {n_tokens}")
+    order = np.random.default_rng(seed).permutation(len(texts))
+    chosen: list[tuple[int, str]] = []
+    total = 0
+    for start in range(0, len(order), 256):
+        chunk = [texts[i] for i in order[start : start + 256]]
+        lengths = [len(ids) for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]]
+        for text, n in zip(chunk, lengths):
+            # Tokens that count: everything after the sink (we prepend BOS), cut at max_length.
+            usable = min(n + 1, max_length) - 1
+            if usable <= 0:
+                continue
+            chosen.append((usable, text))
+            total += usable
+            if total >= n_tokens:
+                break
+        if total >= n_tokens:
+            break
+    if not chosen:
+        raise InputError("no usable evaluation texts (all empty after tokenization)")
+    return [t for _, t in sorted(chosen, key=lambda p: p[0])]
+
+
+def batches_by_tokens(texts: Sequence[str], tokenizer, max_length: int, batch_tokens: int) -> list[list[str]]:
+    """Group length-sorted texts so each padded batch holds at most ~batch_tokens positions."""
+    lengths = [min(len(ids) + 1, max_length) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    batches: list[list[str]] = []
+    current: list[str] = []
+    longest = 0
+    for text, n in zip(texts, lengths):
+        if current and max(longest, n) * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(text)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def eval_token_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: set[int]) -> torch.Tensor:
+    """[batch, seq] bool: real tokens after position 0 that are not special tokens."""
+    mask = attention_mask.bool().clone()
+    mask[:, 0] = False
+    if special_ids:
+        mask &= ~torch.isin(input_ids, torch.tensor(sorted(special_ids), device=input_ids.device))
+    return mask

@@ -1,0 +1,134 @@
+"""An intervention compiled to per-layer tensors, and the one function that edits the residual stream.
+
+Both engines run exactly this code (`LayerSteering.delta`): the HF engine inside a forward hook on the decoder
+block, the vLLM worker extension inside a hook on vLLM's decoder layer. Only how `x`, the token positions and
+the per-token prompt lengths are obtained differs per engine.
+
+Compilation is split in two so vLLM's RPC payload stays small: `compile_plan` (driver side) turns validated edits
++ calibration into plain numbers (`SteeringPlan`: feature, op, coefficient, positions per layer); `LayerSteering`
+(both sides) turns one layer's plan + its SAE into tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import torch
+
+POSITION_CODES = {"all": 0, "prompt": 1, "generated": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedEdit:
+    """A validated edit with its strength already multiplied by the feature's scale (SAE activation units)."""
+
+    op: str
+    feature: int
+    coefficient: float  # activate: added activation; suppress: fraction removed; clamp: target activation
+    positions: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SteeringPlan:
+    """layer -> planned edits. Plain data (msgpack/JSON-able) for `collective_rpc`."""
+
+    layers: dict[int, tuple[PlannedEdit, ...]]
+
+    def to_payload(self) -> dict:
+        return {str(layer): [dataclasses.asdict(e) for e in edits] for layer, edits in self.layers.items()}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping) -> "SteeringPlan":
+        return cls({int(layer): tuple(PlannedEdit(**e) for e in edits) for layer, edits in payload.items()})
+
+
+def compile_plan(intervention, calibrations: Mapping[int, object]) -> SteeringPlan:
+    """Validated intervention + per-layer `StrengthCalibration` -> SteeringPlan."""
+    layers: dict[int, list[PlannedEdit]] = {}
+    for e in intervention.edits:
+        if e.op == "suppress":
+            coef = float(e.strength)  # unitless fraction
+        else:
+            scale = e.scale if e.scale is not None else calibrations[e.layer].scale(e.feature)
+            coef = float(e.strength) * float(scale)
+        layers.setdefault(e.layer, []).append(PlannedEdit(e.op, int(e.feature), coef, e.positions))
+    return SteeringPlan({layer: tuple(edits) for layer, edits in sorted(layers.items())})
+
+
+def position_masks(positions: torch.Tensor, prompt_lens: torch.Tensor) -> torch.Tensor:
+    """[3, *positions.shape] bool: rows all / prompt / generated (see intervention module docstring)."""
+    all_ = positions >= 1
+    prompt = all_ & (positions < prompt_lens)
+    generated = all_ & (positions >= prompt_lens - 1)
+    return torch.stack([all_, prompt, generated])
+
+
+class LayerSteering:
+    """One layer's edits as tensors. `delta(x, masks)` returns what to add to the residual stream x [n, d]."""
+
+    def __init__(self, edits: tuple[PlannedEdit, ...], sae):
+        self.sae = sae
+        W_dec = sae.W_dec.detach()
+        dtype = W_dec.dtype
+        # activate: one summed vector per positions mode (feature contribution at `coefficient` activation)
+        adds: dict[int, torch.Tensor] = {}
+        for e in edits:
+            if e.op == "activate":
+                code = POSITION_CODES[e.positions]
+                vec = W_dec[e.feature] * torch.tensor(e.coefficient, dtype=dtype)
+                adds[code] = adds[code] + vec if code in adds else vec
+        self.add_codes = sorted(adds)
+        self.add_vectors = torch.stack([adds[c] for c in self.add_codes]) if adds else None  # [a, d]
+        # suppress / clamp: SAE-space edits of the feature's current activation
+        sc = [e for e in edits if e.op in ("suppress", "clamp")]
+        self.edit_features = torch.tensor([e.feature for e in sc], dtype=torch.long)
+        self.edit_is_clamp = torch.tensor([e.op == "clamp" for e in sc], dtype=torch.bool)
+        self.edit_coef = torch.tensor([e.coefficient for e in sc], dtype=dtype)
+        self.edit_codes = torch.tensor([POSITION_CODES[e.positions] for e in sc], dtype=torch.long)
+        self.edit_rows = W_dec[self.edit_features] if sc else None  # [m, d]
+
+    @property
+    def is_empty(self) -> bool:
+        return self.add_vectors is None and self.edit_rows is None
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "LayerSteering":
+        for name in ("add_vectors", "edit_rows", "edit_coef"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, t.to(device=device, dtype=dtype or t.dtype))
+        self.edit_features = self.edit_features.to(device)
+        self.edit_is_clamp = self.edit_is_clamp.to(device)
+        self.edit_codes = self.edit_codes.to(device)
+        return self
+
+    def feature_acts(self, x: torch.Tensor) -> torch.Tensor:
+        """Current SAE activations of the edited features [n, m] (full encode: TopK needs every pre-activation)."""
+        codes = self.sae.encode(x.to(self.sae.W_enc.dtype))
+        dense = codes.to_dense(self.sae.d_sae)
+        return dense[:, self.edit_features].to(x.dtype)
+
+    def delta(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """x: [n, d] residual stream; masks: [3, n] bool from `position_masks`. Returns [n, d] (zeros off-mask).
+
+        With every strength 0 the result is exactly zero, so x + delta == x bit for bit.
+        """
+        delta = torch.zeros_like(x)
+        if self.add_vectors is not None:
+            m = masks[self.add_codes].to(x.dtype)  # [a, n]
+            delta = delta + m.T @ self.add_vectors.to(x.dtype)
+        if self.edit_rows is not None:
+            acts = self.feature_acts(x)  # [n, m]
+            target = torch.where(self.edit_is_clamp, self.edit_coef, (1 - self.edit_coef) * acts)
+            change = (target - acts) * masks[self.edit_codes].T.to(x.dtype)  # [n, m]
+            delta = delta + change @ self.edit_rows.to(x.dtype)
+        return delta
+
+
+def build_layers(plan: SteeringPlan, saes: Mapping[int, object]) -> dict[int, LayerSteering]:
+    out = {}
+    for layer, edits in plan.layers.items():
+        steering = LayerSteering(edits, saes[layer])
+        if not steering.is_empty:
+            out[layer] = steering
+    return out

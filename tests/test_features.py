@@ -1,0 +1,91 @@
+"""Signatures: pooling against a brute-force reference, Parquet schema + metadata, the `qscope features` CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from qscope.errors import InputError
+from qscope.features import FeatureExtractor, pool_signature
+from qscope.signatures import SignatureMeta, read_signatures, signature_table, write_parquet_atomic
+
+
+def _brute(token_indices, token_values, pooling):
+    acc: dict[int, float] = {}
+    for idx, val in zip(token_indices, token_values):
+        for i, v in zip(idx, val):
+            if pooling == "max":
+                acc[int(i)] = max(acc.get(int(i), 0.0), float(v))
+            elif pooling == "sum":
+                acc[int(i)] = acc.get(int(i), 0.0) + float(v)
+            else:
+                acc[int(i)] = acc.get(int(i), 0.0) + 1.0
+    return acc
+
+
+@pytest.mark.parametrize("pooling", ["max", "sum", "binary"])
+def test_pooling_matches_brute_force(pooling):
+    rng = np.random.default_rng(0)
+    idx = [rng.choice(50, size=5, replace=False).astype(np.int32) for _ in range(12)]
+    val = [rng.random(5).astype(np.float32) + 0.1 for _ in range(12)]
+    ids, values = pool_signature(idx, val, pooling, top_n=1000)
+    ref = _brute(idx, val, pooling)
+    assert dict(zip(ids.tolist(), values.tolist())) == pytest.approx(ref, rel=1e-5)
+    assert list(values) == sorted(values, reverse=True)
+    top3_ids, _ = pool_signature(idx, val, pooling, top_n=3)
+    assert len(top3_ids) == 3 and ids.dtype == np.int32
+
+
+def test_unknown_pooling():
+    with pytest.raises(InputError, match="unknown pooling"):
+        pool_signature([np.array([1])], [np.array([1.0])], "mean", 5)
+
+
+def test_signatures_parquet_schema_and_metadata(tmp_path, lm, random_sae_factory):
+    sae = random_sae_factory("topk", d_sae=1024, k=8)
+    docs = FeatureExtractor.single(lm, sae).extract(["Ham radio antennas.", "A chess engine for the terminal."])[15]
+    meta = SignatureMeta(model=lm.name, sae=sae.sae_id, layer=15, pooling="max", top_n=16, d_sae=1024)
+    table = signature_table(["a", "b"], [d.signature("max", 16) for d in docs], [d.n_tokens for d in docs],
+                            [d.truncated for d in docs], meta)
+    path = write_parquet_atomic(table, tmp_path / "sigs.parquet")
+    back, back_meta = read_signatures(path)
+    assert back_meta == meta
+    assert str(pq.read_schema(path).field("feature_ids").type) == "list<element: int32>"
+    assert back.column("id").to_pylist() == ["a", "b"]
+    assert all(0 < len(f) <= 16 for f in back.column("feature_ids").to_pylist())
+    assert [p.name for p in tmp_path.iterdir()] == ["sigs.parquet"], "no temporary files may be left behind"
+    other = SignatureMeta(model=lm.name, sae="another-sae", layer=15, pooling="max", top_n=16, d_sae=1024)
+    with pytest.raises(InputError, match="sae="):
+        meta.check_compatible(other)
+
+
+def test_document_features_align_with_tokens(lm, random_sae_factory):
+    sae = random_sae_factory("topk", d_sae=1024, k=8)
+    doc = FeatureExtractor.single(lm, sae).extract("Soldering irons and oscilloscopes")[15][0]
+    assert "".join(doc.tokens) == "Soldering irons and oscilloscopes"
+    assert len(doc.token_indices) == len(doc.tokens) == doc.n_tokens
+    assert all(0 < len(i) <= 8 for i in doc.token_indices)
+
+
+def test_features_cli_json(tmp_path, random_sae_factory):
+    sae = random_sae_factory("topk", d_sae=1024, k=8)
+    sae.save(tmp_path / "sae")
+    cmd = [sys.executable, "-m", "qscope.cli", "features", "Morse code keyer", "second text",
+           "--sae", str(tmp_path / "sae"), "--top", "5", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["layer"] == 15 and result["model"] == "smollm2-135m" and len(result["documents"]) == 2
+    doc = result["documents"][0]
+    assert len(doc["features"]) == 5 and doc["features"][0]["value"] >= doc["features"][-1]["value"]
+    assert "".join(t["token"] for t in doc["tokens"]) == "Morse code keyer"
+
+
+def test_features_cli_bad_sae_is_one_clear_line(tmp_path):
+    cmd = [sys.executable, "-m", "qscope.cli", "features", "x", "--sae", str(tmp_path / "nope")]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown SAE" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,49 @@
+"""Packaging: one distribution, operators/ and pipelines/ import as qscope.operators / qscope.pipelines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    mapping = {v: k for k, v in cfg["package-dir"].items()}  # folder -> import name
+    found = set()
+    for init in ROOT.glob("**/__init__.py"):
+        rel = init.parent.relative_to(ROOT)
+        if rel.parts[0] not in mapping:
+            continue  # tests, bench, scripts are not shipped
+        found.add(".".join([mapping[rel.parts[0]], *rel.parts[1:]]))
+    assert found - listed == set(), f"folders with __init__.py missing from pyproject packages: {found - listed}"
+
+
+@pytest.mark.slow
+def test_non_editable_install_imports_all_three(tmp_path):
+    """`pip install .` (no -e) into a fresh venv: qscope, qscope.operators and qscope.pipelines import from it,
+    and no generic top-level `operators` / `pipelines` lands in site-packages."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)], check=True, cwd=tmp_path)
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    assert (site / "qscope" / "operators" / "__init__.py").exists()
+    assert (site / "qscope" / "pipelines" / "__init__.py").exists()
+    assert not (site / "operators").exists() and not (site / "pipelines").exists()
+    # Dependencies come from the project venv (appended after the fresh site-packages), qscope from the fresh one.
+    deps = sysconfig.get_paths()["purelib"]
+    code = (f"import sys; sys.path.append({deps!r}); import qscope, qscope.operators, qscope.pipelines, qscope.sae, "
+            "qscope.models; print(qscope.__file__); print(qscope.operators.__file__); print(qscope.pipelines.__file__)")
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    for line in out.split():
+        assert line.startswith(str(site)), f"imported from {line}, not from the non-editable install"
+    assert (site / "qscope" / "assets").exists() or not (ROOT / "qscope" / "assets").exists()
