@@ -52,7 +52,7 @@ def load_dataset(name: str) -> dict:
         corpus = [json.loads(x) for x in open(REPO / "data/demo/corpus.jsonl")]
         pos = [r for r in corpus if r["section"] == "hamradio"]
         neg = [r for r in corpus if r["section"] != "hamradio"]
-        neg = [neg[i] for i in sorted(rng.choice(len(neg), 540, replace=False))]
+        neg = [neg[i] for i in sorted(rng.choice(len(neg), 120, replace=False))]
         test = pos + neg
         texts = [r["text"] for r in seeds] + [r["text"] for r in test]
         labels = np.array([1] * len(seeds) + [1] * len(pos) + [0] * len(neg))
@@ -149,7 +149,253 @@ def main_encode(names: list[str]) -> None:
         encode_residuals(name, ds["texts"], lm)
 
 
-ALL = ["agnews_world", "news_tech", "spam", "debian_hamradio", "code_python", "agnews_sports"]
+ALL = ["agnews_world", "spam", "news_tech", "debian_hamradio", "code_python", "agnews_sports"]
+SIG_TOP = 256  # cached signatures keep the top 256 latents; methods cut to their own top_n
 
-if __name__ == "__main__" and "--encode-only" in sys.argv:
-    main_encode([a for a in sys.argv[1:] if not a.startswith("--")] or ALL)
+
+# --------------------------------------------------------------------------------------------- SAE signatures
+def load_bench_sae(spec: str | None = None):
+    """`spec` (any load_sae spec), else the shipped default SAE when present, else a random TopK SAE (numbers then
+    only test the plumbing)."""
+    from qscope.sae import SAE, SAEConfig, load_sae
+    from qscope.sae.loading import DEFAULT_SAE_ID, shipped_sae_ids
+
+    if spec:
+        return load_sae(spec), True
+    if DEFAULT_SAE_ID in shipped_sae_ids():
+        return load_sae(DEFAULT_SAE_ID), True
+    import torch
+
+    torch.manual_seed(0)
+    cfg = SAEConfig(architecture="topk", d_in=576, d_sae=8192, k=32, hook_layer=LAYER, sae_id="random-topk-8192")
+    return SAE.from_config(cfg), False
+
+
+def sae_fingerprint(sae) -> str:
+    w = sae.W_enc.detach()
+    return hashlib.sha1(f"{sae.sae_id}|{float(w.sum()):.6e}|{float(w.abs().sum()):.6e}".encode()).hexdigest()[:10]
+
+
+def encode_signatures(name: str, res: dict, sae) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """{pooling: [(ids, values) top-256 per text]} from cached residuals; cached per SAE fingerprint."""
+    import torch
+
+    from qscope.features import pool_signature
+
+    f = CACHE / f"{name}-sig-{sae_fingerprint(sae)}-{len(res['means'])}.npz"
+    poolings = ("max", "sum", "binary")
+    if f.exists():
+        z = np.load(f)
+        return {p: [(z[f"{p}_ids"][a:b], z[f"{p}_vals"][a:b]) for a, b in zip(z[f"{p}_ptr"][:-1], z[f"{p}_ptr"][1:])]
+                for p in poolings}
+    idx_all, val_all = [], []
+    with torch.no_grad():
+        for s in range(0, len(res["toks"]), 4096):
+            codes = sae.encode(torch.from_numpy(res["toks"][s: s + 4096].astype(np.float32)))
+            idx_all.append(codes.indices.numpy())
+            val_all.append(codes.values.float().numpy())
+    idx, val = np.concatenate(idx_all), np.concatenate(val_all)
+    out, arrays = {}, {}
+    off = res["offsets"]
+    for p in poolings:
+        sigs = []
+        for a, b in zip(off[:-1], off[1:]):
+            ti = [r[v > 0] for r, v in zip(idx[a:b], val[a:b])]
+            tv = [v[v > 0] for v in val[a:b]]
+            sigs.append(pool_signature(ti, tv, p, SIG_TOP))
+        out[p] = sigs
+        lens = np.array([len(x[0]) for x in sigs])
+        arrays[f"{p}_ptr"] = np.concatenate([[0], np.cumsum(lens)])
+        arrays[f"{p}_ids"] = np.concatenate([x[0] for x in sigs])
+        arrays[f"{p}_vals"] = np.concatenate([x[1] for x in sigs])
+    tmp = f.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, f)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- methods
+def _pu_negatives(rng, test: np.ndarray, n: int) -> np.ndarray:
+    """Mining: no labelled negatives; a random corpus sample stands in (the class is rare)."""
+    return rng.choice(test, min(n, len(test)), replace=False)
+
+
+def run_signature(sigs, d_sae, seeds_pos, seeds_neg, test, setting, method, top_n=64, transform="raw",
+                  use_idf=True, **kw) -> np.ndarray:
+    from qscope.classify import classify_corpus, mine_corpus
+
+    cut = [(f[:top_n], v[:top_n]) for f, v in sigs]
+    corpus = [cut[i] for i in test]
+    if setting == "mine":
+        return mine_corpus([cut[i] for i in seeds_pos], None, corpus, None, d_sae, method=method,
+                           transform=transform, use_idf=use_idf, **kw).scores
+    seeds = [cut[i] for i in seeds_pos] + [cut[i] for i in seeds_neg]
+    labels = ["pos"] * len(seeds_pos) + ["neg"] * len(seeds_neg)
+    out = classify_corpus(seeds, None, labels, corpus, None, d_sae, method=method, transform=transform,
+                          use_idf=use_idf, **kw)
+    return out.scores[:, out.classes.index("pos")]
+
+
+def run_tfidf(texts, seeds_pos, seeds_neg, test, rng) -> np.ndarray:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
+    vec.fit([texts[i] for i in test] + [texts[i] for i in seeds_pos])  # IDF from the corpus, like the signatures
+    x_tr = vec.transform([texts[i] for i in np.r_[seeds_pos, seeds_neg]])
+    y = np.r_[np.ones(len(seeds_pos)), np.zeros(len(seeds_neg))]
+    clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000).fit(x_tr, y)
+    return clf.predict_proba(vec.transform([texts[i] for i in test]))[:, 1]
+
+
+def run_hidden_lr(means, seeds_pos, seeds_neg, test) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler().fit(means[test])
+    x = sc.transform(means[np.r_[seeds_pos, seeds_neg]])
+    y = np.r_[np.ones(len(seeds_pos)), np.zeros(len(seeds_neg))]
+    clf = LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000).fit(x, y)
+    return clf.decision_function(sc.transform(means[test]))
+
+
+def run_diffmean(means, seeds_pos, seeds_neg, test) -> np.ndarray:
+    direction = means[seeds_pos].mean(0) - means[seeds_neg].mean(0)
+    return means[test] @ direction
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+def metrics(scores: np.ndarray, y: np.ndarray) -> dict:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    order = np.argsort(-scores, kind="stable")
+    r = int(y.sum())
+    return {"auroc": roc_auc_score(y, scores), "auprc": average_precision_score(y, scores),
+            "p@r": y[order[:r]].mean(), "p@10": y[order[:10]].mean()}
+
+
+def signature_methods(full: bool) -> dict[str, dict]:
+    base = {"sig-probe": dict(method="probe"), "sig-centroid": dict(method="centroid"),
+            "sig-knn": dict(method="knn", k=5)}
+    if full:
+        base.update({
+            "sig-probe sum-pool": dict(method="probe", pooling="sum"),
+            "sig-probe binary": dict(method="probe", transform="binary"),
+            "sig-probe no-idf": dict(method="probe", use_idf=False),
+            "sig-probe top256": dict(method="probe", top_n=256),
+            "sig-probe log1p top256": dict(method="probe", transform="log1p", top_n=256),
+            "sig-centroid top256": dict(method="centroid", top_n=256),
+            "sig-probe log1p": dict(method="probe", transform="log1p"),
+            "sig-probe sum-pool log1p top256": dict(method="probe", pooling="sum", transform="log1p", top_n=256),
+            "sig-knn top256": dict(method="knn", k=5, top_n=256),
+        })
+    return base
+
+
+def evaluate(name: str, ns: list[int], draws: int, full: bool, sae) -> list[dict]:
+    ds = load_dataset(name)
+    res = encode_residuals(name, ds["texts"])
+    sigs = encode_signatures(name, res, sae)
+    y, test, pool = ds["labels"], ds["test"], ds["seed_pool"]
+    y_test = y[test]
+    rows = []
+    for n in ns:
+        pos_pool = pool[y[pool] == 1]
+        if n > len(pos_pool):
+            print(f"  [{name}] N={n}: only {len(pos_pool)} positive seeds available, skipped", flush=True)
+            continue
+        for d in range(draws):
+            rng = np.random.default_rng(1000 * n + d)
+            sp_ = rng.choice(pos_pool, n, replace=False)
+            if ds["setting"] == "mine":
+                sn = _pu_negatives(rng, test, max(4 * n, 64))
+            else:
+                sn = rng.choice(pool[y[pool] == 0], n, replace=False)
+            results = {
+                "TF-IDF+LR": run_tfidf(ds["texts"], sp_, sn, test, rng),
+                "hidden mean LR": run_hidden_lr(res["means"], sp_, sn, test),
+                "DiffMean": run_diffmean(res["means"], sp_, sn, test),
+            }
+            for label, cfg in signature_methods(full).items():
+                cfg = dict(cfg)
+                pooling = cfg.pop("pooling", "max")
+                results[label] = run_signature(sigs[pooling], sae.d_sae, sp_,
+                                               sn if ds["setting"] == "classify" else [], test, ds["setting"], **cfg)
+            for method, scores in results.items():
+                rows.append({"dataset": name, "n": n, "draw": d, "method": method, **metrics(scores, y_test)})
+    return rows
+
+
+def report(rows: list[dict]) -> str:
+    import polars as pl
+
+    df = pl.DataFrame(rows)
+    per = df.group_by(["dataset", "n", "method"]).agg(
+        [pl.col(m).mean().alias(m) for m in ("auroc", "auprc", "p@r", "p@10")] + [pl.col("auroc").std().alias("sd")])
+    lines = []
+    for n in sorted(df["n"].unique()):
+        sub = per.filter(pl.col("n") == n)
+        datasets = sorted(sub["dataset"].unique())
+        methods = (sub.group_by("method").agg(pl.col("auroc").mean()).sort("auroc", descending=True)["method"])
+        lines.append(f"\nN = {n} seeds per class — AUROC (mean over draws) per dataset; mean AUROC / AUPRC / P@R")
+        lines.append("| method | " + " | ".join(datasets) + " | mean AUROC | mean AUPRC | mean P@R |")
+        lines.append("|---|" + "---:|" * (len(datasets) + 3))
+        for m in methods:
+            r = sub.filter(pl.col("method") == m)
+            cells = []
+            for dname in datasets:
+                x = r.filter(pl.col("dataset") == dname)
+                cells.append(f"{x['auroc'][0]:.3f}±{x['sd'][0]:.3f}" if len(x) else "-")
+            lines.append(f"| {m} | " + " | ".join(cells) +
+                         f" | {r['auroc'].mean():.3f} | {r['auprc'].mean():.3f} | {r['p@r'].mean():.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="3 datasets, N in {4, 16}, 5 draws, main methods")
+    ap.add_argument("--datasets", nargs="+", default=None)
+    ap.add_argument("--n", type=int, nargs="+", default=None)
+    ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument("--encode-only", action="store_true")
+    ap.add_argument("--sae", default=None, help="SAE to read (load_sae spec); default: the shipped one")
+    ap.add_argument("--cached-only", action="store_true", help="evaluate only datasets whose residuals are cached")
+    ap.add_argument("--out", default=None, help="also write the per-draw rows as JSONL")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    names = args.datasets or (["agnews_world", "spam", "debian_hamradio"] if args.quick else ALL)
+    if args.encode_only:
+        return main_encode(names)
+    missing = [n for n in names if not _cache_file(n, load_dataset(n)["texts"], _default_model()).exists()]
+    if missing and args.cached_only:
+        print(f"skipping datasets without cached residuals: {missing}")
+        names = [n for n in names if n not in missing]
+    elif missing:
+        print(f"encoding residuals for {missing} first (slow, cached afterwards)", flush=True)
+        main_encode(missing)
+    sae, trained = load_bench_sae(args.sae)
+    print(f"SAE: {sae.sae_id} ({'shipped' if trained else 'RANDOM - plumbing check only'}), d_sae={sae.d_sae}")
+    ns = args.n or ([4, 16] if args.quick else [4, 16, 64])
+    draws = args.draws or (5 if args.quick else 10)
+    t0 = time.time()
+    rows = []
+    for name in names:
+        t = time.time()
+        rows += evaluate(name, ns, draws, full=not args.quick, sae=sae)
+        print(f"  [{name}] evaluated in {time.time() - t:.0f}s", flush=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    print(report(rows))
+    print(f"\ntotal {time.time() - t0:.0f}s")
+
+
+def _default_model() -> str:
+    from qscope.models.resolve import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ import argparse
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
 D_SAE, TOP_N = 8192, 64
 
@@ -82,7 +83,7 @@ def recall_at(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x[:k]) & set(y[:k]) - {-1}) / k for x, y in zip(a, b)]))
 
 
-def run_size(n: int, n_queries: int, corpus: Corpus, nprobes: list[int], alt: bool) -> list[dict]:
+def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], alt: bool) -> list[dict]:
     from qscope.index import SignatureIndex
 
     rows = []
@@ -104,32 +105,33 @@ def run_size(n: int, n_queries: int, corpus: Corpus, nprobes: list[int], alt: bo
     t_exact = time.time() - t
     store_b = index.store.nbytes() / n
     rows.append(dict(n=n, method="exact sparse cosine (scipy CSR)", param="-", recall=1.0,
-                     qps=n_queries / t_exact, bytes=store_b, build=t_add))
+                     qps=n_queries / t_exact, bytes=store_b, code_bytes=0, build=t_add))
     print(f"  exact: {n_queries / t_exact:.0f} q/s", flush=True)
 
     t = time.time()
-    index.train_partition()
-    index._group_lists()
-    t_train = time.time() - t
-    print(f"  partition: nlist={index._partition.nlist} trained+assigned in {t_train:.1f}s", flush=True)
-    for nprobe in nprobes:
+    index.build_codes()
+    t_codes = time.time() - t
+    code_b = index.code_bits / 8
+    print(f"  SimHash {index.code_bits}-bit codes built in {t_codes:.1f}s", flush=True)
+    for rerank in reranks:
         t = time.time()
-        approx = index.search_vectors(q, k=10, exact=False, nprobe=nprobe)
+        approx = index.search_vectors(q, k=10, exact=False, rerank=rerank)
         dt = time.time() - t
-        rows.append(dict(n=n, method="FAISS IVF lists + exact sparse scoring (qscope)", param=f"nprobe={nprobe}",
-                         recall=recall_at(approx.positions, exact.positions), qps=n_queries / dt,
-                         bytes=index.nbytes() / n, build=t_add + t_train))
-        print(f"  nprobe={nprobe}: recall@10={rows[-1]['recall']:.3f}  {rows[-1]['qps']:.0f} q/s", flush=True)
+        rows.append(dict(n=n, method=f"qscope: SimHash {index.code_bits} bits (FAISS binary) + exact re-rank",
+                         param=f"rerank={rerank}", recall=recall_at(approx.positions, exact.positions),
+                         qps=n_queries / dt, bytes=index.nbytes() / n, code_bytes=code_b, build=t_add + t_codes))
+        print(f"  rerank={rerank}: recall@10={rows[-1]['recall']:.3f}  {rows[-1]['qps']:.0f} q/s", flush=True)
     if alt:
-        rows += alternatives(index, q, exact.positions, n)
+        for r in alternatives(index, q, exact.positions, n):
+            print(f"  {r['method']} ({r['param']}): recall@10={r['recall']:.3f}"
+                  + (f" / {r['recall_rerank']:.3f}" if "recall_rerank" in r else ""), flush=True)
+            rows.append(r)
     return rows
 
 
 def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
     """Dense-code schemes for comparison: feature hashing → flat / IVF-PQ, and SimHash bits (Hamming)."""
     import faiss
-
-    from qscope.index.ivf import hashing_matrix, project
 
     out = []
     x = index._weighted_rows()  # stored (grouped) order; map hits back to insertion positions
@@ -143,10 +145,11 @@ def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
         _, hits = flat.search(qd, 10)
         dt = time.time() - t
         out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS flat", param="float32", recall=recall_at(pos[hits], truth),
-                        qps=len(qd) / dt, bytes=dim * 4, build=0.0))
+                        qps=len(qd) / dt, bytes=dim * 4, code_bytes=dim * 4, build=0.0))
         _, hits = flat.search(qd, 100)
         out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS flat", param="top-100 + exact rerank",
-                        recall=_rerank_recall(x, q, hits, pos, truth), qps=float("nan"), bytes=dim * 4, build=0.0))
+                        recall=_rerank_recall(x, q, hits, pos, truth), qps=float("nan"), bytes=dim * 4 + 204,
+                        code_bytes=dim * 4, build=0.0))
         t = time.time()
         pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, int(np.sqrt(n)), 64, 8, faiss.METRIC_INNER_PRODUCT)
         pq.train(xd[np.random.default_rng(0).choice(n, min(n, 100_000), replace=False)])
@@ -157,9 +160,10 @@ def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
         _, hits = pq.search(qd, 100)
         dt = time.time() - t
         out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS IVF-PQ64", param="nprobe=32, top-100 + exact rerank",
-                        recall=_rerank_recall(x, q, hits, pos, truth), qps=len(qd) / dt, bytes=64 + 8, build=tb))
+                        recall=_rerank_recall(x, q, hits, pos, truth), qps=len(qd) / dt, bytes=64 + 8 + 204,
+                        code_bytes=64 + 8, build=tb))
         del flat, pq
-    bits = 2048
+    bits = 512
     rng = np.random.default_rng(0)
     proj = rng.standard_normal((D_SAE, bits)).astype(np.float32)
     xb = np.packbits((x @ proj) > 0, axis=1)
@@ -167,12 +171,25 @@ def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
     bidx = faiss.IndexBinaryFlat(bits)
     bidx.add(xb)
     t = time.time()
-    _, hits = bidx.search(qb, 100)
+    _, hits = bidx.search(qb, 1000)
     dt = time.time() - t
-    out.append(dict(n=n, method=f"SimHash {bits} bits, FAISS binary flat", param="top-10 / top-100 + rerank",
-                    recall=recall_at(pos[hits[:, :10]], truth), qps=len(qb) / dt, bytes=bits // 8, build=0.0))
+    out.append(dict(n=n, method=f"SimHash {bits} bits, FAISS binary flat", param="top-10 / top-1000 + rerank",
+                    recall=recall_at(pos[hits[:, :10]], truth), qps=len(qb) / dt, bytes=bits // 8 + 204,
+                    code_bytes=bits // 8, build=0.0))
     out[-1]["recall_rerank"] = _rerank_recall(x, q, hits, pos, truth)
     return out
+
+
+def hashing_matrix(d_sae: int, dim: int, seed: int = 0) -> sp.csr_matrix:
+    """Signed feature hashing d_sae → dim (one ±1 per latent)."""
+    rng = np.random.default_rng(seed)
+    return sp.csr_matrix((rng.choice(np.array([-1.0, 1.0], np.float32), d_sae), rng.integers(0, dim, d_sae),
+                          np.arange(d_sae + 1)), shape=(d_sae, dim))
+
+
+def project(x, h) -> np.ndarray:
+    out = (x @ h).toarray().astype(np.float32)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def _rerank_recall(x, q, hits, pos, truth) -> float:
@@ -188,19 +205,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--rerank", type=int, nargs="+", default=[50, 100, 200])
     ap.add_argument("--alt", action="store_true", help="also measure dense-code schemes (at the smallest size)")
     args = ap.parse_args()
     t0 = time.time()
     corpus = Corpus()
     rows = []
     for i, n in enumerate(args.sizes):
-        rows += run_size(n, args.queries, corpus, args.nprobe, alt=args.alt and i == 0)
-    print(f"\n| signatures | method | setting | recall@10 | queries/s | bytes/signature |\n|---:|---|---|---:|---:|---:|")
+        # exact search is the slow side at 1M (a few q/s): fewer queries there, still 2000+ neighbours scored
+        nq = args.queries if n <= 200_000 else max(100, args.queries // 5)
+        rows += run_size(n, nq, corpus, args.rerank, alt=args.alt and i == 0)
+    print("\n| signatures | method | setting | recall@10 | queries/s | code bytes/sig | total bytes/sig |\n"
+          "|---:|---|---|---:|---:|---:|---:|")
     for r in rows:
         rec = f"{r['recall']:.3f}" + (f" / {r['recall_rerank']:.3f}" if "recall_rerank" in r else "")
         qps = "-" if not np.isfinite(r["qps"]) else f"{r['qps']:,.0f}"
-        print(f"| {r['n']:,} | {r['method']} | {r['param']} | {rec} | {qps} | {r['bytes']:.0f} |")
+        print(f"| {r['n']:,} | {r['method']} | {r['param']} | {rec} | {qps} | {r['code_bytes']:.0f} | {r['bytes']:.0f} |")
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 

@@ -23,7 +23,7 @@ from qscope.operators.encode import EncodeSignatures
 from qscope.operators.filter import FilterByScore
 from qscope.operators.generate import SteeredGenerate
 from qscope.operators.index import BuildSignatureIndex, SeedSignatures, load_index
-from qscope.operators.mine import Classify, MineBySignature, background_idf
+from qscope.operators.mine import Classify, MineBySignature, background_idf, background_sample, fit_seed_classifier
 from qscope.operators.score import ScoreTargetFeatures
 from qscope.operators.writer import (
     Provenance,
@@ -38,6 +38,6 @@ from qscope.operators.writer import (
 __all__ = [
     "BuildSignatureIndex", "Classify", "Dedup", "EncodeSignatures", "FilterByScore", "MineBySignature", "ModelSpec",
     "Operator", "Provenance", "Resources", "ScoreTargetFeatures", "SeedSignatures", "SteeredGenerate",
-    "WriteParquetShards", "add_provenance", "as_table", "background_idf", "finalize_shards", "is_complete",
+    "WriteParquetShards", "add_provenance", "as_table", "background_idf", "background_sample", "fit_seed_classifier", "finalize_shards", "is_complete",
     "load_index", "load_model_and_sae", "mark_complete", "write_table_atomic",
 ]

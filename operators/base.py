@@ -41,6 +41,9 @@ class Resources:
     """GPUs per actor (fractional allowed, e.g. 0.5 to pack two vLLM actors on one GPU)."""
     concurrency: int = 1
     """Actors in the pool (ActorPoolStrategy size)."""
+    threads: int = 0
+    """torch threads per actor; 0 = as Ray sets them (OMP_NUM_THREADS = max(1, int(num_cpus)), i.e. 1 for a
+    fractional actor). A lone model actor on a small machine may use every core: set it to the core count."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +111,10 @@ class Operator:
         if not self._ready:
             with self._lock:
                 if not self._ready:
+                    if self.resources.threads:
+                        import torch
+
+                        torch.set_num_threads(int(self.resources.threads))
                     self.setup()
                     self._ready = True
         return self.process(as_table(batch))
@@ -131,8 +138,14 @@ class Operator:
         }
         if res.num_gpus:
             kw["num_gpus"] = res.num_gpus
+        kwargs.pop("resources", None)
         # Callable classes always run in an actor pool in Ray Data; the pool size is the concurrency.
-        kw["concurrency"] = res.concurrency
+        try:
+            from ray.data import ActorPoolStrategy
+
+            kw["compute"] = ActorPoolStrategy(size=res.concurrency)
+        except ImportError:  # describing a plan does not need Ray
+            kw["concurrency"] = res.concurrency
         kw["fn_constructor_kwargs"] = {**kwargs, "resources": res.to_dict()}
         return kw
 
@@ -164,13 +177,10 @@ class ModelSpec:
 @functools.lru_cache(maxsize=4)
 def load_model_and_sae(spec: ModelSpec):
     """(lm, sae, layer) for a spec, loaded once per process (operators in one actor/process share it)."""
-    import torch
-
     from qscope.models import LanguageModel
     from qscope.models.resolve import EMBEDDED_MODELS
     from qscope.sae import load_sae
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     sae = load_sae(spec.sae, layer=spec.layer)
     model = spec.model
     if model is None and sae.cfg.model_name in EMBEDDED_MODELS:

@@ -12,11 +12,18 @@ from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, require_columns
 
 
+def distinct_word_ratio(text: str | None) -> float:
+    """Distinct words / words: degenerate steered outputs ("telephone telephone telephone ...") score low."""
+    words = (text or "").lower().split()
+    return len(set(words)) / len(words) if words else 0.0
+
+
 class FilterByScore(Operator):
     """Keep rows with `column >= min_value` (and `<= max_value` when given) for every rule in `rules`.
 
     rules: {"target_score": 0.3, "seed_similarity": 0.1} (minimums) or {"col": [min, max]}; `min_chars` also
-    drops rows whose `text` is shorter (empty generations). Nulls never pass.
+    drops rows whose `text` is shorter (empty generations), `min_distinct_word_ratio` rows that repeat themselves
+    (distinct words / words below it). Nulls never pass.
 
         from qscope.operators import FilterByScore
         keep = FilterByScore(rules={"target_score": 0.3}, min_chars=20)(scored_table)
@@ -27,7 +34,7 @@ class FilterByScore(Operator):
     name: ClassVar[str] = "filter_by_score"
 
     def __init__(self, rules: dict, min_chars: int = 0, text_column: str = "text",
-                 resources: Resources | dict | None = None):
+                 min_distinct_word_ratio: float = 0.0, resources: Resources | dict | None = None):
         super().__init__(resources)
         self.rules: dict[str, tuple[float | None, float | None]] = {}
         for col, rule in (rules or {}).items():
@@ -36,6 +43,7 @@ class FilterByScore(Operator):
                 raise InputError(f"filter rule for {col}: min {lo} > max {hi}")
             self.rules[col] = (lo, hi)
         self.min_chars, self.text_column = int(min_chars), text_column
+        self.min_distinct = float(min_distinct_word_ratio)
 
     def mask(self, table: pa.Table) -> np.ndarray:
         require_columns(table, *self.rules, op=self.name)
@@ -51,6 +59,9 @@ class FilterByScore(Operator):
         if self.min_chars and self.text_column in table.column_names:
             lens = pc.fill_null(pc.utf8_length(pc.utf8_trim_whitespace(table.column(self.text_column))), 0)
             keep &= lens.to_numpy(zero_copy_only=False) >= self.min_chars
+        if self.min_distinct and self.text_column in table.column_names:
+            keep &= np.array([distinct_word_ratio(t) >= self.min_distinct
+                              for t in table.column(self.text_column).to_pylist()], bool)
         return keep
 
     def process(self, table: pa.Table) -> pa.Table:

@@ -15,7 +15,8 @@ class SteeredGenerate(Operator):
 
     Rows are grouped by their intervention JSON so one `engine.generate` call serves a whole group (steering
     state is set once per group — what vLLM needs, and what keeps HF batches uniform). Adds `text`,
-    `finish_reason`, `n_new_tokens` and `engine`. Engine `"hf"` (default, CPU) or `"vllm"` (GPU actors:
+    `finish_reason`, `n_new_tokens` and `engine`; `stop_strings` cut the text (few-shot completions
+    run on into the next example). Engine `"hf"` (default, CPU) or `"vllm"` (GPU actors:
     `resources={"num_gpus": 1, "num_cpus": 1}`).
 
         from qscope.steering import Intervention
@@ -39,6 +40,7 @@ class SteeredGenerate(Operator):
         seed: int = 0,
         chat: bool = True,
         engine_kwargs: dict | None = None,
+        stop_strings: list[str] | tuple[str, ...] = (),
         resources: Resources | dict | None = None,
     ):
         super().__init__(resources)
@@ -49,6 +51,7 @@ class SteeredGenerate(Operator):
         self.model_spec = ModelSpec.coerce(model_spec)
         self.engine_kind, self.max_new_tokens, self.temperature = engine, int(max_new_tokens), float(temperature)
         self.seed, self.chat, self.engine_kwargs = int(seed), chat, dict(engine_kwargs or {})
+        self.stop_strings = [s for s in stop_strings if s]
 
     def setup(self) -> None:
         from qscope.generation import make_engine
@@ -63,6 +66,15 @@ class SteeredGenerate(Operator):
     def teardown(self) -> None:
         if getattr(self, "engine", None) is not None:
             self.engine.close()
+
+    def _cut(self, text: str) -> str:
+        """Completion-style few-shot prompts run on past the sample: cut at the first stop string."""
+        text = text.strip()
+        for s in self.stop_strings:
+            j = text.find(s)
+            if j >= 0:
+                text = text[:j]
+        return text.strip()
 
     def process(self, table: pa.Table) -> pa.Table:
         from qscope.steering import Intervention
@@ -82,7 +94,7 @@ class SteeredGenerate(Operator):
                 temperature=self.temperature, seed=self.seed, chat=self.chat,
             )
             for i, r in zip(rows, results):
-                texts[i], finish[i], n_new[i] = r.text.strip(), r.finish_reason, len(r.token_ids)
+                texts[i], finish[i], n_new[i] = self._cut(r.text), r.finish_reason, len(r.token_ids)
         table = set_column(table, "text", pa.array(texts, pa.string()))
         table = set_column(table, "finish_reason", pa.array(finish, pa.string()))
         table = set_column(table, "n_new_tokens", pa.array(n_new, pa.int32()))

@@ -33,6 +33,28 @@ def background_idf(table: pa.Table, d_sae: int) -> tuple[list[int], int]:
     return vec.df.tolist(), vec.n_docs
 
 
+def background_sample(table: pa.Table, n: int = 2000, seed: int = 0) -> dict:
+    """A random sample of corpus signatures as plain lists: the negatives / IDF background the seed classifier
+    contrasts with (small enough to ship inside `fn_constructor_kwargs`)."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(table.num_rows, min(n, table.num_rows), replace=False)) if table.num_rows else []
+    sub = table.take(pa.array(rows, pa.int64()))
+    return {"feature_ids": sub.column("feature_ids").to_pylist(),
+            "feature_values": sub.column("feature_values").to_pylist()}
+
+
+def fit_seed_classifier(seeds: SeedSignatures, background: dict | None, method: str = "probe", k: int = 5,
+                        labels: Sequence[str] | None = None):
+    """`qscope.classify.SignatureClassifier` fitted on the seeds (+ the background sample)."""
+    from qscope.classify import SignatureClassifier
+
+    labels = list(labels) if labels is not None else ["seed"] * len(seeds.ids)
+    bg_ids = background["feature_ids"] if background else None
+    bg_vals = background["feature_values"] if background else None
+    return SignatureClassifier(seeds.signature_meta.d_sae, method=method, k=k).fit(
+        seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals)
+
+
 def _check_meta(table: pa.Table, expect: SignatureMeta, op: str) -> None:
     md = table.schema.metadata or {}
     if b"qscope.sae" in md:  # batches that carry signature metadata must come from the same SAE
@@ -43,13 +65,16 @@ class MineBySignature(Operator):
     """Score encoded corpus rows by how much they look like the seeds.
 
     Adds `seed_similarity` (mean cosine to the `k` most similar seeds; IDF from the corpus background),
-    `nearest_seed`, and, when `targets` are given, `target_score` / `target_coverage` (see `scoring.target_scores`)
-    and `mine_score` (= `seed_similarity`, or their mean with `target_score` when `combine=True`). Rows below
+    `nearest_seed`, `mine_score` and, when `targets` are given, `target_score` / `target_coverage` (see
+    `scoring.target_scores`). `mine_score` is the seed classifier's score (`qscope.classify.SignatureClassifier`,
+    `method` probe / centroid / knn, the corpus `background` sample as negatives: for "probe" the probability
+    that the row belongs with the seeds); without a background sample it is `seed_similarity`. Rows below
     `min_score` are dropped when `drop_below=True`.
 
         from qscope.operators import MineBySignature, SeedSignatures
         seeds = SeedSignatures.from_table(encoded_seeds, meta)
-        op = MineBySignature(seeds=seeds.to_dict(), targets=[812, 77], target_reference=[3.1, 2.2], k=3)
+        op = MineBySignature(seeds=seeds.to_dict(), background=background_sample(encoded_corpus),
+                             targets=[812, 77], target_reference=[3.1, 2.2])
         scored = op(encoded_corpus)                              # without Ray
         ds.map_batches(MineBySignature, fn_constructor_kwargs={"seeds": seeds.to_dict()},
                        concurrency=1, num_cpus=0.5, batch_format="pyarrow")   # in Ray Data
@@ -66,7 +91,8 @@ class MineBySignature(Operator):
         background_n: int = 0,
         k: int = 3,
         transform: str = "sqrt",
-        combine: bool = True,
+        background: dict | None = None,
+        method: str = "probe",
         min_score: float = 0.0,
         drop_below: bool = False,
         resources: Resources | dict | None = None,
@@ -79,7 +105,8 @@ class MineBySignature(Operator):
         if self.targets and len(self.reference) != len(self.targets):
             self.reference = [1.0] * len(self.targets)
         self.background_df, self.background_n = background_df, background_n
-        self.k, self.transform, self.combine = int(k), transform, combine
+        self.k, self.transform = int(k), transform
+        self.background, self.method = background, method
         self.min_score, self.drop_below = float(min_score), drop_below
 
     def setup(self) -> None:
@@ -88,6 +115,9 @@ class MineBySignature(Operator):
         self.vec = _vectorizer(self.seeds, self.background_df, self.background_n, self.transform)
         d = self.seeds.signature_meta.d_sae
         self.seed_matrix = self.vec.transform_csr(as_ragged(self.seeds.feature_ids, self.seeds.feature_values, d))
+        self.classifier = None
+        if self.background and self.background.get("feature_ids"):
+            self.classifier = fit_seed_classifier(self.seeds, self.background, self.method, self.k)
 
     def similarities(self, table: pa.Table) -> np.ndarray:
         """[n_rows, n_seeds] cosine similarities."""
@@ -110,13 +140,14 @@ class MineBySignature(Operator):
         table = set_column(table, "seed_similarity", pa.array(seed_sim, pa.float32()))
         table = set_column(table, "nearest_seed", pa.array(nearest, pa.string()))
         score = seed_sim
+        if self.classifier is not None and n:
+            score = self.classifier.decision_scores(table.column("feature_ids"),
+                                                    table.column("feature_values")).scores[:, 0]
         if self.targets:
             acts = target_activations(signature_rows(table), self.targets)
             ts, cov = target_scores(acts, self.reference)
             table = set_column(table, "target_score", pa.array(ts, pa.float32()))
             table = set_column(table, "target_coverage", pa.array(cov, pa.float32()))
-            if self.combine:
-                score = ((seed_sim + ts) / 2).astype(np.float32)
         table = set_column(table, "mine_score", pa.array(score, pa.float32()))
         if self.drop_below:
             table = table.filter(pa.array(score >= self.min_score))
@@ -124,15 +155,15 @@ class MineBySignature(Operator):
 
 
 class Classify(Operator):
-    """Label encoded rows from labelled seed signatures (kNN over IDF-weighted cosine).
+    """Score / label encoded rows from (labelled) seed signatures with `qscope.classify.SignatureClassifier`.
 
-    One class (no `label`, or a single label): adds `score` = mean cosine to the `k` nearest seeds.
-    Several classes: adds `score_<class>` per class (similarity-weighted kNN vote share, summing to 1) and
-    `predicted_label` (the argmax). Uses `qscope.index.knn_classify`.
+    One class (no `label`, or a single label): adds `score` (for the default "probe": probability of belonging
+    with the seeds, the `background` corpus sample serving as negatives). Several classes: adds `score_<class>`
+    per class and `predicted_label` (the argmax).
 
-        from qscope.operators import Classify, SeedSignatures
-        op = Classify(seeds=SeedSignatures.from_table(encoded_seeds, meta).to_dict(), k=5)
-        labelled = op(encoded_corpus)   # or ds.map_batches(Classify, fn_constructor_kwargs=..., num_cpus=0.5, ...)
+        from qscope.operators import Classify, SeedSignatures, background_sample
+        op = Classify(seeds=SeedSignatures.from_table(encoded_seeds, meta), background=background_sample(encoded))
+        labelled = op(encoded_corpus)   # or ds.map_batches(Classify, fn_constructor_kwargs=..., num_cpus=0.25, ...)
     """
 
     name: ClassVar[str] = "classify"
@@ -140,50 +171,38 @@ class Classify(Operator):
     def __init__(
         self,
         seeds: SeedSignatures | dict,
+        background: dict | None = None,
+        method: str = "probe",
         k: int = 5,
-        background_df: Sequence[int] | None = None,
-        background_n: int = 0,
-        transform: str = "sqrt",
         resources: Resources | dict | None = None,
     ):
         super().__init__(resources)
         self.seeds = SeedSignatures.coerce(seeds)
         if not self.seeds.ids:
             raise InputError("Classify needs at least one seed signature")
-        self.k = int(k)
-        labels = [x for x in self.seeds.labels if x is not None]
-        self.classes = sorted(set(labels))
-        if self.seeds.labels and any(x is None for x in self.seeds.labels) and len(self.classes) > 1:
+        labels = self.seeds.labels or [None] * len(self.seeds.ids)
+        if any(x is None for x in labels) and any(x is not None for x in labels):
             raise InputError("some seeds have a label and some do not; label every seed or none")
-        self.background_df, self.background_n, self.transform = background_df, background_n, transform
+        self.labels = [x if x is not None else "seed" for x in labels]
+        self.classes = sorted(set(self.labels))
+        if len(self.classes) == 1 and not (background and background.get("feature_ids")):
+            raise InputError("one class of seeds needs a background sample of the corpus to contrast with")
+        self.background, self.method, self.k = background, method, int(k)
 
     def setup(self) -> None:
-        self.miner = MineBySignature(
-            self.seeds, k=self.k, background_df=self.background_df, background_n=self.background_n,
-            transform=self.transform,
-        )
-        self.miner.setup()
-        self.miner._ready = True
+        self.classifier = fit_seed_classifier(self.seeds, self.background, self.method, self.k, self.labels)
 
     def process(self, table: pa.Table) -> pa.Table:
         require_columns(table, "feature_ids", "feature_values", op=self.name)
         _check_meta(table, self.seeds.signature_meta, self.name)
-        sims = self.miner.similarities(table) if table.num_rows else np.zeros((0, len(self.seeds.ids)), np.float32)
-        if len(self.classes) <= 1:
-            k = min(self.k, sims.shape[1])
-            score = (-np.sort(-sims, axis=1)[:, :k]).mean(1) if table.num_rows else np.zeros(0)
-            return set_column(table, "score", pa.array(np.asarray(score, np.float32), pa.float32()))
-        labels = np.asarray(self.seeds.labels, dtype=object)
-        k = min(self.k, sims.shape[1])
-        votes = np.zeros((table.num_rows, len(self.classes)), np.float64)
         if table.num_rows:
-            nn = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-            nn_sims = np.take_along_axis(sims, nn, 1).clip(min=0) + 1e-6
-            for ci, c in enumerate(self.classes):
-                votes[:, ci] = (nn_sims * (labels[nn] == c)).sum(1)
-        total = votes.sum(1, keepdims=True)
-        shares = np.divide(votes, total, out=np.zeros_like(votes), where=total > 0).astype(np.float32)
-        for ci, c in enumerate(self.classes):
-            table = set_column(table, f"score_{c}", pa.array(shares[:, ci], pa.float32()))
-        pred = [self.classes[i] for i in shares.argmax(1)] if table.num_rows else []
+            res = self.classifier.decision_scores(table.column("feature_ids"), table.column("feature_values"))
+            scores, classes = res.scores, res.classes
+        else:
+            scores, classes = np.zeros((0, len(self.classes)), np.float32), self.classes
+        if len(classes) == 1:
+            return set_column(table, "score", pa.array(scores[:, 0].astype(np.float32), pa.float32()))
+        for ci, c in enumerate(classes):
+            table = set_column(table, f"score_{c}", pa.array(scores[:, ci].astype(np.float32), pa.float32()))
+        pred = [classes[i] for i in scores.argmax(1)] if table.num_rows else []
         return set_column(table, "predicted_label", pa.array(pred, pa.string()))

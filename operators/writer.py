@@ -125,7 +125,7 @@ def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict | None 
 
 
 def finalize_shards(out_dir: str | Path, final_name: str = "samples.parquet", metadata: dict | None = None,
-                    sort_by: str | None = None) -> Path:
+                    sort_by: str | None = None, descending: bool = False, transform=None) -> Path:
     """Merge `<out_dir>/shards/*.parquet` into `<out_dir>/<final_name>` atomically, then write `_SUCCESS`."""
     out_dir = Path(out_dir)
     shards = sorted((out_dir / SHARD_DIR).glob("*.parquet"))
@@ -133,7 +133,12 @@ def finalize_shards(out_dir: str | Path, final_name: str = "samples.parquet", me
         raise InputError(f"{out_dir}: no shards to merge")
     table = pa.concat_tables([pq.read_table(s) for s in shards], promote_options="permissive")
     if sort_by and sort_by in table.column_names:
-        table = table.sort_by(sort_by)
+        keys = [(sort_by, "descending" if descending else "ascending")]
+        if "id" in table.column_names:
+            keys.append(("id", "ascending"))
+        table = table.sort_by(keys)
+    if transform is not None:
+        table = transform(table)
     final = write_table_atomic(table, out_dir / final_name, metadata)
     mark_complete(out_dir, {"rows": table.num_rows, "files": [final_name], "shards": len(shards)})
     return final

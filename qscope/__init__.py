@@ -13,11 +13,11 @@ __all__ = ["QscopeError", "__version__"]
 
 def __getattr__(name):  # lazy re-exports keep `import qscope` cheap (no torch/transformers until needed)
     lazy = {
-        "LanguageModel": "qscope.lm",
+        "LanguageModel": "qscope.models",
         "SAE": "qscope.sae",
         "load_sae": "qscope.sae",
         "FeatureExtractor": "qscope.features",
-        "DEFAULT_MODEL": "qscope.lm",
+        "DEFAULT_MODEL": "qscope.models",
     }
     if name in lazy:
         import importlib

@@ -13,6 +13,10 @@ from qscope.models import LanguageModel
 from qscope.sae import SAE
 
 Pooling = Literal["max", "sum", "binary"]
+SINK_NORM_RATIO = 10.0
+"""A token whose residual norm exceeds this multiple of its document's median is an attention sink (position 0
+always is; SmolLM2 sometimes makes the first real token a second one: norm 6116 vs ~190). Its SAE codes describe
+the sink, not the text, and would top every dashboard, so its features are dropped (the token itself is kept)."""
 POOLINGS: tuple[str, ...] = ("max", "sum", "binary")
 
 
@@ -125,17 +129,20 @@ class FeatureExtractor:
             hidden = res.hidden[layer][mask]  # only real tokens reach the SAE: padding can never leak
             codes = sae.encode(hidden)
             idx, val = codes.indices.cpu().numpy(), codes.values.float().cpu().numpy()
+            norms = hidden.float().norm(dim=-1).cpu().numpy()
             offset = 0
             for i, text in enumerate(texts):
                 ids = res.tokens_of(i).cpu().numpy()
                 n = len(ids)
                 t_idx, t_val = [], []
+                doc_norms = norms[offset + 1 : offset + n]
+                sink_limit = SINK_NORM_RATIO * float(np.median(doc_norms)) if n > 1 else np.inf
                 # Position 0 is the attention sink (a BOS the LM prepended, else the first token): skipped.
                 for t in range(1, n):
                     row_v, row_i = val[offset + t], idx[offset + t]
                     keep = row_v > 0
-                    if ids[t] in special:
-                        keep[:] = False  # BOS/EOS carry attention-sink norms, not content
+                    if ids[t] in special or norms[offset + t] > sink_limit:
+                        keep[:] = False  # special tokens and sinks carry no content features
                     order = np.argsort(-row_v[keep], kind="stable")
                     t_idx.append(row_i[keep][order].astype(np.int32))
                     t_val.append(row_v[keep][order].astype(np.float32))

@@ -3,7 +3,8 @@
 Discovery needs per-document pooled activations, labels and dashboards need per-token contexts, histograms and
 densities. All of them come from one pass of the LM + SAE over the texts, kept as a sparse token × latent matrix
 (CSR; a column view is built on demand) with document offsets, so nothing is recomputed per feature.
-Position 0 (the attention sink) and special tokens are dropped by `FeatureExtractor`, as everywhere in qscope.
+Position 0 (the attention sink) and special tokens are dropped as in `FeatureExtractor`; so are secondary sinks
+(tokens with an outlier residual norm, see `collect`).
 """
 
 from __future__ import annotations
@@ -54,28 +55,62 @@ class CorpusActivations:
     # --- construction ---------------------------------------------------------------------------------
     @classmethod
     def collect(
-        cls, lm, sae, texts: Sequence[str], layer: int | None = None, max_length: int = 256, batch_size: int = 16
+        cls, lm, sae, texts: Sequence[str], layer: int | None = None, max_length: int = 256, batch_size: int = 16,
+        sink_factor: float = 10.0,
     ) -> "CorpusActivations":
-        from qscope.features import FeatureExtractor
+        """Read `texts` through the LM (truncated forward) and the SAE.
+
+        As in `FeatureExtractor`, position 0 (the attention sink) and special tokens are skipped. In addition any
+        token whose residual norm exceeds `sink_factor` x the batch's median token norm gets no activations: the
+        first real token of some texts is a second sink (SmolLM2 layer 15: "LL" opening a text had norm 6116 vs
+        ~190 for its neighbours) and, left in, it tops the contexts of hundreds of unrelated features.
+        """
+        import torch
 
         texts = lm.validate_texts(texts)
-        extractor = FeatureExtractor.single(lm, sae, layer, batch_size=batch_size, max_length=max_length)
-        layer = extractor.layers[0]
+        layer = sae.cfg.hook_layer if layer is None else int(layer)
+        if layer is None:
+            raise InputError(f"SAE {sae.sae_id} does not record its layer; pass layer=")
+        special = torch.tensor(sorted(lm.tokenizer.all_special_ids))
         rows, cols, vals, tokens, offsets = [], [], [], [], [0]
-        n = 0
-        for doc in extractor.iter_documents(texts, layer):
-            for t, (idx, val) in enumerate(zip(doc.token_indices, doc.token_values)):
-                rows.append(np.full(len(idx), n + t, np.int64))
-                cols.append(idx.astype(np.int64))
-                vals.append(val.astype(np.float32))
-            n += doc.n_tokens
-            offsets.append(n)
-            tokens.append(doc.tokens)
+        n, n_sinks = 0, 0
+        for start in range(0, len(texts), batch_size):
+            with torch.no_grad():
+                res = lm.residuals(texts[start : start + batch_size], [layer], max_length)
+                real = res.attention_mask.bool().clone()
+                real[:, 0] = False  # position 0: the attention sink (and the prepended BOS)
+                keep = real & ~torch.isin(res.input_ids.cpu(), special).to(real.device)
+                hidden = res.hidden[layer]
+                norms = hidden.float().norm(dim=-1)
+                median = norms[keep].median() if keep.any() else norms.new_tensor(1.0)
+                sinks = keep & (norms > sink_factor * median)
+                n_sinks += int(sinks.sum())
+                keep &= ~sinks
+                codes = sae.encode(hidden[keep])
+            idx, val = codes.indices.cpu().numpy(), codes.values.float().cpu().numpy()
+            keep_np, real_np = keep.cpu().numpy(), real.cpu().numpy()
+            row_of_kept = 0
+            for i in range(keep_np.shape[0]):
+                ids = res.input_ids[i][res.attention_mask[i].bool()].cpu().numpy()
+                positions = np.flatnonzero(real_np[i])  # 1..len-1: every token after the sink has a row
+                for t, pos in enumerate(positions):
+                    if keep_np[i, pos]:
+                        v, c = val[row_of_kept], idx[row_of_kept]
+                        nz = v > 0
+                        rows.append(np.full(int(nz.sum()), n + t, np.int64))
+                        cols.append(c[nz].astype(np.int64))
+                        vals.append(v[nz].astype(np.float32))
+                        row_of_kept += 1
+                n += len(positions)
+                offsets.append(n)
+                tokens.append(lm.token_strings(ids[1:]))
         cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
         acts = sp.csr_matrix(
             (cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=(n, sae.d_sae), dtype=np.float32
         )
-        log.info("collected %d tokens of %d texts at layer %d (nnz %d)", n, len(texts), layer, acts.nnz)
+        acts.sum_duplicates()
+        log.info("collected %d tokens of %d texts at layer %d (nnz %d, %d sink tokens skipped)",
+                 n, len(texts), layer, acts.nnz, n_sinks)
         return cls(list(texts), tokens, np.asarray(offsets, np.int64), acts, layer, sae.sae_id)
 
     def save(self, path: str | Path) -> Path:
@@ -103,6 +138,19 @@ class CorpusActivations:
         meta = json.loads(z["meta"].tobytes().decode())
         acts = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
         return cls(meta["texts"], meta["tokens"], z["doc_offsets"], acts, meta["layer"], meta["sae_id"])
+
+    @classmethod
+    def concat(cls, parts: Sequence["CorpusActivations"]) -> "CorpusActivations":
+        """Documents of several tables (same SAE and layer) in order."""
+        if not parts or len({(p.sae_id, p.layer, p.d_sae) for p in parts}) != 1:
+            raise InputError("concat needs one or more tables of the same SAE and layer")
+        offsets = [parts[0].doc_offsets]
+        for p in parts[1:]:
+            offsets.append(p.doc_offsets[1:] + offsets[-1][-1])
+        return cls(
+            [t for p in parts for t in p.texts], [t for p in parts for t in p.tokens], np.concatenate(offsets),
+            sp.vstack([p.token_acts for p in parts]).tocsr(), parts[0].layer, parts[0].sae_id,
+        )
 
     # --- shapes ---------------------------------------------------------------------------------------
     @property

@@ -6,8 +6,9 @@ active in at least one positive text we compute
     (ties count half) — scale-free, robust to a few huge activations, 0.5 = no signal;
   - effect size: the normalized mean difference (mean_pos - mean_neg) / pooled std (Cohen's d);
   - firing rates: the fraction of positive / negative texts where the feature fires at all.
-Ranking is by AUROC, then effect size (AUROC saturates at 1.0 for several features on small sets; the effect
-size then orders them by margin). `method="mean_diff"` ranks by effect size alone.
+Ranking is by AUROC, then by how rarely the feature fires on negatives, then effect size (AUROC saturates at 1.0
+for several features on small sets; a feature silent on every negative is the more specific one, and the effect
+size orders the rest by margin). `method="mean_diff"` ranks by effect size, then AUROC.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def score_features(
     keep = frac_p >= min_frac_pos
     if direction == "positive":
         keep &= mp > mn
-        key = (-auroc, -effect) if method == "auroc" else (-effect, -auroc)
+        key = (-auroc, frac_n, -effect) if method == "auroc" else (-effect, -auroc)
     elif direction == "negative":
         keep &= mp < mn
         key = (auroc, effect) if method == "auroc" else (effect, auroc)
@@ -131,15 +132,18 @@ def discover_features(
     max_length: int = 256,
     labeler=None,
     negatives_acts=None,
+    positives_acts=None,
 ) -> DiscoveryResult:
     """Features that separate `positives` from `negatives` (or, if none given, from a `background` sample).
 
     `labeler` (a `FeatureLabeler`) attaches a short label to every returned feature.
-    `negatives_acts` (a `CorpusActivations` of the negatives) skips re-reading them, e.g. a cached background.
+    `negatives_acts` / `positives_acts` (`CorpusActivations` of those texts) skip re-reading them, e.g. a cached
+    background.
     """
     from qscope.analysis.activations import CorpusActivations
 
-    positives = lm.validate_texts(positives)
+    if positives_acts is None:
+        positives = lm.validate_texts(positives)
     if negatives_acts is None:
         negatives = negatives if negatives is not None else background
         if negatives is None:
@@ -147,8 +151,9 @@ def discover_features(
 
             negatives = background_texts()
         negatives_acts = CorpusActivations.collect(lm, sae, negatives, layer, max_length)
-    pos_acts = CorpusActivations.collect(lm, sae, positives, layer if layer is not None else negatives_acts.layer,
-                                         max_length)
+    pos_acts = positives_acts or CorpusActivations.collect(
+        lm, sae, positives, layer if layer is not None else negatives_acts.layer, max_length
+    )
     scores = score_features(pos_acts.pooled("max"), negatives_acts.pooled("max"), top=top, method=method)
     if labeler is not None:
         for s in scores:

@@ -43,15 +43,15 @@ def show_token(tok: str) -> str:
     s = tok.strip()
     if s:
         return s
-    return {"\n": "⏎", "\t": "⇥"}.get(tok[:1], "␣")
+    return "".join({"\n": "⏎", "\t": "⇥"}.get(ch, "␣") for ch in tok)[:4] or "∅"
 
 
 @dataclass
 class FeatureLabel:
     feature: int
     text: str
-    activating: list[tuple[str, float]]
-    """Tokens at the feature's strongest activations, with summed activation (input side)."""
+    activating: list[tuple[str, int]]
+    """Tokens at the feature's strongest activations, with how many of those activations fell on each (input side)."""
     promoted: list[tuple[str, float]]
     suppressed: list[tuple[str, float]]
     score: dict | None = None
@@ -110,22 +110,37 @@ class FeatureLabeler:
         self.acts, self.heldout = acts, heldout
         self.n_contexts, self.n_words = n_contexts, n_words
         self._cache: dict[int, FeatureLabel] = {}
+        self.vocabulary = {norm_token(t) for doc in acts.tokens + heldout.tokens for t in doc}
 
-    def activating_tokens(self, feature: int) -> list[tuple[str, float]]:
-        """Token strings at the feature's strongest firings, weighted by activation."""
+    def activating_tokens(self, feature: int) -> list[tuple[str, int]]:
+        """Token strings among the feature's strongest firings, with how many of those firings are on each.
+
+        Counted, not summed: one extreme token must not outvote a pattern seen many times.
+        """
         rows, vals = self.acts.feature_tokens(feature)
         if len(vals) == 0:
             return []
         order = np.argsort(-vals, kind="stable")[: self.n_contexts * 3]
         docs = self.acts.doc_of(rows[order])
-        weight: Counter = Counter()
+        count: Counter = Counter()
+        mass: Counter = Counter()
         shown: dict[str, str] = {}
         for i, d in zip(order, docs):
             tok = self.acts.tokens[d][rows[i] - self.acts.doc_offsets[d]]
             key = norm_token(tok) or tok
-            weight[key] += float(vals[i])
+            count[key] += 1
+            mass[key] += float(vals[i])
             shown.setdefault(key, show_token(tok))
-        return [(shown[k], round(w, 4)) for k, w in weight.most_common(10)]
+        ranked = sorted(count, key=lambda k: (-count[k], -mass[k], k))[:10]
+        return [(shown[k], count[k]) for k in ranked]
+
+    def first_token_share(self, feature: int) -> float:
+        """Fraction of the feature's strongest firings that are on the first token of a text."""
+        rows, vals = self.acts.feature_tokens(feature)
+        if len(vals) == 0:
+            return 0.0
+        top = rows[np.argsort(-vals, kind="stable")[: self.n_contexts * 3]]
+        return float(np.isin(top, self.acts.doc_offsets[:-1]).mean())
 
     def label(self, feature: int, score: bool = True) -> FeatureLabel:
         feature = self.acts.check_feature(feature)
@@ -134,9 +149,15 @@ class FeatureLabeler:
         activating = self.activating_tokens(feature)
         promoted, suppressed = promoted_tokens(self.lm, self.sae, feature)
         words_in = [t for t, _ in activating[: self.n_words]]
-        words_out = [show_token(t) for t, _ in promoted if _wordlike(t)][: self.n_words]
+        # For the label, only promoted tokens that occur in real text: the raw top of W_dec·W_U is often word
+        # fragments ("strugg", "ureth") that every direction promotes a little; the tables keep the raw list.
+        wide, _ = promoted_tokens(self.lm, self.sae, feature, k=300)
+        words_out = [show_token(t) for t, _ in wide if _wordlike(t) and norm_token(t) in self.vocabulary]
+        words_out = list(dict.fromkeys(words_out))[: self.n_words]
         if words_in:
             text = ", ".join(words_in) + (f" → {', '.join(words_out)}" if words_out else "")
+            if self.first_token_share(feature) > 0.8:  # fires on whatever opens a text: say so, not the words
+                text = "start of text: " + text
         else:
             text = f"(silent on the sample) → {', '.join(words_out)}" if words_out else "(silent on the sample)"
         out = FeatureLabel(feature, text, activating, promoted, suppressed)

@@ -5,7 +5,7 @@ At every requested layer one forward pass (truncated at the deepest layer) gives
     cross-validated AUROC on held-out folds. Also the held-out d' of the class-mean-difference direction, which
     keeps ordering layers after the probe AUROC saturates at 1.0 (common with a few dozen clean examples).
   - SAE (layers that have one): the best single feature, chosen on the training folds and scored on the
-    held-out fold (so picking 1 of 16k features does not inflate the number), plus the top features on all data.
+    held-out fold, averaged over folds (so picking 1 of 16k features does not inflate the number), plus the top features on all data.
 Position 0 (attention sink) and special tokens are excluded from pooling, as in feature reading.
 """
 
@@ -46,6 +46,7 @@ class LocalizationResult:
                 "layers": [asdict(r) for r in self.layers]}
 
 
+@torch.no_grad()
 def _pool_layers(lm, texts, layers, saes, max_length, batch_size):
     """Mean-pooled residuals per layer [n, d_model], and max-pooled SAE codes per SAE layer [n, d_sae]."""
     special = torch.tensor(sorted(lm.tokenizer.all_special_ids))
@@ -91,13 +92,17 @@ def _probe(x: np.ndarray, y: np.ndarray, folds) -> tuple[float, float, float]:
 
 
 def _sae_heldout(codes: np.ndarray, y: np.ndarray, folds) -> float:
+    """Mean over folds of the held-out AUROC of the feature ranked first on the training folds.
+
+    Averaged per fold, not pooled: different folds may pick different features, whose scales do not compare.
+    """
     from qscope.analysis.discovery import score_features
 
-    held = np.zeros(len(y))
+    aurocs = []
     for train, test in folds:
         best = score_features(codes[train][y[train] == 1], codes[train][y[train] == 0], top=1)
-        held[test] = codes[test][:, best[0].feature] if best else 0.0
-    return _auroc(y, held)
+        aurocs.append(_auroc(y[test], codes[test][:, best[0].feature]) if best else 0.5)
+    return float(np.mean(aurocs))
 
 
 def localize_concept(

@@ -56,8 +56,9 @@ FEATURE_PAGE = MACROS + r"""<!doctype html>
 <table class="meta" id="stats"><tr>
 <td>density <b id="density">{{ '%.4g'|format(d.density * 100) }}%</b> of tokens</td>
 <td>max activation <b id="max-activation">{{ '%.4g'|format(d.max_activation) }}</b></td>
-<td>sample: {{ d.n_docs }} texts, {{ d.n_tokens }} tokens{% if d.stats_source != 'sample' %} · stats from {{ d.stats_source }}{% endif %}</td>
-</tr></table>
+<td>sample: {{ d.n_docs }} texts, {{ d.n_tokens }} tokens{% if d.stats_source != 'sample' %} · density/max from {{ d.stats_source }}{% endif %}</td>
+</tr>{% if d.quantile_stats %}<tr><td colspan="3">activation quantiles (when active):
+{% for k, v in d.quantile_stats.items() %}{{ k }} <b>{{ '%.4g'|format(v) }}</b> {% endfor %}</td></tr>{% endif %}</table>
 <div class="cols">
 <div><h2>Activation histogram</h2>{{ histogram(d.histogram, 'activation histogram') }}</div>
 <div><h2>Promoted tokens</h2><table class="list" id="promoted">

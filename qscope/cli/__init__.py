@@ -14,7 +14,7 @@ import sys
 
 from qscope.errors import QscopeError
 
-SUBCOMMANDS = ["features"]
+SUBCOMMANDS = ["features", "discover", "dashboard", "inspect_text", "eval_sae", "run", "classify", "steer", "sweep", "train_sae"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,8 +18,11 @@ ENGINES = ("hf", "vllm")
 
 
 def make_engine(kind: str = "hf", **kwargs) -> GenerationEngine:
-    """kind "hf": HFEngine(lm=None, saes=None, model=None, batch_size=16, scales=None).
-    kind "vllm": VLLMEngine(model=None, saes=None, lm=None, dtype="float32", max_model_len=2048, seed=0, ...)."""
+    """kind "hf": HFEngine(lm=None, saes=None, model=None, batch_size=16, scales=None, feature_stats=None).
+    kind "vllm": VLLMEngine(model=None, saes=None, lm=None, dtype="float32", max_model_len=2048, seed=0, ...).
+
+    scales: {layer: {feature: typical max}} explicit strength units; feature_stats: {layer: FeatureStats or the
+    SAE directory / shipped id to load them from} (default: looked up by SAE id; see steering.calibration)."""
     if kind == "hf":
         from qscope.generation.hf_engine import HFEngine
 

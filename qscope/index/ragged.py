@@ -47,6 +47,11 @@ def _is_arrow(x: Any) -> bool:
 
 def as_ragged(feature_ids: Any, feature_values: Any = None, d_sae: int | None = None) -> Ragged:
     """Normalise a batch of sparse signatures; check lengths, ranges and values. Duplicated ids are summed."""
+    if isinstance(feature_ids, Ragged):
+        if feature_values is not None:
+            raise InputError("pass a Ragged batch alone (its values are inside it)")
+        indptr, fids, vals = feature_ids
+        return _checked(indptr, fids, vals, d_sae)
     if feature_values is None:  # a list of (ids, values) pairs
         pairs = list(feature_ids)
         feature_ids = [p[0] for p in pairs]
@@ -76,6 +81,10 @@ def as_ragged(feature_ids: Any, feature_values: Any = None, d_sae: int | None = 
                 if ids_list and indptr[-1] else np.zeros(0, np.int64))
         vals = (np.concatenate([np.asarray(b, np.float32).ravel() for b in vals_list])
                 if vals_list and indptr[-1] else np.zeros(0, np.float32))
+    return _checked(indptr, fids, vals, d_sae)
+
+
+def _checked(indptr: np.ndarray, fids: np.ndarray, vals: np.ndarray, d_sae: int | None) -> Ragged:
     if fids.size:
         lo, hi = int(fids.min()), int(fids.max())
         if lo < 0 or (d_sae is not None and hi >= d_sae):

@@ -1,9 +1,9 @@
-"""`SignatureIndex`: cosine search over SAE signatures — exact (scipy CSR) when small, FAISS-partitioned when large.
+"""`SignatureIndex`: cosine search over SAE signatures — exact (scipy CSR) when small, FAISS SimHash + re-rank when large.
 
-Similarity = cosine of IDF-weighted signature vectors (see `vectors.py`). Below `exact_threshold` rows every query
-is scored against every row (a sparse matrix product: ~10k queries/s at 10k rows); above it a FAISS coarse
-partition (see `ivf.py`) chooses `nprobe` lists per query and only those rows are scored, still exactly. IDF
-follows the rows the index holds, so `add` in pieces gives the same index as one `add` of everything.
+Similarity = cosine of IDF-weighted signature vectors (see `vectors.py`). Up to `exact_threshold` rows every query
+is scored against every row (a sparse matrix product). Above it, FAISS scans 1024-bit SimHash codes of the rows
+for the `rerank` nearest candidates, which are then re-scored exactly (see `lsh.py`), so returned scores are
+always true cosines. IDF follows the rows the index holds, so `add` in pieces equals one `add` of everything.
 
     index = SignatureIndex.from_parquet("corpus.signatures.parquet")
     ids, scores = index.search(q_feature_ids, q_feature_values, k=10)
@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from qscope.errors import InputError
-from qscope.index.ivf import CoarsePartition, scan_lists
+from qscope.index.lsh import SimHashCodes, rescore
 from qscope.index.ragged import Ragged, as_ragged
 from qscope.index.store import CompactStore
 from qscope.index.vectors import SignatureVectorizer, l2_normalize_rows, row_sums
@@ -47,17 +47,16 @@ class SignatureIndex:
         transform: str = "raw",
         use_idf: bool = True,
         value_bits: int = 8,
-        exact_threshold: int = 200_000,
-        nlist: int | None = None,
-        nprobe: int = 16,
-        hash_dim: int = 256,
+        exact_threshold: int = 50_000,
+        code_bits: int = 1024,
+        rerank: int = 100,
         seed: int = 0,
     ):
         """meta: what produced the signatures (checked on add_table / load); d_sae defaults to meta.d_sae.
 
         transform: activation → weight ("raw", "sqrt", "log1p", "binary"); value_bits: 8 (compact codes), 16, 32.
-        exact_threshold: at most this many rows are searched exactly; above, a FAISS partition with `nlist`
-        lists (default ≈ sqrt(rows)) is trained on first search, and each query scans `nprobe` lists.
+        exact_threshold: at most this many rows are searched exactly; above, SimHash codes of `code_bits` bits
+        are built on first search and scanned by FAISS for `rerank` candidates per query (re-scored exactly).
         """
         if d_sae is None:
             if meta is None:
@@ -72,16 +71,13 @@ class SignatureIndex:
         self.vectorizer = SignatureVectorizer(self.d_sae, transform, use_idf)
         self.store = CompactStore(self.d_sae, transform, value_bits)
         self.exact_threshold = int(exact_threshold)
-        self.nlist = nlist
-        self.nprobe = int(nprobe)
-        self.hash_dim = int(hash_dim)
+        self.code_bits = int(code_bits)
+        self.rerank = int(rerank)
         self.seed = seed
         self._ids: list[np.ndarray] = []
-        self._pos = np.zeros(0, np.int64)  # stored row → insertion position
-        self._partition: CoarsePartition | None = None
-        self._assign = np.zeros(0, np.int32)  # stored row → list (only while a partition exists)
-        self._list_bounds: np.ndarray | None = None
-        self._trained_on = 0
+        self._pos = np.zeros(0, np.int64)  # stored row → insertion position (identity today; kept for reordering)
+        self._lsh: SimHashCodes | None = None
+        self._trained_on = 0  # rows when the codes were built (IDF of that moment)
         self._cache: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------ building
@@ -110,18 +106,15 @@ class SignatureIndex:
         if r.n_rows == 0:
             return
         n0 = len(self)
-        self.store.append(r)
-        self.vectorizer.partial_fit(r)
+        self.vectorizer.add_counts(self.store.append(r), r.n_rows)
         self._ids.append(ids)
         self._pos = np.concatenate([self._pos, np.arange(n0, n0 + r.n_rows)])
         self._cache.clear()
-        if self._partition is not None:
-            if len(self) > 4 * self._trained_on:  # grown a lot: lists too long, retrain
-                self._drop_partition()
+        if self._lsh is not None:
+            if len(self) > 2 * self._trained_on:  # IDF has drifted: recode everything on the next search
+                self._lsh, self._trained_on = None, 0
             else:
-                x_new = self._weighted_rows(np.arange(n0, n0 + r.n_rows))
-                self._assign = np.concatenate([self._assign, self._partition.assign(x_new)])
-                self._list_bounds = None
+                self._lsh.add(self._lsh.encode(self._weighted_rows(np.arange(n0, n0 + r.n_rows))))
 
     def add_table(self, table, meta: SignatureMeta | None = None) -> None:
         """Add a signature table (qscope.signatures schema); its metadata must match the index's."""
@@ -170,25 +163,26 @@ class SignatureIndex:
 
     # ------------------------------------------------------------------------------------------ search
     @property
-    def uses_partition(self) -> bool:
+    def uses_codes(self) -> bool:
         return len(self) > self.exact_threshold
 
     def search(self, feature_ids: Any, feature_values: Any = None, k: int = 10, exact: bool | None = None,
-               nprobe: int | None = None) -> SearchResult:
+               rerank: int | None = None) -> SearchResult:
         """Top-k most similar stored signatures per query (cosine, best first).
 
-        exact: None = by size (exact below `exact_threshold`), True / False to force a path.
+        exact: None = by size (exact up to `exact_threshold` rows), True / False to force a path.
+        rerank: candidates re-scored per query on the approximate path (more = higher recall, slower).
         """
-        return self.search_vectors(self.vectorize(feature_ids, feature_values), k, exact, nprobe)
+        return self.search_vectors(self.vectorize(feature_ids, feature_values), k, exact, rerank)
 
     def search_vectors(self, q: sp.csr_matrix, k: int = 10, exact: bool | None = None,
-                       nprobe: int | None = None) -> SearchResult:
+                       rerank: int | None = None) -> SearchResult:
         if len(self) == 0:
             raise InputError("the index is empty: add signatures before searching")
         if k < 1:
             raise InputError(f"k must be >= 1, got {k}")
-        exact = (not self.uses_partition) if exact is None else exact
-        rows, scores = self._search_exact(q, k) if exact else self._search_partitioned(q, k, nprobe or self.nprobe)
+        exact = (not self.uses_codes) if exact is None else exact
+        rows, scores = self._search_exact(q, k) if exact else self._search_codes(q, k, rerank or self.rerank)
         ids = self._stored_ids()
         out_ids = np.empty(rows.shape, object)
         ok = rows >= 0
@@ -215,46 +209,25 @@ class SignatureIndex:
             out[s: s + chunk, :kk] = np.take_along_axis(top_scores, order, 1)
         return rows, out
 
-    def train_partition(self, nlist: int | None = None) -> None:
-        """Train the FAISS coarse partition now (search does it on demand above `exact_threshold`)."""
-        n = len(self)
-        nlist = nlist or self.nlist or int(np.clip(round(np.sqrt(n)), 1, 8192))
-        self._partition = CoarsePartition(self.d_sae, min(nlist, n), self.hash_dim, self.seed)
-        x = self._weighted_rows()
-        self._partition.train(x)
-        self._assign = self._partition.assign(x)
-        self._trained_on = n
-        self._list_bounds = None
+    def build_codes(self) -> None:
+        """Build the SimHash codes + FAISS binary index now (search does it on demand above `exact_threshold`)."""
+        self._lsh = SimHashCodes(self.d_sae, self.code_bits, self.seed)
+        self._lsh.build(self._lsh.encode(self._weighted_rows()))
+        self._trained_on = len(self)
 
-    def _drop_partition(self) -> None:
-        self._partition, self._assign, self._list_bounds, self._trained_on = None, np.zeros(0, np.int32), None, 0
-
-    def _group_lists(self) -> None:
-        """Make every list a contiguous block of stored rows (after training or adds)."""
-        order = np.argsort(self._assign, kind="stable")
-        if not np.array_equal(order, np.arange(len(order))):
-            self.store.permute(order)
-            self._assign = self._assign[order]
-            self._pos = self._pos[order]
-            self._ids = [self._stored_ids()[order]]
-            self._cache.clear()
-        self._list_bounds = np.searchsorted(self._assign, np.arange(self._partition.nlist + 1)).astype(np.int64)
-
-    def _search_partitioned(self, q: sp.csr_matrix, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._partition is None:
-            self.train_partition()
-        if self._list_bounds is None:
-            self._group_lists()
-        probes = self._partition.probe(q, nprobe)
+    def _search_codes(self, q: sp.csr_matrix, k: int, rerank: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._lsh is None:
+            self.build_codes()
         idf = self.vectorizer.idf
         norms = self._norms()
         factor = np.where(norms > 0, self.store.scale / np.maximum(norms, 1e-30), 0.0).astype(np.float32)
         rows = np.full((q.shape[0], k), -1, np.int64)
         out = np.full((q.shape[0], k), -np.inf, np.float32)
-        for s in range(0, q.shape[0], 512):  # bounded dense query block: 512 × d_sae floats
-            qd = q[s: s + 512].toarray() * idf
-            rows[s: s + 512], out[s: s + 512] = scan_lists(
-                qd, probes[s: s + 512], self._list_bounds, self.store.indptr, self.store.fid, self.store.code, factor, k)
+        for s in range(0, q.shape[0], 256):  # bounded dense query block: 256 × d_sae floats
+            qb = q[s: s + 256]
+            cand = self._lsh.candidates(qb, max(rerank, k))
+            rows[s: s + 256], out[s: s + 256] = rescore(qb.toarray() * idf, cand, self.store.indptr, self.store.fid,
+                                                        self.store.code, factor, k)
         return rows, out
 
     # ------------------------------------------------------------------------------------------ rows
@@ -266,16 +239,16 @@ class SignatureIndex:
         return self._weighted_rows(rows)
 
     def nbytes(self) -> int:
-        """Bytes held per the whole index, ids excluded (store + list ids + partition)."""
-        extra = self._assign.nbytes + (self._partition.centroids.nbytes if self._partition is not None else 0)
-        return self.store.nbytes() + self._pos.nbytes + extra
+        """Bytes the index holds, ids excluded: compact store + SimHash codes (once built)."""
+        codes = len(self) * self.code_bits // 8 if self._lsh is not None else 0
+        return self.store.nbytes() + codes
 
     # ------------------------------------------------------------------------------------------ persistence
     def config(self) -> dict:
         return {"format_version": FORMAT_VERSION, "d_sae": self.d_sae, "transform": self.vectorizer.transform,
                 "use_idf": self.vectorizer.use_idf, "value_bits": self.store.value_bits,
-                "exact_threshold": self.exact_threshold, "nlist": self.nlist, "nprobe": self.nprobe,
-                "hash_dim": self.hash_dim, "seed": self.seed, "trained_on": self._trained_on,
+                "exact_threshold": self.exact_threshold, "code_bits": self.code_bits, "rerank": self.rerank,
+                "seed": self.seed, "trained_on": self._trained_on,
                 "meta": None if self.meta is None else {k.decode(): v.decode() for k, v in self.meta.to_metadata().items()}}
 
     def save(self, path: str | Path) -> Path:
@@ -288,10 +261,9 @@ class SignatureIndex:
             tmp.mkdir()
             (tmp / "index.json").write_text(json.dumps(self.config(), indent=1))
             arrays = dict(indptr=self.store.indptr, fid=self.store.fid, code=self.store.code, scale=self.store.scale,
-                          pos=self._pos, df=self.vectorizer.df, n_docs=np.array(self.vectorizer.n_docs),
-                          assign=self._assign)
-            if self._partition is not None:
-                arrays["centroids"] = self._partition.centroids
+                          df=self.vectorizer.df, n_docs=np.array(self.vectorizer.n_docs))
+            if self._lsh is not None:
+                arrays["codes"] = self._lsh.codes()
             np.savez(tmp / "arrays.npz", **arrays)
             pq.write_table(pa.table({"id": pa.array(list(self._stored_ids()), pa.string())}), tmp / "ids.parquet")
         return path
@@ -315,16 +287,16 @@ class SignatureIndex:
                 raise InputError(f"{path}: index records no SAE/model metadata, cannot check it against {expect.sae}")
             expect.check_compatible(meta, f"index {path}")
         index = cls(meta, cfg["d_sae"], transform=cfg["transform"], use_idf=cfg["use_idf"],
-                    value_bits=cfg["value_bits"], exact_threshold=cfg["exact_threshold"], nlist=cfg["nlist"],
-                    nprobe=cfg["nprobe"], hash_dim=cfg["hash_dim"], seed=cfg["seed"])
+                    value_bits=cfg["value_bits"], exact_threshold=cfg["exact_threshold"], code_bits=cfg["code_bits"],
+                    rerank=cfg["rerank"], seed=cfg["seed"])
         z = np.load(path / "arrays.npz")
         index.store.indptr, index.store.fid, index.store.code, index.store.scale = (
             z["indptr"], z["fid"], z["code"], z["scale"])
-        index._pos, index._assign = z["pos"], z["assign"]
+        index._pos = np.arange(len(index.store), dtype=np.int64)
         index.vectorizer.df, index.vectorizer.n_docs = z["df"], int(z["n_docs"])
         index._ids = [np.asarray(pq.read_table(path / "ids.parquet").column("id").to_pylist(), dtype=object)]
-        if "centroids" in z.files:
-            index._partition = CoarsePartition(index.d_sae, len(z["centroids"]), index.hash_dim, index.seed)
-            index._partition.set_centroids(z["centroids"])
+        if "codes" in z.files:
+            index._lsh = SimHashCodes(index.d_sae, index.code_bits, index.seed)
+            index._lsh.build(z["codes"])
             index._trained_on = int(cfg["trained_on"])
         return index

@@ -47,18 +47,18 @@ class CompactStore:
         """(row lengths, fid, code, scale) for new rows; duplicate ids inside a row are merged (summed)."""
         w = apply_transform(r.values, self.transform)
         rows = np.repeat(np.arange(r.n_rows), np.diff(r.indptr))
-        key = rows * self.d_sae + r.feature_ids
-        if key.size and (np.diff(key) <= 0).any():  # unsorted or duplicated: canonicalise (sorted by id)
-            key, inv = np.unique(key, return_inverse=True)
+        fids = r.feature_ids
+        if _has_repeats(r):  # canonicalise: merge (sum) repeated ids, rows then sorted by id
+            key, inv = np.unique(rows * self.d_sae + fids, return_inverse=True)
             w = np.bincount(inv, weights=w).astype(np.float32)
             rows, fids = key // self.d_sae, key % self.d_sae
-        else:
-            fids = r.feature_ids
         keep = w > 0
         rows, fids, w = rows[keep], fids[keep], w[keep]
         lens = np.bincount(rows, minlength=r.n_rows)
         rmax = np.zeros(r.n_rows, np.float32)
-        np.maximum.at(rmax, rows, w)
+        nonempty = lens > 0
+        if w.size:  # rows are grouped, so a reduceat over each non-empty row's start gives its maximum
+            rmax[nonempty] = np.maximum.reduceat(w, np.concatenate([[0], np.cumsum(lens)[:-1]])[nonempty])
         if self.value_bits == 8:
             scale = rmax / 255.0
             code = np.rint(w / np.where(scale > 0, scale, 1.0)[rows]).clip(1, 255).astype(np.uint8)
@@ -67,26 +67,19 @@ class CompactStore:
             code = w.astype(_VALUE_DTYPES[self.value_bits])
         return lens, fids.astype(self.id_dtype), code, scale.astype(np.float32)
 
-    def append(self, r: Ragged) -> None:
+    def append(self, r: Ragged) -> np.ndarray:
+        """Store new rows; returns their (de-duplicated) latent ids, for document-frequency counts."""
         lens, fid, code, scale = self.encode(r)
         self.indptr = np.concatenate([self.indptr, self.indptr[-1] + np.cumsum(lens)])
         self.fid = np.concatenate([self.fid, fid])
         self.code = np.concatenate([self.code, code])
         self.scale = np.concatenate([self.scale, scale])
+        return fid
 
     def weights(self) -> np.ndarray:
         """Per-entry float32 weights (transformed values, before IDF)."""
         rows = np.repeat(np.arange(len(self)), np.diff(self.indptr))
         return self.code.astype(np.float32) * self.scale[rows]
-
-    def permute(self, order: np.ndarray) -> None:
-        """Reorder rows (so that each IVF list is one contiguous block)."""
-        lens = np.diff(self.indptr)[order]
-        starts = self.indptr[:-1][order]
-        src = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
-        self.fid, self.code = self.fid[src], self.code[src]
-        self.scale = self.scale[order]
-        self.indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
 
     def ragged(self, rows: np.ndarray | None = None) -> Ragged:
         """Stored weights back as a Ragged batch (all rows, or `rows`)."""
@@ -101,3 +94,16 @@ class CompactStore:
 
     def nbytes(self) -> int:
         return self.indptr.nbytes + self.fid.nbytes + self.code.nbytes + self.scale.nbytes
+
+
+def _has_repeats(r: Ragged) -> bool:
+    """Does any row name a latent twice? (Row-wise sort of a padded [n, max_len] matrix: cheaper than a global
+    sort of all entries, and signatures from `pool_signature` never repeat, so the merge is usually skipped.)"""
+    lens = np.diff(r.indptr)
+    if r.n_rows == 0 or lens.max() < 2:
+        return False
+    width = int(lens.max())
+    pad = np.full((r.n_rows, width), -1, np.int64)
+    pad[np.arange(width)[None, :] < lens[:, None]] = r.feature_ids
+    pad = np.sort(pad, axis=1)
+    return bool(((pad[:, 1:] == pad[:, :-1]) & (pad[:, 1:] >= 0)).any())

@@ -50,6 +50,11 @@ class SignatureVectorizer:
         if self.df is None:
             self.df = np.zeros(self.d_sae, np.int64)
 
+    def add_counts(self, feature_ids: np.ndarray, n_docs: int) -> None:
+        """Update df from already de-duplicated signatures (each latent at most once per document)."""
+        self.df += np.bincount(feature_ids.astype(np.int64), minlength=self.d_sae)
+        self.n_docs += n_docs
+
     def partial_fit(self, r: Ragged) -> "SignatureVectorizer":
         if r.n_rows:
             rows = np.repeat(np.arange(r.n_rows), np.diff(r.indptr))

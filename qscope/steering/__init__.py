@@ -15,9 +15,11 @@ from qscope.steering.errors import (
     UnknownFeatureError,
 )
 from qscope.steering.intervention import FeatureEdit, Intervention, activate, clamp, suppress
+from qscope.steering.sweep import DEFAULT_STRENGTHS, SweepResult, strength_sweep
 
 __all__ = [
     "CALIBRATION_TEXTS", "FeatureEdit", "Intervention", "InterventionError", "InvalidStrengthError",
     "LayerSteering", "MissingSAEError", "PlannedEdit", "SAEMismatchError", "SteeringPlan", "StrengthCalibration",
-    "UnknownFeatureError", "activate", "clamp", "compile_plan", "suppress",
+    "UnknownFeatureError", "activate", "clamp", "compile_plan", "suppress", "DEFAULT_STRENGTHS", "SweepResult",
+    "strength_sweep",
 ]

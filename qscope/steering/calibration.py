@@ -4,7 +4,8 @@ Scale of feature f = its *typical maximum activation* (in SAE units), taken in t
 
 1. an explicit `scale` on the edit (or `explicit={feature: scale}` here);
 2. the SAE's feature statistics (`qscope.evaluation.load_feature_stats`, saved next to the SAE as
-   feature_stats.*), when they exist;
+   feature_stats.safetensors), when they exist and were computed for this SAE id: `FeatureStats.strength_unit`,
+   the 0.99 quantile of the feature's non-zero activations on the reference corpus;
 3. fallback, with a warning: measured on the built-in `CALIBRATION_TEXTS` with the engine's model — the feature's
    max activation over those texts (position 0 and special tokens excluded); a feature that never fires there gets
    the median max activation of the features that did. This is a rough unit: compute feature statistics for
@@ -57,13 +58,15 @@ class StrengthCalibration:
     """Per-feature scales for one SAE (the activation that strength 1.0 means)."""
 
     def __init__(self, sae, lm=None, explicit: Mapping[int, float] | None = None, layer: int | None = None,
-                 texts: tuple[str, ...] = CALIBRATION_TEXTS, stats: Mapping[int, float] | None = None):
+                 texts: tuple[str, ...] = CALIBRATION_TEXTS, stats=None):
+        """stats: a `FeatureStats`, a {feature: scale} mapping, or where to load them from (an SAE directory /
+        shipped id / feature_stats file). Default: looked up by the SAE's id."""
         self.sae = sae
         self.lm = lm
         self.layer = sae.cfg.hook_layer if layer is None else layer
         self.explicit = {int(k): float(v) for k, v in (explicit or {}).items()}
         self.texts = texts
-        self._stats = stats if stats is not None else _load_stats(sae)
+        self._stats = _load_stats(sae) if stats is None else _stats_from(stats, sae)
         self._measured: torch.Tensor | None = None
         self.source = "feature_stats" if self._stats else "measured"
 
@@ -127,10 +130,30 @@ def _load_stats(sae) -> dict[int, float] | None:
             stats = load_feature_stats(spec)
         except Exception:  # noqa: BLE001 - missing stats are normal; fall back
             continue
+        recorded = (getattr(stats, "metadata", None) or {}).get("sae")
+        if recorded is not None and recorded != sae.sae_id:
+            log.warning("feature statistics found for %r belong to SAE %r, not %r: ignored", spec, recorded,
+                        sae.sae_id)
+            continue
         scales = _typical_max_from(stats)
         if scales:
             return scales
     return None
+
+
+def _stats_from(stats, sae) -> dict[int, float] | None:
+    if isinstance(stats, Mapping) and all(isinstance(k, int) for k in stats):
+        return {int(k): float(v) for k, v in stats.items()}
+    if isinstance(stats, (str, bytes)) or hasattr(stats, "__fspath__"):
+        from qscope.evaluation import load_feature_stats
+
+        stats = load_feature_stats(stats)
+    recorded = (getattr(stats, "metadata", None) or {}).get("sae")
+    if recorded is not None and recorded != sae.sae_id:
+        from qscope.steering.errors import SAEMismatchError
+
+        raise SAEMismatchError(f"feature statistics were computed for SAE {recorded!r}, not {sae.sae_id!r}")
+    return _typical_max_from(stats)
 
 
 def _stats_specs(sae) -> list:
@@ -144,7 +167,7 @@ def _stats_specs(sae) -> list:
     return specs
 
 
-_TYPICAL_MAX_KEYS = ("typical_max", "max_activation_p50", "top_activation_median", "max_act_median",
+_TYPICAL_MAX_KEYS = ("strength_unit", "typical_max", "max_activation_p50", "top_activation_median", "max_act_median",
                      "activation_p99", "p99", "max_activation", "max_act", "max")
 
 

@@ -103,10 +103,31 @@ class LayerSteering:
         return self
 
     def feature_acts(self, x: torch.Tensor) -> torch.Tensor:
-        """Current SAE activations of the edited features [n, m] (full encode: TopK needs every pre-activation)."""
-        codes = self.sae.encode(x.to(self.sae.W_enc.dtype))
-        dense = codes.to_dense(self.sae.d_sae)
-        return dense[:, self.edit_features].to(x.dtype)
+        """Current SAE activations of the edited features [n, m], exactly as `sae.encode` would give them.
+
+        Cheap path: the edited features' own pre-activations (m encoder columns). ReLU / JumpReLU activations
+        follow from them directly. TopK also needs each token's k-th largest pre-activation, i.e. the full
+        encoder, but only on tokens where an edited feature's pre-activation is > 0 (elsewhere its activation
+        is 0 whatever the top-k): sparse features make that a small fraction of tokens.
+        """
+        sae = self.sae
+        xs = x.to(sae.W_enc.dtype)
+        if sae.cfg.apply_b_dec_to_input:
+            xs = xs - sae.b_dec
+        pre = xs @ sae.W_enc[:, self.edit_features] + sae.b_enc[self.edit_features]  # [n, m]
+        arch = sae.cfg.architecture
+        if arch == "relu":
+            return pre.relu().to(x.dtype)
+        if arch == "jumprelu":
+            return (pre * (pre > sae.threshold[self.edit_features])).to(x.dtype)
+        acts = torch.zeros_like(pre)
+        rows = (pre > 0).any(dim=1).nonzero().squeeze(1)
+        if rows.numel():
+            codes = sae.encode(x[rows].to(sae.W_enc.dtype))
+            # match the sparse codes against the edited ids instead of building a dense [n, d_sae] tensor
+            hit = codes.indices.unsqueeze(-1) == self.edit_features  # [r, k, m]
+            acts[rows] = (hit * codes.values.unsqueeze(-1)).sum(1)
+        return acts.to(x.dtype)
 
     def delta(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """x: [n, d] residual stream; masks: [3, n] bool from `position_masks`. Returns [n, d] (zeros off-mask).

@@ -68,7 +68,9 @@ def steer_hf(lm, layers: Mapping[int, LayerSteering], prompt_lens: torch.Tensor,
             b, t, d = hidden.shape
             masks = state["masks"]
             if masks.shape[1:] != (b, t):
-                raise RuntimeError(f"steering: batch shape {(b, t)} does not match the tracked {tuple(masks.shape[1:])}")
+                raise RuntimeError(
+                    f"steering: batch shape {(b, t)} does not match the tracked {tuple(masks.shape[1:])}"
+                )
             delta = steering.delta(hidden.reshape(b * t, d), masks.reshape(3, b * t)).reshape(b, t, d)
             steered = hidden + delta
             if isinstance(output, tuple):

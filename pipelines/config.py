@@ -1,0 +1,356 @@
+"""Pipeline configs: YAML ↔ dataclasses, 1:1 (every YAML key is a dataclass field; unknown keys are errors).
+
+    cfg = ExpandConfig.from_yaml("configs/demo.yaml")
+    cfg.synthesis.n_samples = 8
+    print(cfg.to_yaml())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qscope.errors import InputError
+
+
+class ConfigBase:
+    """from_dict / to_dict / from_yaml / to_yaml for nested dataclasses, strict about unknown keys."""
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str = ""):
+        data = dict(data or {})
+        if not isinstance(data, dict):
+            raise InputError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(
+                f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}"
+            )
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value, hint = data[f.name], hints[f.name]
+            sub = _config_class(hint)
+            path = f"{where}.{f.name}" if where else f.name
+            if sub is not None and value is not None:
+                value = sub.from_dict(value, path)
+            kwargs[f.name] = value
+        try:
+            obj = cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{where or cls.__name__}: {exc}") from None
+        check = getattr(obj, "validate", None)
+        if check:
+            check()
+        return obj
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_yaml(cls, path: str | Path):
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({exc})") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not valid UTF-8") from None
+        if data is None:
+            raise InputError(f"{path}: config is empty")
+        if isinstance(data, dict):
+            data.pop("pipeline", None)  # the selector load_config reads
+        return cls.from_dict(data, path.name)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _config_class(hint) -> type | None:
+    if isinstance(hint, type) and issubclass(hint, ConfigBase):
+        return hint
+    for arg in typing.get_args(hint):  # Optional[Sub]
+        if isinstance(arg, type) and issubclass(arg, ConfigBase):
+            return arg
+    return None
+
+
+def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    if not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        raise InputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass
+class ModelConfig(ConfigBase):
+    model: str | None = None
+    """LM: embedded name, HF dir, .gguf or hub id (default: the SAE's own model, else smollm2-135m)."""
+    sae: str | None = None
+    """SAE: shipped id (default smollm2-135m-l15), SAELens / sparsify dir, Qwen-Scope file or hub id."""
+    layer: int | None = None
+    """Hook layer (default: the SAE's own)."""
+    max_length: int = 256
+    """Tokens read per text; longer texts are truncated (and counted in the `truncated` column)."""
+
+    def spec(self) -> dict:
+        return {"model": self.model, "sae": self.sae, "layer": self.layer, "max_length": self.max_length}
+
+
+@dataclass
+class ResourceConfig(ConfigBase):
+    num_cpus: float = 0.5
+    """CPUs per actor. Keep it fractional on small machines: whole-CPU actors deadlock Ray Data on 2 cores."""
+    num_gpus: float = 0.0
+    """GPUs per actor (vLLM / HF on GPU)."""
+    concurrency: int = 1
+    """Actors in the pool."""
+    batch_size: int = 16
+    """Rows per map_batches call."""
+    threads: int = 0
+    """torch threads per actor (0 = Ray's default: 1 for a fractional actor). Stages run one after another, so
+    a single model actor may use every core of a small machine."""
+    local_below: int = 0
+    """Run the step in the driver process when its input has fewer rows (skips actor start-up; model-free steps)."""
+
+    def validate(self) -> None:
+        _positive("num_cpus", self.num_cpus)
+        _positive("num_gpus", self.num_gpus, allow_zero=True)
+        _positive("concurrency", self.concurrency)
+        _positive("batch_size", self.batch_size)
+
+    def resources(self) -> dict:
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "concurrency": self.concurrency,
+                "threads": self.threads}
+
+
+@dataclass
+class ResourcesConfig(ConfigBase):
+    encode: ResourceConfig = field(default_factory=ResourceConfig)
+    """LM + SAE encoders (seeds, corpus)."""
+    generate: ResourceConfig = field(default_factory=ResourceConfig)
+    """Generation actors (HF on CPU; vLLM wants num_gpus: 1)."""
+    score: ResourceConfig = field(default_factory=ResourceConfig)
+    """Re-encoding of generated texts."""
+    light: ResourceConfig = field(default_factory=lambda: ResourceConfig(num_cpus=0.25, batch_size=256,
+                                                                          local_below=20000))
+    """Model-free steps: mining / classify scoring, filtering, writing."""
+
+
+@dataclass
+class SignatureConfig(ConfigBase):
+    pooling: str = "max"
+    """How token activations pool into a document signature: max, sum or binary."""
+    top_n: int = 64
+    """Latents kept per document signature."""
+
+    def validate(self) -> None:
+        from qscope.features import POOLINGS
+
+        if self.pooling not in POOLINGS:
+            raise InputError(f"signatures.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _positive("signatures.top_n", self.top_n)
+
+
+@dataclass
+class TargetConfig(ConfigBase):
+    n_features: int = 8
+    """How many target features to steer towards and score with."""
+    method: str = "logodds"
+    """Contrastive ranking of seeds vs the corpus background (`qscope.targets`): logodds or meandiff."""
+    min_seed_fraction: float = 0.25
+    """A target must fire on at least this fraction of the seeds."""
+    features: list[int] | None = None
+    """Use these features instead of selecting them."""
+
+    def validate(self) -> None:
+        if self.method not in ("logodds", "meandiff"):
+            raise InputError(f"targets.method must be logodds or meandiff, got {self.method!r}")
+        _positive("targets.n_features", self.n_features)
+
+
+@dataclass
+class MiningConfig(ConfigBase):
+    enabled: bool = True
+    """Mine the corpus for rows that look like the seeds."""
+    method: str = "probe"
+    """Seed classifier (`qscope.classify`): probe (logistic regression, corpus sample as negatives), centroid, knn."""
+    k: int = 3
+    """Seed similarity = mean cosine to the k nearest seeds (also the knn method's k)."""
+    max_results: int = 50
+    """Keep at most this many mined rows (best first)."""
+    min_score: float = 0.5
+    """Mined rows need mine_score >= this (probe: a probability)."""
+    background_size: int = 2000
+    """Corpus rows sampled as the classifier's background."""
+
+
+@dataclass
+class SynthesisConfig(ConfigBase):
+    n_samples: int = 16
+    """How many new samples to generate (before filtering)."""
+    engine: str = "hf"
+    """Generation engine: hf (CPU default) or vllm."""
+    strengths: list[float] = field(default_factory=lambda: [0.0, 2.0])
+    """Steering strengths; samples cycle through them. 1.0 = the feature's typical activation on the seeds
+    (its mean pooled max activation over the seeds it fires on), passed to the intervention as `scale`."""
+    features_per_sample: int = 2
+    """How many target features each sample's intervention activates."""
+    n_shots: int = 2
+    """Seed examples shown in each few-shot prompt."""
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    """0 = greedy; sampling is seeded by `seed`."""
+    seed: int = 0
+    chat: bool = False
+    """Wrap the prompt in the model's chat template (instruction style) instead of plain few-shot completion."""
+    prompt_template: str = "Here are some {what}.\n\n{examples}\n\n" + "Description:"
+    """Few-shot prompt; {examples} = the shots joined by blank lines, {what} = `what`."""
+    example_template: str = "Description: {text}"
+    """How each shot is written ({text} = the seed text, shortened to `max_example_chars`)."""
+    stop_strings: list[str] = field(default_factory=lambda: ["\n\n", "Description:"])
+    """The generated text is cut at the first of these (completions run on into the next example)."""
+    what: str = "short descriptions"
+    """How the prompt names the kind of text."""
+    max_example_chars: int = 300
+    """Each shot is cut to this many characters."""
+
+    def validate(self) -> None:
+        from qscope.generation import ENGINES
+
+        if self.engine not in ENGINES:
+            raise InputError(f"synthesis.engine must be one of {ENGINES}, got {self.engine!r}")
+        _positive("synthesis.n_samples", self.n_samples, allow_zero=True)
+        if not self.strengths:
+            raise InputError("synthesis.strengths must list at least one strength (0.0 = unsteered)")
+
+
+@dataclass
+class FilterConfig(ConfigBase):
+    min_target_score: float = 0.2
+    """Keep generated samples with target_score >= this."""
+    min_seed_similarity: float = 0.0
+    """... and seed_similarity >= this."""
+    min_chars: int = 20
+    """... and at least this many characters."""
+    min_distinct_word_ratio: float = 0.4
+    """... and distinct words / words at least this (drops degenerate, repetitive generations)."""
+
+
+@dataclass
+class DedupConfig(ConfigBase):
+    threshold: float = 0.7
+    """Word-3-gram Jaccard at or above which two texts are duplicates (also against the seeds)."""
+
+
+@dataclass
+class ExpandConfig(ConfigBase):
+    """`expand`: seeds → targets → mine + synthesize → score → filter → dedup → Parquet + report."""
+
+    seeds: str = ""
+    """Seed file (JSONL / JSON / CSV / Parquet with a text column)."""
+    corpus: str | None = None
+    """Corpus file(s) or directory: background for target selection and the pool to mine."""
+    out: str = "out/expand"
+    """Output directory (samples.parquet, report.html, targets.json, _SUCCESS)."""
+    text_column: str = "text"
+    id_column: str = "id"
+    max_chars: int = 20000
+    """Longer documents are cut (and counted)."""
+    max_corpus_rows: int | None = None
+    """Read at most this many corpus rows (None = all)."""
+    executor: str = "ray"
+    """ray (local embedded Ray or a cluster) or local (same process, no Ray)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    signatures: SignatureConfig = field(default_factory=SignatureConfig)
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    report: bool = True
+    """Write report.html next to the Parquet."""
+
+    def validate(self) -> None:
+        if self.executor not in ("ray", "local"):
+            raise InputError(f"executor must be 'ray' or 'local', got {self.executor!r}")
+
+
+@dataclass
+class ClassifyConfig(ConfigBase):
+    """`classify`: label a corpus from labelled seeds (one score per row, or one per class)."""
+
+    seeds: str = ""
+    corpus: str = ""
+    out: str = "out/classify.parquet"
+    method: str = "probe"
+    """probe (logistic regression), centroid or knn (`qscope.classify`)."""
+    k: int = 5
+    """Neighbours for knn."""
+    background_size: int = 2000
+    """Corpus rows sampled as background (negatives for a single class)."""
+    text_column: str = "text"
+    id_column: str = "id"
+    label_column: str = "label"
+    max_chars: int = 20000
+    executor: str = "ray"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    signatures: SignatureConfig = field(default_factory=SignatureConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+
+@dataclass
+class MineConfig(ConfigBase):
+    """`mine`: scheduled incremental mining of a growing corpus directory."""
+
+    seeds: str = ""
+    corpus: str = ""
+    """Directory (or glob) of corpus files; each run processes only new or changed files."""
+    out: str = "out/mine"
+    """Output directory: mined/<file>.parquet per processed corpus file, state.json, _SUCCESS."""
+    min_score: float = 0.5
+    """Rows with mine_score >= this are kept (probe: a probability)."""
+    method: str = "probe"
+    """Seed classifier: probe, centroid or knn."""
+    background_size: int = 2000
+    """Corpus rows (from the first run) kept as the classifier's background."""
+    k: int = 3
+    n_targets: int = 8
+    text_column: str = "text"
+    id_column: str = "id"
+    max_chars: int = 20000
+    hash_files: bool = True
+    """Compare corpus files by sha256 as well as size + mtime."""
+    executor: str = "ray"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    signatures: SignatureConfig = field(default_factory=SignatureConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+
+CONFIGS = {"expand": ExpandConfig, "classify": ClassifyConfig, "mine": MineConfig}
+
+
+def load_config(path: str | Path) -> tuple[str, ConfigBase]:
+    """Read a YAML whose top-level `pipeline:` key names the pipeline (default expand)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping at the top level")
+    kind = data.pop("pipeline", "expand")
+    if kind not in CONFIGS:
+        raise InputError(f"{path}: unknown pipeline {kind!r}; choose one of {sorted(CONFIGS)}")
+    return kind, CONFIGS[kind].from_dict(data, path.name)

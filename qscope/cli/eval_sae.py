@@ -1,0 +1,96 @@
+"""`qscope eval-sae SAE`: evaluate an SAE on held-out text; optionally write its model card and feature stats."""
+
+from __future__ import annotations
+
+import sys
+
+from qscope.cli.common import add_json_arg, emit_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval-sae",
+        help="explained variance, L0, dead latents, CE-loss recovered, KL of an SAE; model card and feature stats",
+    )
+    p.add_argument("sae", nargs="?", default=None, help="shipped SAE id (default: the shipped default), directory or file")
+    p.add_argument("--tokens", type=int, default=16384, help="evaluation tokens (default 16384)")
+    p.add_argument(
+        "--texts", default=None,
+        help="evaluation texts: .jsonl ('text' field), .parquet ('text' column; split=heldout rows if present) or "
+        ".txt (blank-line separated); default: the held-out split of ~/.cache/qscope/corpora/sae_corpus.parquet",
+    )
+    p.add_argument("--layer", type=int, default=None, help="hook layer (default: the SAE's own)")
+    p.add_argument("--model", default=None, help="model (default: the SAE's recorded model if embedded, else smollm2-135m)")
+    p.add_argument("--max-length", type=int, default=512, help="truncate texts to this many tokens")
+    p.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the text shuffle that picks the evaluation texts")
+    p.add_argument("--write-card", action="store_true", help="write MODEL_CARD.md next to the SAE weights")
+    p.add_argument("--write-stats", action="store_true", help="compute feature statistics, write feature_stats.safetensors")
+    p.add_argument("--stats-tokens", type=int, default=100_000, help="tokens for feature statistics (default 100000)")
+    p.add_argument("--top-examples", type=int, default=0, help="keep the k top-activating token ids per feature")
+    add_json_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from qscope.cli.common import _default_model_for
+    from qscope.evaluation import (
+        compute_feature_stats,
+        evaluate_sae,
+        load_texts,
+        sae_directory,
+        write_feature_stats,
+        write_model_card,
+    )
+    from qscope.evaluation.feature_stats import FEATURE_STATS_FILE, FeatureStats
+    from qscope.models import LanguageModel
+    from qscope.sae import DEFAULT_SAE_ID, load_sae
+
+    spec = args.sae or DEFAULT_SAE_ID
+    sae = load_sae(spec, layer=args.layer)
+    # Resolve where the card/stats go before spending minutes on evaluation.
+    out_dir = sae_directory(spec) if (args.write_card or args.write_stats) else None
+    texts = load_texts(args.texts)
+    lm = LanguageModel.load(args.model or _default_model_for(sae), max_length=args.max_length)
+    progress = sys.stderr.isatty() or bool(getattr(args, "verbose", False))
+    result = evaluate_sae(
+        lm, sae, texts, layer=args.layer, n_tokens=args.tokens, batch_tokens=args.batch_tokens,
+        max_length=args.max_length, seed=args.seed, progress=progress,
+    )
+    out = result.to_json()
+    stats = None
+    if args.write_stats:
+        stats = compute_feature_stats(
+            lm, sae, texts, layer=result.layer, n_tokens=args.stats_tokens, batch_tokens=args.batch_tokens,
+            max_length=args.max_length, top_k=args.top_examples, seed=args.seed, progress=progress,
+        )
+        out["feature_stats"] = str(write_feature_stats(stats, out_dir))
+    elif args.write_card and (out_dir / FEATURE_STATS_FILE).exists():
+        stats = FeatureStats.load(out_dir / FEATURE_STATS_FILE)
+    if args.write_card:
+        out["model_card"] = str(write_model_card(result, sae, out_dir, feature_stats=stats))
+    if args.json:
+        emit_json(out)
+    else:
+        _print_human(out)
+    return 0
+
+
+def _print_human(out: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"SAE {out['sae']} @ layer {out['layer']} — {out['n_tokens']:,} tokens of {out['text_source']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (
+        "explained_variance", "mse", "l0", "dead_fraction", "ce_loss_recovered", "kl_div", "delta_lm_loss",
+        "ce_clean", "ce_spliced", "ce_zero_ablation",
+    ):
+        value = out[key]
+        table.add_row(key, "n/a" if value is None else f"{value:.4f}")
+    console.print(table)
+    for key in ("feature_stats", "model_card"):
+        if key in out:
+            console.print(f"wrote {out[key]}")

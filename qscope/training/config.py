@@ -1,0 +1,174 @@
+"""Training configuration: dataclasses with a docstring under every field, loadable from YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qscope.errors import QscopeError
+
+ARCHITECTURES = ("topk", "batchtopk")
+
+
+class TrainConfigError(QscopeError):
+    """A training config is inconsistent (k > d_sae, unknown architecture, no data source, ...)."""
+
+
+@dataclass
+class SAETrainConfig:
+    """Shape and optimisation of one SAE (the same for every trained layer)."""
+
+    architecture: str = "topk"
+    """"topk" (k per token, exported as topk) or "batchtopk" (k·batch largest across the batch, exported as jumprelu
+    with a threshold calibrated on held-out activations)."""
+    d_sae: int = 8192
+    """Number of latents."""
+    k: int = 32
+    """Active latents per token (batchtopk: on average)."""
+    auxk_alpha: float = 1 / 32
+    """Weight of the AuxK loss (Gao et al. 2024): dead latents reconstruct the residual error."""
+    k_aux: int | None = None
+    """Dead latents used by AuxK per token; None = d_in // 2 (Gao et al.)."""
+    dead_tokens: int = 1_000_000
+    """A latent that has not fired for this many training tokens counts as dead (sparsify uses 10M; scaled to
+    the few million tokens a CPU run sees)."""
+    lr: float | None = None
+    """Adam learning rate; None = 2e-4 / sqrt(d_sae / 16384), sparsify's scaling rule."""
+    warmup_steps: int = 50
+    """Linear warmup of the learning rate."""
+    decay_fraction: float = 0.2
+    """Final fraction of the steps over which the learning rate decays linearly to 0."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam betas."""
+    normalize: bool = True
+    """Scale inputs so that E||x|| = sqrt(d_in) during training (the scale is folded into the exported weights)."""
+    init_b_dec: str = "geometric_median"
+    """"geometric_median", "mean" or "zeros": b_dec starts at the centre of a sample of activations."""
+
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.d_sae / 16384)
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: data, SAE shape, schedule, checkpoints and export."""
+
+    layers: list[int] = field(default_factory=lambda: [15])
+    """Hook layers (residual stream after block L); one SAE each, all fed by one LM forward pass."""
+    model: str | None = None
+    """LM spec (embedded name, HF dir, GGUF, hub id); None = the embedded default. Needed when streaming."""
+    corpus: str | None = None
+    """Text corpus (.parquet / .jsonl with a `text` column) to stream activations from."""
+    split: str | None = "train"
+    """Corpus split to train on (rows whose `split` column equals it); None = all rows."""
+    cache: str | None = None
+    """Activation cache directory (built by `cache_activations`); used instead of streaming when set."""
+    heldout_cache: str | None = None
+    """Activation cache of held-out text for calibration (batchtopk) and final metrics."""
+    heldout_split: str | None = "heldout"
+    """Corpus split streamed for calibration / metrics when no heldout_cache is given."""
+    heldout_tokens: int = 50_000
+    """Held-out tokens used for calibration and the final metrics."""
+    sae: SAETrainConfig = field(default_factory=SAETrainConfig)
+    """SAE architecture and optimiser settings."""
+    batch_size: int = 4096
+    """Tokens per optimiser step."""
+    max_tokens: int = 2_000_000
+    """Training tokens (epochs over a smaller cache are allowed: it cycles with a new permutation)."""
+    max_length: int = 256
+    """Tokens per text when streaming (longer texts are cut)."""
+    stream_window: int = 512
+    """Texts per streaming window: run through the LM together, then shuffled token-wise."""
+    normalization_tokens: int = 16_384
+    """Sample size for the normalization scale and the b_dec initialisation."""
+    seed: int = 0
+    """Seed of initialisation and data order."""
+    device: str = "auto"
+    """"cpu", "cuda", "cuda:1", ... or "auto" (CUDA when available). The LM (streaming) stays where it was loaded."""
+    num_threads: int | None = None
+    """torch intra-op threads; None = all cores (os.cpu_count())."""
+    out: str = "runs/sae"
+    """Run directory: checkpoint.pt, exported SAEs in layer{L}/, metrics.json."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (written atomically); 0 = only at the end."""
+    log_every: int = 10
+    """Steps between progress-bar / log updates of the metrics."""
+    sae_id: str | None = None
+    """Id recorded in the exported cfg.json; "{layer}" is replaced by the layer. None = "<model>-l{layer}"."""
+    export: str | None = None
+    """Export directory for a single-layer run (e.g. qscope/assets/saes/smollm2-135m-l15); None = out/layer{L}."""
+    export_dtype: str = "float16"
+    """dtype of the exported weights."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self):
+        if isinstance(self.sae, dict):
+            self.sae = SAETrainConfig(**_known(SAETrainConfig, self.sae, "sae"))
+        if isinstance(self.sae.betas, list):
+            self.sae.betas = tuple(self.sae.betas)
+        if isinstance(self.layers, int):
+            self.layers = [self.layers]
+
+    # --- validation (model-independent; layer range is checked once the LM is loaded) -------------
+    def validate(self) -> "TrainConfig":
+        s = self.sae
+        if s.architecture not in ARCHITECTURES:
+            raise TrainConfigError(f"unknown architecture {s.architecture!r}; choose one of {ARCHITECTURES}")
+        if s.d_sae <= 0 or s.k <= 0:
+            raise TrainConfigError(f"d_sae and k must be positive (got d_sae={s.d_sae}, k={s.k})")
+        if s.k > s.d_sae:
+            raise TrainConfigError(f"k={s.k} exceeds d_sae={s.d_sae}: an SAE cannot activate more latents than it has")
+        if not self.layers or len(set(self.layers)) != len(self.layers):
+            raise TrainConfigError(f"layers must be a non-empty list without repeats (got {self.layers})")
+        if any((not isinstance(x, int)) or x < 0 for x in self.layers):
+            raise TrainConfigError(f"layers must be non-negative integers (got {self.layers})")
+        if self.batch_size <= 0 or self.max_tokens < self.batch_size:
+            raise TrainConfigError(f"need 0 < batch_size <= max_tokens (got {self.batch_size}, {self.max_tokens})")
+        if self.cache is None and self.corpus is None:
+            raise TrainConfigError("no training data: set `cache` (activation cache dir) or `corpus` (text file)")
+        if self.cache is not None and not (Path(self.cache).expanduser() / "manifest.json").exists():
+            raise TrainConfigError(f"activation cache {self.cache} not found (no manifest.json); build it with "
+                                   "qscope.training.cache_activations or set `corpus` to stream instead")
+        if self.cache is None and not Path(self.corpus).expanduser().exists():
+            raise TrainConfigError(f"corpus {self.corpus} not found (build it with scripts/build_sae_corpus.py)")
+        if self.export is not None and len(self.layers) > 1:
+            raise TrainConfigError("`export` names one directory: use it with a single layer (else out/layer{L})")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        return self.max_tokens // self.batch_size
+
+    # --- I/O ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return cls(**_known(cls, d, "train config"))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise TrainConfigError(f"config file {path} not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["sae"]["betas"] = list(self.sae.betas)
+        return d
+
+
+def _known(cls, d: dict, what: str) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise TrainConfigError(f"unknown {what} field(s) {unknown}; known: {sorted(names)}")
+    return dict(d)

@@ -1,0 +1,105 @@
+"""Model card contents, the texts loaders, and the `qscope eval-sae` command end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qscope.cli import main
+from qscope.errors import InputError
+from qscope.evaluation import (
+    JSON_KEYS,
+    MODEL_CARD_FILE,
+    SAEEvalResult,
+    load_feature_stats,
+    load_texts,
+    render_model_card,
+    write_model_card,
+)
+from qscope.evaluation.feature_stats import stats_from_codes
+
+
+def _result(**kw):
+    base = dict(
+        explained_variance=0.8125, mse=0.0123, l0=31.5, dead_fraction=0.0625, ce_loss_recovered=0.9031,
+        kl_div=0.1717, delta_lm_loss=0.2049, ce_clean=3.1, ce_spliced=3.3049, ce_zero_ablation=5.2,
+        n_tokens=4096, sae="planted/identity", layer=15, model="smollm2-135m", n_loss_tokens=4000, n_texts=12,
+        text_source="heldout.parquet",
+    )
+    return SAEEvalResult(**(base | kw))
+
+
+def test_model_card_written_with_numbers(tmp_path, planted):
+    sae = planted.identity(16, layer=3)
+    stats = stats_from_codes([0, 1, 1], [1.0, 2.0, 4.0], d_sae=sae.d_sae, n_tokens=10)
+    path = write_model_card(_result(layer=3), sae, tmp_path, feature_stats=stats, notes="trained for tests")
+    assert path == tmp_path / MODEL_CARD_FILE
+    assert [p.name for p in tmp_path.iterdir()] == [MODEL_CARD_FILE]
+    text = path.read_text()
+    for snippet in ("0.8125", "31.5", "0.0625", "0.9031", "0.1717", "0.2049", "4,096", "heldout.parquet",
+                    "planted/identity", "after block 3", "Feature statistics", "trained for tests", '"d_sae": 32'):
+        assert snippet in text, snippet
+    assert json.loads(text.split("```json")[-1].split("```")[0])["ce_loss_recovered"] == 0.9031
+
+
+def test_model_card_nan(planted):
+    text = render_model_card(_result(ce_loss_recovered=float("nan")), planted.identity(8))
+    assert "| CE-loss recovered | n/a |" in text
+
+
+def test_load_texts_formats(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.jsonl").write_text('{"text": "one"}\n\n{"text": "two", "x": 1}\n{"text": "  "}\n')
+    assert load_texts(tmp_path / "a.jsonl").texts == ["one", "two"]
+    (tmp_path / "b.txt").write_text("para one\nline two\n\npara two\n")
+    assert load_texts(tmp_path / "b.txt").texts == ["para one\nline two", "para two"]
+    (tmp_path / "c.txt").write_text("l1\nl2\n")
+    assert load_texts(tmp_path / "c.txt").texts == ["l1", "l2"]
+    pq.write_table(pa.table({"text": ["tr", "ho", "ho2"], "split": ["train", "heldout", "heldout"]}),
+                   tmp_path / "d.parquet")
+    got = load_texts(tmp_path / "d.parquet")
+    assert got.texts == ["ho", "ho2"] and "heldout" in got.source
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "e.parquet")
+    assert load_texts(tmp_path / "e.parquet").texts == ["a", "b"]
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\nnot json\n')
+    with pytest.raises(InputError, match="bad.jsonl:2"):
+        load_texts(tmp_path / "bad.jsonl")
+    with pytest.raises(InputError, match="unsupported"):
+        load_texts(tmp_path / "x.csv") if (tmp_path / "x.csv").write_text("a") else None
+    with pytest.raises(InputError, match="does not exist"):
+        load_texts(tmp_path / "missing.jsonl")
+    monkeypatch.setenv("QSCOPE_HOME", str(tmp_path / "empty-home"))
+    with pytest.raises(InputError, match="--texts"):
+        load_texts(None)
+
+
+def test_cli_eval_sae_json_card_and_stats(tmp_path, capsys, lm, demo_texts, planted):
+    sae_dir = planted.random_topk(lm.d_model, d_sae=128, k=8).save(tmp_path / "sae")
+    texts = tmp_path / "t.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in demo_texts[:2]))
+    rc = main(["eval-sae", str(sae_dir), "--texts", str(texts), "--tokens", "24", "--json",
+               "--write-card", "--write-stats", "--stats-tokens", "24"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(JSON_KEYS) <= set(out)
+    assert out["layer"] == planted.layer and out["n_tokens"] >= 24
+    card = (sae_dir / MODEL_CARD_FILE).read_text()
+    assert f"{out['l0']:.4g}" in card and str(texts) in card
+    stats = load_feature_stats(sae_dir)
+    assert stats.d_sae == 128 and stats.n_tokens >= 24
+    # The SAE still loads, and rewriting it keeps card and statistics next to the weights.
+    from qscope.sae import load_sae
+
+    load_sae(str(sae_dir)).save(sae_dir)
+    assert (sae_dir / MODEL_CARD_FILE).exists() and load_feature_stats(sae_dir).n_tokens == stats.n_tokens
+
+
+def test_cli_missing_corpus_is_a_clear_error(tmp_path, capsys, monkeypatch, planted):
+    monkeypatch.setenv("QSCOPE_HOME", str(tmp_path))
+    sae_dir = planted.random_topk(576, d_sae=64, k=4).save(tmp_path / "sae")
+    assert main(["eval-sae", str(sae_dir), "--json"]) == 2
+    err = json.loads(capsys.readouterr().out)
+    assert err["error"] == "InputError" and "--texts" in err["message"]

@@ -1,0 +1,103 @@
+"""expand end to end on tiny inputs (in-process and on real local Ray), and its bad-input behaviour."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from qscope.errors import InputError, SAELoadError
+from qscope.pipelines import expand
+from qscope.report.schema import OUTPUT_COLUMNS
+
+
+def _check_output(out_dir, result):
+    t = pq.read_table(out_dir / "samples.parquet")
+    assert result["rows"] == t.num_rows > 0
+    assert (out_dir / "_SUCCESS").exists() and (out_dir / "report.html").exists()
+    assert set(t["source"].to_pylist()) <= {"synthesized", "mined"}
+    documented = {c for c, _, _ in OUTPUT_COLUMNS}
+    for col in ("id", "text", "source", "target_score", "seed_ids", "target_features", "strength", "engine",
+                "model", "sae", "layer", "qscope_version", "run_id", "feature_ids", "tokens", "token_target_act"):
+        assert col in t.column_names and col in documented
+    for c, typ, _ in OUTPUT_COLUMNS:
+        if c in t.column_names:
+            assert t.schema.field(c).type == typ, c
+    md = t.schema.metadata
+    assert json.loads(md[b"qscope.targets"]) == result["targets"]
+    scores = t["target_score"].to_pylist()
+    assert scores == sorted(scores, reverse=True)
+    targets = json.loads((out_dir / "targets.json").read_text())
+    assert [x["feature"] for x in targets["targets"]] == result["targets"]
+    html = (out_dir / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Target features" in html and "Output schema" in html
+    assert not [p for p in out_dir.rglob("*") if ".tmp-" in str(p)]
+    return t
+
+
+def test_expand_in_process(tiny_expand_config):
+    cfg = tiny_expand_config()
+    result = expand.run(expand.build_plan(cfg))
+    t = _check_output(cfg.out_path if hasattr(cfg, "out_path") else __import__("pathlib").Path(cfg.out), result)
+    syn = [r for r in t.to_pylist() if r["source"] == "synthesized"]
+    for r in syn:
+        assert r["engine"] == "hf" and len(r["seed_ids"]) == 2
+        assert (r["strength"] == 0.0) == (r["target_features"] == [])
+    c = result["counts"]
+    assert c["seeds"] == 6 and c["corpus"] == 24 and c["generated"] == 2
+
+
+@pytest.mark.slow
+def test_expand_on_local_ray(ray_local, tiny_expand_config):
+    cfg = tiny_expand_config(executor="ray")
+    result = expand.run(expand.build_plan(cfg))
+    _check_output(__import__("pathlib").Path(cfg.out), result)
+
+
+def _no_output(cfg):
+    from pathlib import Path
+
+    out = Path(cfg.out)
+    assert not (out / "samples.parquet").exists() and not (out / "_SUCCESS").exists()
+    assert not [p for p in out.rglob("*.parquet")] if out.exists() else True
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "empty"),
+    (b'{"text": "ok"}\n{oops\n', "line 2 is not valid JSON"),
+    (b'{"body": "no text column"}\n', "no 'text' column"),
+    ('{"text": "r\u00e9sum\u00e9"}\n'.encode("latin-1"), "not valid UTF-8"),
+])
+def test_bad_seed_file_fails_cleanly_without_output(tiny_expand_config, tmp_path, content, match):
+    seeds = tmp_path / "bad_seeds.jsonl"
+    seeds.write_bytes(content)
+    cfg = tiny_expand_config(seeds=str(seeds))
+    with pytest.raises(InputError, match=match):
+        expand.run(expand.build_plan(cfg))
+    _no_output(cfg)
+
+
+def test_missing_corpus_and_bad_sae_fail_cleanly(tiny_expand_config, tmp_path):
+    cfg = tiny_expand_config(corpus=str(tmp_path / "missing.jsonl"))
+    with pytest.raises(InputError, match="corpus path .* does not exist"):
+        expand.run(expand.build_plan(cfg))
+    _no_output(cfg)
+    cfg = tiny_expand_config()
+    cfg.model.sae = str(tmp_path / "no-such-sae")
+    with pytest.raises(SAELoadError):
+        expand.run(expand.build_plan(cfg))
+    _no_output(cfg)
+
+
+def test_cli_reports_bad_input_in_one_line(tiny_expand_config, tmp_path, capsys):
+    from qscope.cli import main
+
+    cfg = tiny_expand_config()
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main(["run", str(path), "--seeds", str(empty), "--json"]) == 2
+    err = json.loads(capsys.readouterr().out)
+    assert err["error"] == "InputError" and "empty" in err["message"]
+    assert main(["run", str(path), "--plan"]) == 0
+    assert "SteeredGenerate" in capsys.readouterr().out

@@ -1,0 +1,100 @@
+"""Plans and configs, asserted on CPU without running anything (as ray.data.llm's CPU tests do)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qscope.errors import InputError
+from qscope.operators import (
+    Classify,
+    EncodeSignatures,
+    FilterByScore,
+    MineBySignature,
+    ScoreTargetFeatures,
+    SteeredGenerate,
+    WriteParquetShards,
+)
+from qscope.pipelines import classify, expand, mine
+from qscope.pipelines.config import ClassifyConfig, ExpandConfig, MineConfig, load_config
+from qscope.pipelines.plan import Ref
+
+CONFIGS = sorted(p for p in Path("configs").glob("*.yaml") if p.name != "train_default_sae.yaml")
+
+
+def test_demo_plan_stages_operators_and_resources():
+    kind, cfg = load_config("configs/demo.yaml")
+    assert kind == "expand"
+    plan = expand.build_plan(cfg)
+    assert plan.names == ["read_inputs", "encode", "select_targets", "mine", "select_mined", "build_prompts",
+                          "generate", "collect", "score", "split", "filter", "dedup", "write", "finalize"]
+    ops = {s.name: s.operator for s in plan.stages if s.kind == "map"}
+    assert ops == {"encode": EncodeSignatures, "mine": MineBySignature, "generate": SteeredGenerate,
+                   "score": ScoreTargetFeatures, "filter": FilterByScore, "write": WriteParquetShards}
+    for s in plan.stages:
+        if s.kind == "map":
+            kw = s.map_batches_kwargs()
+            # 2-core machines: whole-CPU actors deadlock Ray Data, so every default is fractional
+            assert 0 < kw["num_cpus"] < 1 and kw["fn"] is s.operator and kw["batch_format"] == "pyarrow"
+            assert "num_gpus" not in kw
+    enc = plan.stage("encode").map_batches_kwargs()["fn_constructor_kwargs"]
+    assert enc["model_spec"]["max_length"] == 48 and enc["resources"]["threads"] == 2 and enc["pooling"] == "max"
+    gen = plan.stage("generate").constructor_kwargs
+    assert gen["engine"] == "hf" and gen["max_new_tokens"] == cfg.synthesis.max_new_tokens
+    assert plan.stage("score").constructor_kwargs["targets"] == Ref("target_ids")
+    text = plan.describe()
+    assert "SteeredGenerate(cpus=0.5" in text and "<target_ids>" in text and text.count("\n") == 14
+
+
+def test_plan_follows_config():
+    cfg = ExpandConfig.from_dict({"seeds": "s.jsonl", "corpus": "c.jsonl", "mining": {"enabled": False},
+                                  "synthesis": {"engine": "vllm", "n_samples": 4},
+                                  "resources": {"generate": {"num_cpus": 1, "num_gpus": 1, "concurrency": 2}}})
+    plan = expand.build_plan(cfg)
+    assert "mine" not in plan.names and "generate" in plan.names
+    kw = plan.stage("generate").map_batches_kwargs()
+    assert kw["num_gpus"] == 1 and kw["fn_constructor_kwargs"]["engine"] == "vllm"
+    no_gen = expand.build_plan(ExpandConfig.from_dict({"seeds": "s", "corpus": "c", "synthesis": {"n_samples": 0}}))
+    assert "generate" not in no_gen.names
+    with pytest.raises(InputError, match="is a driver stage"):
+        plan.stage("read_inputs").map_batches_kwargs()
+
+
+def test_classify_and_mine_plans():
+    c = classify.build_plan(ClassifyConfig(seeds="s", corpus="c", out="o.parquet"))
+    assert c.names == ["read_inputs", "encode", "prepare", "classify", "write"]
+    assert c.stage("classify").operator is Classify
+    m = mine.build_plan(MineConfig(seeds="s", corpus="d", out="o"))
+    assert m.names == ["scan", "encode_seeds", "per_file", "finish"]
+    assert [s.operator for s in mine._file_stages(m.config)] == [EncodeSignatures, MineBySignature]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_loads_and_roundtrips(path):
+    kind, cfg = load_config(path)
+    again = type(cfg).from_dict(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+    raw = yaml.safe_load(path.read_text())
+    raw.pop("pipeline", None)
+    assert set(raw) <= set(cfg.to_dict())  # YAML keys map 1:1 onto dataclass fields
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(InputError, match=r"model: unknown key\(s\) \['sea'\]"):
+        ExpandConfig.from_dict({"model": {"sea": "x"}})
+    with pytest.raises(InputError, match="pooling must be one of"):
+        ExpandConfig.from_dict({"signatures": {"pooling": "mean"}})
+    with pytest.raises(InputError, match="num_cpus must be > 0"):
+        ExpandConfig.from_dict({"resources": {"encode": {"num_cpus": 0}}})
+    with pytest.raises(InputError, match="engine must be one of"):
+        ExpandConfig.from_dict({"synthesis": {"engine": "gpt"}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline: expand\nseeds: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+    other = tmp_path / "other.yaml"
+    other.write_text("pipeline: train\n")
+    with pytest.raises(InputError, match="unknown pipeline"):
+        load_config(other)

@@ -1,0 +1,146 @@
+"""HF engine steering on the real default model: identity at strength 0, errors before generation, activation
+and suppression measured in SAE space, seeded sampling, the sweep table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qscope.errors import QscopeError
+from qscope.steering import activate, clamp, suppress
+from qscope.steering.errors import InvalidStrengthError, MissingSAEError, SAEMismatchError, UnknownFeatureError
+
+N_NEW = 12
+
+
+@pytest.fixture(scope="module")
+def unsteered(hf_engine, prompts):
+    return hf_engine.generate(prompts, max_new_tokens=N_NEW)
+
+
+def test_strength_zero_equals_unsteered_byte_for_byte(hf_engine, unsteered, concept_feature, prompts):
+    iv = activate(concept_feature, 0.0) + suppress(concept_feature + 1, 0.0, positions="prompt")
+    zero = hf_engine.generate(prompts, intervention=iv, max_new_tokens=N_NEW)
+    assert [r.text.encode() for r in zero] == [r.text.encode() for r in unsteered]
+    assert [r.token_ids for r in zero] == [r.token_ids for r in unsteered]
+
+
+def test_bad_input_fails_before_generation(hf_engine, steer_sae, monkeypatch, prompts):
+    def boom(*a, **k):
+        raise AssertionError("generation started")
+
+    monkeypatch.setattr(hf_engine, "_generate", boom)
+    for iv, error in [
+        (activate(steer_sae.d_sae), UnknownFeatureError),
+        (activate(1, layer=3), MissingSAEError),
+        (activate(1, float("nan")), InvalidStrengthError),
+        (activate(1, sae="someone-else/sae"), SAEMismatchError),
+    ]:
+        with pytest.raises(error):
+            hf_engine.generate(prompts, intervention=iv)
+    with pytest.raises(QscopeError):
+        hf_engine.generate([""])
+
+
+def test_activation_raises_target_feature_in_generated_text(hf_engine, mean_activation, concept_feature):
+    prompt = ["Tell me about your weekend."]
+    base = hf_engine.generate(prompt, max_new_tokens=16)
+    steered = hf_engine.generate(prompt, intervention=activate(concept_feature, 1.0), max_new_tokens=16)
+    assert steered[0].text != base[0].text
+    before = mean_activation([base[0].text], concept_feature)[0]
+    after = mean_activation([steered[0].text], concept_feature)[0]
+    assert after > 2 * before + 1e-3, (before, after, base[0].text, steered[0].text)
+
+
+@torch.no_grad()
+def test_suppression_drives_feature_to_zero_at_hook_layer(lm, steer_sae, hf_engine, concept_feature):
+    from qscope.steering.compiled import build_layers
+    from qscope.steering.hf_hooks import steer_hf
+
+    text = ["Whales and dolphins swim in the deep blue ocean near the shore."]
+    enc, _ = lm.tokenize(text)
+    n = enc["input_ids"].shape[1]
+
+    def codes_at_layer(plan):
+        captured = {}
+        layers = build_layers(plan, hf_engine.saes) if plan else {}
+        with steer_hf(lm, layers, torch.tensor([n]), torch.tensor([0])):
+            # registered after the steering hook, so it sees the steered block output
+            capture = lm.layers[15].register_forward_hook(
+                lambda m, i, o: captured.__setitem__("x", o[0] if isinstance(o, tuple) else o))
+            try:
+                lm.model(**enc, use_cache=False)
+            finally:
+                capture.remove()
+        return steer_sae.encode_dense(captured["x"][0, 1:])
+
+    before = codes_at_layer(None)
+    after = codes_at_layer(hf_engine.plan(suppress(concept_feature, 1.0)))
+    f = concept_feature
+    assert before[:, f].max() > 0, "the concept feature must fire on this text"
+    assert after[:, f].abs().max() <= 0.05 * before[:, f].max()
+    others = torch.ones(steer_sae.d_sae, dtype=torch.bool)
+    others[f] = False
+    tol = 0.1 * float(before.max())
+    close = (after[:, others] - before[:, others]).abs().le(tol).float().mean()
+    assert close > 0.95, float(close)
+
+
+@torch.no_grad()
+def test_suppression_with_the_shipped_sae(lm, shipped_sae):
+    """The real SAE: its encoder column and decoder row of a feature are not exactly dual (gain W_dec[f].W_enc[:, f]
+    != 1), so the reconstruction-error-preserving edit leaves part of the feature when re-encoded (measured on the
+    interim SAE: 5.4 -> 1.1 on the strongest token, every other token -> 0)."""
+    from qscope.generation import make_engine
+    from qscope.steering.compiled import build_layers
+    from qscope.steering.hf_hooks import steer_hf
+
+    engine = make_engine("hf", lm=lm, saes={15: shipped_sae}, scales={15: {}})
+    text = ["Whales and dolphins swim in the deep blue ocean near the shore."]
+    enc, _ = lm.tokenize(text)
+    n = enc["input_ids"].shape[1]
+    res = lm.residuals(text, [15])
+    before = shipped_sae.encode_dense(res.hidden[15][0, 1:])
+    f = int(before.max(0).values.argmax())
+    captured = {}
+    with steer_hf(lm, build_layers(engine.plan(suppress(f, 1.0)), engine.saes), torch.tensor([n]), torch.tensor([0])):
+        capture = lm.layers[15].register_forward_hook(
+            lambda m, i, o: captured.__setitem__("x", o[0] if isinstance(o, tuple) else o))
+        try:
+            lm.model(**enc, use_cache=False)
+        finally:
+            capture.remove()
+    after = shipped_sae.encode_dense(captured["x"][0, 1:])
+    assert after[:, f].sum() <= 0.35 * before[:, f].sum()
+    others = torch.ones(shipped_sae.d_sae, dtype=torch.bool)
+    others[f] = False
+    close = (after[:, others] - before[:, others]).abs().le(0.1 * float(before.max())).float().mean()
+    assert close > 0.95
+
+
+def test_clamp_and_positions_run(hf_engine, concept_feature, unsteered, prompts):
+    out = hf_engine.generate(prompts[:1], intervention=clamp(concept_feature, 1.0, positions="prompt"),
+                             max_new_tokens=4)
+    assert len(out) == 1 and len(out[0].token_ids) <= 4
+    # steering only the generated positions leaves the prompt's KV untouched; the first token may still change
+    gen = hf_engine.generate(prompts[:1], intervention=activate(concept_feature, 0.0, positions="generated"),
+                             max_new_tokens=N_NEW)
+    assert gen[0].token_ids == unsteered[0].token_ids
+
+
+def test_seeded_sampling_is_reproducible(hf_engine, prompts):
+    a = hf_engine.generate(prompts[:1], max_new_tokens=8, temperature=0.9, seed=7)
+    b = hf_engine.generate(prompts[:1], max_new_tokens=8, temperature=0.9, seed=7)
+    assert a[0].token_ids == b[0].token_ids
+
+
+def test_strength_sweep_table(hf_engine, concept_feature):
+    from qscope.steering import strength_sweep
+
+    result = strength_sweep(hf_engine, ["Tell me about your weekend."], concept_feature, [0.0, 1.0],
+                            max_new_tokens=10, ppl_factor=100.0)
+    assert [r["strength"] for r in result.rows] == [0.0, 1.0]
+    assert set(result.ROW_KEYS) <= set(result.rows[0])
+    assert result.rows[1]["mean_max_activation"] > result.rows[0]["mean_max_activation"]
+    assert result.best_strength == 1.0
+    assert result.to_polars().height == 2
