@@ -276,7 +276,8 @@ def metrics(scores: np.ndarray, y: np.ndarray) -> dict:
 
 def signature_methods(full: bool) -> dict[str, dict]:
     base = {"sig-probe": dict(method="probe"), "sig-centroid": dict(method="centroid"),
-            "sig-knn": dict(method="knn", k=5)}
+            "sig-knn": dict(method="knn", k=5),
+            "sig-probe sum-pool log1p top256": dict(method="probe", pooling="sum", transform="log1p", top_n=256)}
     if full:
         base.update({
             "sig-probe sum-pool": dict(method="probe", pooling="sum"),
@@ -286,7 +287,6 @@ def signature_methods(full: bool) -> dict[str, dict]:
             "sig-probe log1p top256": dict(method="probe", transform="log1p", top_n=256),
             "sig-centroid top256": dict(method="centroid", top_n=256),
             "sig-probe log1p": dict(method="probe", transform="log1p"),
-            "sig-probe sum-pool log1p top256": dict(method="probe", pooling="sum", transform="log1p", top_n=256),
             "sig-knn top256": dict(method="knn", k=5, top_n=256),
         })
     return base

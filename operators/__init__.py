@@ -38,6 +38,7 @@ from qscope.operators.writer import (
 __all__ = [
     "BuildSignatureIndex", "Classify", "Dedup", "EncodeSignatures", "FilterByScore", "MineBySignature", "ModelSpec",
     "Operator", "Provenance", "Resources", "ScoreTargetFeatures", "SeedSignatures", "SteeredGenerate",
-    "WriteParquetShards", "add_provenance", "as_table", "background_idf", "background_sample", "fit_seed_classifier", "finalize_shards", "is_complete",
+    "WriteParquetShards", "add_provenance", "as_table", "background_idf", "background_sample",
+    "fit_seed_classifier", "finalize_shards", "is_complete",
     "load_index", "load_model_and_sae", "mark_complete", "write_table_atomic",
 ]

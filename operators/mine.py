@@ -29,7 +29,8 @@ def background_idf(table: pa.Table, d_sae: int) -> tuple[list[int], int]:
     """Document frequencies of every latent over a corpus's signatures: the IDF background mining weighs with."""
     from qscope.index import SignatureVectorizer, as_ragged
 
-    vec = SignatureVectorizer(d_sae).partial_fit(as_ragged(table.column("feature_ids"), table.column("feature_values"), d_sae))
+    rows = as_ragged(table.column("feature_ids"), table.column("feature_values"), d_sae)
+    vec = SignatureVectorizer(d_sae).partial_fit(rows)
     return vec.df.tolist(), vec.n_docs
 
 

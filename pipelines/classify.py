@@ -4,7 +4,8 @@
     python -m qscope.pipelines.classify --config configs/classify.yaml
 
 Seeds: rows with `text` and optional `label` (no label / one label → a single `score`; with the default "probe",
-the probability of belonging with the seeds against a corpus sample). Corpus: rows with `id`, `text`. Output (atomic Parquet): id, score or score_<class>...,
+the probability of belonging with the seeds against a corpus sample). Corpus: rows with `id`, `text`.
+Output (atomic Parquet): id, score or score_<class>...,
 predicted_label (several classes), n_tokens, truncated; schema metadata records model / SAE / layer.
 """
 

@@ -1,5 +1,5 @@
-"""`expand`: seeds → encode seeds + corpus → contrastive target features → mine the corpus → synthesize by steering
-(+ few-shot seed prompts) → score (re-encode) → filter → dedup → samples.parquet + report.html.
+"""`expand`: seeds → encode seeds + corpus → contrastive target features → mine the corpus → synthesize by
+steering (+ few-shot seed prompts) → score (re-encode) → filter → dedup → samples.parquet + report.html.
 
     python -m qscope.pipelines.expand --config configs/demo.yaml            # embedded local Ray
     qscope run configs/demo.yaml --seeds my_seeds.jsonl --out out/mine

@@ -9,9 +9,9 @@ def register(sub) -> None:
     p = sub.add_parser("steer", help="generate with SAE features activated, suppressed or clamped")
     p.add_argument("prompts", nargs="+", help="one or more prompts")
     add_steering_args(p)
-    p.add_argument("--strength", type=float, default=4.0,
+    p.add_argument("--strength", type=float, default=2.0,
                    help="activate: multiples of the feature's typical max activation; suppress: fraction removed "
-                        "(1 = all); clamp: target in units of the typical max (default 4)")
+                        "(1 = all); clamp: target in units of the typical max (default 2)")
     p.add_argument("--op", default="activate", choices=["activate", "suppress", "clamp"])
     p.add_argument("--intervention", default=None,
                    help="JSON or YAML file with a saved intervention (instead of --feature)")

@@ -86,7 +86,16 @@ class LayerSteering:
         self.edit_is_clamp = torch.tensor([e.op == "clamp" for e in sc], dtype=torch.bool)
         self.edit_coef = torch.tensor([e.coefficient for e in sc], dtype=dtype)
         self.edit_codes = torch.tensor([POSITION_CODES[e.positions] for e in sc], dtype=torch.long)
-        self.edit_rows = W_dec[self.edit_features] if sc else None  # [m, d]
+        # Moving x by a·W_dec[f] moves f's pre-activation by a·(W_enc[:, f]·W_dec[f]); that overlap is ~0.7, not 1,
+        # in trained SAEs, so an edit along the plain decoder row would leave ~30% of a suppressed feature. Rows are
+        # divided by the overlap so the edited feature lands on its target when re-encoded, while everything
+        # orthogonal to W_dec[f] (incl. the SAE's reconstruction error) is untouched. The floor guards SAEs
+        # whose encoder barely reads a latent's own decoder direction.
+        if sc:
+            overlap = (sae.W_enc.detach()[:, self.edit_features].T * W_dec[self.edit_features]).sum(-1)
+            self.edit_rows = W_dec[self.edit_features] / overlap.clamp_min(0.05).unsqueeze(-1)  # [m, d]
+        else:
+            self.edit_rows = None
 
     @property
     def is_empty(self) -> bool:

@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from qscope.paths import atomic_path, qscope_home
+from qscope.paths import atomic_path
 
 log = logging.getLogger("qscope.training.default_sae")
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ what Qwen-Scope-style SAEs target, and the truncated forward then runs only half
 |---|---|
 | data | `scripts/build_sae_corpus.py`: Debian package descriptions (all sections) + sae-probes task texts, train split |
 | tokens | {info['tokens']:,} training tokens (steps × batch) drawn from {info['train_cache_tokens']:,} cached tokens of {info['train_texts']:,} texts |
-| excluded | position 0 of every text (attention sink, ~100x norm) and padding |
+| excluded | position 0 of every text (attention sink, ~100x norm), padding, and massive-activation outliers: tokens whose norm exceeds 10x the batch median (the sink spilling onto positions 1-2 in ~5% of texts, ~0.2% of tokens; one such row outweighs a whole batch in the MSE) |
 | architecture | {s.architecture}, d_in 576, d_sae {s.d_sae}, k {s.k} |
 | AuxK | α = {s.auxk_alpha:g}, k_aux = d_in/2, dead after {s.dead_tokens:,} tokens without firing |
 | optimiser | Adam, lr {s.resolved_lr():g} (warmup {s.warmup_steps} steps, linear decay over the last {s.decay_fraction:.0%}), batch {cfg.batch_size} tokens |
@@ -101,6 +101,8 @@ what Qwen-Scope-style SAEs target, and the truncated forward then runs only half
 | {heldout['explained_variance']:.3f} | {heldout['mse']:.3f} | {heldout['l0']:.1f} | {100 * heldout['dead_fraction']:.1f}% |
 
 CE-loss recovered, KL and Δ LM loss come from `qscope eval-sae smollm2-135m-l15` (see MODEL_CARD.md when present).
+The SAE is not meant to reconstruct attention-sink rows (position 0, and the rare >10x-median-norm tokens at
+positions 1-2); splice-in evaluations and feature reading should keep the original residual there.
 
 _Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by qscope.training.default_sae._
 """

@@ -31,12 +31,39 @@ def ray_head(tmp_path):
     temp = Path("/tmp") / f"qsray{dash}"  # short: Ray's socket paths have a length limit
     start = [ray_bin, "start", "--head", "--num-cpus=2", f"--port={_free_port()}", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats"]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
     try:
+        r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            pytest.fail(f"ray start failed (job submission needs ray[default]): {r.stdout[-1500:]}{r.stderr[-1500:]}")
         yield ray_bin, f"http://127.0.0.1:{dash}", env
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        # `ray stop` would stop every Ray on the machine (other sessions' too): end only this head's processes,
+        # found by its private temp dir on their command lines.
+        _kill_processes_mentioning(str(temp))
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _kill_processes_mentioning(marker: str) -> None:
+    import signal
+
+    def pids():
+        out = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if marker.encode() in (d / "cmdline").read_bytes():
+                        out.append(int(d.name))
+                except OSError:
+                    pass
+        return out
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        time.sleep(3)
 
 
 def test_job_submit_expand(ray_head, tmp_path, tiny_expand_config):

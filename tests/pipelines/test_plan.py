@@ -38,7 +38,7 @@ def test_demo_plan_stages_operators_and_resources():
             assert 0 < kw["num_cpus"] < 1 and kw["fn"] is s.operator and kw["batch_format"] == "pyarrow"
             assert "num_gpus" not in kw
     enc = plan.stage("encode").map_batches_kwargs()["fn_constructor_kwargs"]
-    assert enc["model_spec"]["max_length"] == 48 and enc["resources"]["threads"] == 2 and enc["pooling"] == "max"
+    assert enc["model_spec"]["max_length"] == 48 and enc["pooling"] == "max"
     gen = plan.stage("generate").constructor_kwargs
     assert gen["engine"] == "hf" and gen["max_new_tokens"] == cfg.synthesis.max_new_tokens
     assert plan.stage("score").constructor_kwargs["targets"] == Ref("target_ids")

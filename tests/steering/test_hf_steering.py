@@ -88,9 +88,9 @@ def test_suppression_drives_feature_to_zero_at_hook_layer(lm, steer_sae, hf_engi
 
 @torch.no_grad()
 def test_suppression_with_the_shipped_sae(lm, shipped_sae):
-    """The real SAE: its encoder column and decoder row of a feature are not exactly dual (gain W_dec[f].W_enc[:, f]
-    != 1), so the reconstruction-error-preserving edit leaves part of the feature when re-encoded (measured on the
-    interim SAE: 5.4 -> 1.1 on the strongest token, every other token -> 0)."""
+    """The real SAE: a feature's encoder column and decoder row are not exactly dual (overlap ~0.7, not 1); the edit
+    divides by that overlap, so the suppressed feature re-encodes to ~0 (an edit along the plain decoder row left
+    5.4 -> 1.1 on the strongest token of the interim SAE)."""
     from qscope.generation import make_engine
     from qscope.steering.compiled import build_layers
     from qscope.steering.hf_hooks import steer_hf
@@ -111,7 +111,7 @@ def test_suppression_with_the_shipped_sae(lm, shipped_sae):
         finally:
             capture.remove()
     after = shipped_sae.encode_dense(captured["x"][0, 1:])
-    assert after[:, f].sum() <= 0.35 * before[:, f].sum()
+    assert after[:, f].sum() <= 0.05 * before[:, f].sum()
     others = torch.ones(shipped_sae.d_sae, dtype=torch.bool)
     others[f] = False
     close = (after[:, others] - before[:, others]).abs().le(0.1 * float(before.max())).float().mean()
