@@ -26,8 +26,20 @@ def atomic_path(final: str | os.PathLike, suffix: str = ""):
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent)) / (final.name + suffix)
     try:
         yield tmp
+        _normal_permissions(tmp)
         if final.is_dir() and tmp.is_dir():
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _normal_permissions(path: Path) -> None:
+    # mkdtemp makes 0700 directories and some writers (safetensors) 0600 files; published outputs get the
+    # permissions an ordinary write would have had under the user's umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in paths:
+        if p.exists() and not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
