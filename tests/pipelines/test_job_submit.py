@@ -79,7 +79,12 @@ def test_job_submit_expand(ray_head, tmp_path, tiny_expand_config):
         time.sleep(2)
     cmd = [ray_bin, "job", "submit", "--address", address, "--working-dir", ".", "--",
            "python", "-m", "qscope.pipelines.expand", "--config", str(config), "--seeds", cfg.seeds, "--json"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, cwd=Path(__file__).parents[2])
+    deadline = time.time() + 180
+    while True:  # `job list` answers before the node's job agent is up; submit says so ("No available agent")
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, cwd=Path(__file__).parents[2])
+        if r.returncode == 0 or "No available agent" not in r.stdout + r.stderr or time.time() > deadline:
+            break
+        time.sleep(3)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in (r.stdout + r.stderr).lower()
     result = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith('{"parquet"')][-1])
