@@ -30,7 +30,11 @@ def ray_head(tmp_path):
     dash = _free_port()
     temp = Path("/tmp") / f"qsray{dash}"  # short: Ray's socket paths have a length limit
     start = [ray_bin, "start", "--head", "--num-cpus=2", f"--port={_free_port()}", "--include-dashboard=true",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats"]
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
+             # The session's own local Ray (tests/pipelines/conftest.py) already holds the default agent ports
+             # (52365 ...); a second head's job agent would then never come up ("No available agent").
+             f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+             f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
     try:
         r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
