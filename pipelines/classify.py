@@ -103,15 +103,9 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
 
 
 def _main_run(args):
-    cfg = ClassifyConfig.from_yaml(args.config)
-    for k in ("seeds", "corpus", "out", "executor"):
-        if getattr(args, k, None):
-            setattr(cfg, k, getattr(args, k))
-    plan = build_plan(cfg)
-    if args.plan:
-        print(plan.describe())
-        return None
-    return run(plan, address=args.address)
+    from qscope.pipelines.common import plan_or_run
+
+    return plan_or_run(ClassifyConfig, build_plan, run, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,6 +97,20 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
 
 
+def plan_or_run(config_cls, build_plan, run, args):
+    """`--plan`: print the plan and stop; else run it. The config comes from `--config`, with `--seeds/--corpus/
+    --out/--executor` overriding its fields (the shared `_main_run` of the classify and mine entrypoints)."""
+    cfg = config_cls.from_yaml(args.config)
+    for k in ("seeds", "corpus", "out", "executor"):
+        if getattr(args, k, None):
+            setattr(cfg, k, getattr(args, k))
+    plan = build_plan(cfg)
+    if args.plan:
+        print(plan.describe())
+        return None
+    return run(plan, address=args.address)
+
+
 def run_main(run_fn, args) -> int:
     """Shared `python -m qscope.pipelines.X` wrapper: clear one-line errors, JSON or human summary."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
