@@ -9,6 +9,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 import pyarrow as pa
 
+from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -28,9 +29,25 @@ def jaccard(a: frozenset, b: frozenset) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
+def overlap(a: frozenset, b: frozenset) -> float:
+    """Overlap coefficient |a∩b| / min(|a|, |b|): 1.0 when one text's shingles are all inside the other's, so a
+    seed copied with a sentence appended (or a templated sibling that swaps one name) still scores high, where
+    Jaccard is diluted by the length difference."""
+    if not a and not b:
+        return 1.0
+    return len(a & b) / max(1, min(len(a), len(b)))
+
+
+MEASURES = {"jaccard": jaccard, "overlap": overlap}
+
+
 class Dedup(Operator):
-    """Drop near-duplicates: rows whose word-3-gram Jaccard with an earlier kept row (or with any text of
+    """Drop near-duplicates: rows whose word-3-gram similarity with an earlier kept row (or with any text of
     `reference`, e.g. the seeds — a generation that copies a seed is not new data) is >= `threshold`.
+
+    `measure`: "jaccard" (|a∩b| / |a∪b|: near-identical texts) or "overlap" (|a∩b| / min(|a|, |b|): also
+    catches a text contained in another — a seed copied plus one added sentence, or boilerplate siblings such
+    as Debian's "X device support for SoapySDR" packages that differ in one name).
 
     Adds `duplicate_of` only when `keep_duplicates=True` (then nothing is dropped: review mode). Order matters:
     the first occurrence wins, so sort by quality first. Dedup needs to see all rows at once — run it on the
@@ -44,8 +61,14 @@ class Dedup(Operator):
     name: ClassVar[str] = "dedup"
 
     def __init__(self, threshold: float = 0.8, reference: Sequence[str] = (), reference_ids: Sequence[str] = (),
-                 text_column: str = "text", keep_duplicates: bool = False, resources: Resources | dict | None = None):
+                 text_column: str = "text", keep_duplicates: bool = False, measure: str = "jaccard",
+                 resources: Resources | dict | None = None):
         super().__init__(resources)
+        if measure not in MEASURES:
+            raise InputError(f"dedup measure must be one of {sorted(MEASURES)}, got {measure!r}")
+        if not 0.0 < float(threshold) <= 1.0:
+            raise InputError(f"dedup threshold must be in (0, 1], got {threshold}")
+        self.similarity = MEASURES[measure]
         self.threshold, self.text_column, self.keep_duplicates = float(threshold), text_column, keep_duplicates
         self.reference = [shingles(t) for t in reference]
         self.reference_ids = list(reference_ids) or [f"reference:{i}" for i in range(len(self.reference))]
@@ -64,7 +87,7 @@ class Dedup(Operator):
         for rid, text in zip(ids, texts):
             sh = shingles(text or "")
             cands = {j for h in sh for j in postings.get(h, ())}
-            hit = next((kept[j][0] for j in sorted(cands) if jaccard(sh, kept[j][1]) >= self.threshold), None)
+            hit = next((kept[j][0] for j in sorted(cands) if self.similarity(sh, kept[j][1]) >= self.threshold), None)
             if hit is None and not sh:
                 hit = "(empty)"
             dup_of.append(hit)

@@ -248,7 +248,17 @@ class FilterConfig(ConfigBase):
 @dataclass
 class DedupConfig(ConfigBase):
     threshold: float = 0.7
-    """Word-3-gram Jaccard at or above which two texts are duplicates (also against the seeds)."""
+    """Word-3-gram similarity at or above which two texts are duplicates (also against the seeds)."""
+    measure: str = "jaccard"
+    """jaccard (near-identical texts) or overlap (|a∩b| / min(|a|,|b|): also a text contained in another)."""
+
+    def validate(self) -> None:
+        from qscope.operators.dedup import MEASURES
+
+        if self.measure not in MEASURES:
+            raise InputError(f"dedup.measure must be one of {sorted(MEASURES)}, got {self.measure!r}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise InputError(f"dedup.threshold must be in (0, 1], got {self.threshold}")
 
 
 @dataclass

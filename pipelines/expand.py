@@ -107,7 +107,7 @@ def build_plan(cfg: ExpandConfig) -> Plan:
               resources=res.light.resources(), batch_size=res.light.batch_size,
                   local_below=res.light.local_below),
         Stage("dedup", "driver", output="final", fn=lambda ctx: _dedup(cfg, ctx),
-              doc=f"drop near-duplicates (word-3-gram Jaccard >= {cfg.dedup.threshold}) and copies of seeds"),
+              doc=f"drop near-duplicates (word-3-gram {cfg.dedup.measure} >= {cfg.dedup.threshold}) and seed copies"),
         Stage("write", "map", input="final", output="shards", operator=WriteParquetShards,
               constructor_kwargs={"out_dir": cfg.out, "provenance": Ref("provenance")},
               resources=res.light.resources(), batch_size=res.light.batch_size,
@@ -256,7 +256,7 @@ def _dedup(cfg: ExpandConfig, ctx: dict) -> pa.Table:
         return t
     t = t.sort_by([("target_score", "descending"), ("id", "ascending")])
     seeds = ctx["seeds"]
-    return Dedup(cfg.dedup.threshold, reference=seeds.texts, reference_ids=seeds.ids)(t)
+    return Dedup(cfg.dedup.threshold, reference=seeds.texts, reference_ids=seeds.ids, measure=cfg.dedup.measure)(t)
 
 
 def _finalize(cfg: ExpandConfig, ctx: dict) -> dict:

@@ -208,3 +208,18 @@ def test_steered_generate_groups_by_intervention_and_score(spec, encoded):
     assert ((0 <= ts) & (ts <= 1)).all() and ts[1] == 0
     assert len(scored["tokens"][0].as_py()) == len(scored["token_target_act"][0].as_py()) > 0
     assert scored["seed_similarity"][0].as_py() > 0.5
+
+
+def test_dedup_overlap_catches_a_seed_copied_with_an_added_sentence():
+    seed = "GUI based tool to compare two RTTY streams. It computes the character error rate and the bit error rate."
+    copy = seed + " It also prints a summary table of every error it found in both streams for the operator."
+    t = pa.table({"id": ["g1", "g2"], "text": [copy, "A logging program for VHF and UHF contests with many bands."]})
+    # Jaccard is diluted by the appended sentence (the copy has ~2x the shingles): it keeps the copy
+    assert Dedup(threshold=0.7, reference=[seed])(t)["id"].to_pylist() == ["g1", "g2"]
+    out = Dedup(threshold=0.7, reference=[seed], reference_ids=["comptty"], measure="overlap",
+                keep_duplicates=True)(t)
+    assert out["duplicate_of"].to_pylist() == ["comptty", None]
+    with pytest.raises(InputError, match="measure"):
+        Dedup(measure="cosine")
+    with pytest.raises(InputError, match="threshold"):
+        Dedup(threshold=1.5)
