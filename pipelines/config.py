@@ -277,6 +277,11 @@ class ExpandConfig(ConfigBase):
     """Longer documents are cut (and counted)."""
     max_corpus_rows: int | None = None
     """Read at most this many corpus rows (None = all)."""
+    corpus_signatures: str | None = None
+    """Signatures of this corpus from an earlier run (its `<out>/corpus_signatures.parquet`): rows whose id and
+    text are unchanged are not re-encoded. Must come from the same model / SAE / layer / pooling / top_n."""
+    save_corpus: bool = True
+    """Write `<out>/corpus_signatures.parquet` and the corpus `SignatureIndex` `<out>/corpus.index`."""
     executor: str = "ray"
     """ray (local embedded Ray or a cluster) or local (same process, no Ray)."""
     model: ModelConfig = field(default_factory=ModelConfig)

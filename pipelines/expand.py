@@ -40,6 +40,7 @@ from qscope.operators import (
     finalize_shards,
 )
 from qscope.operators.writer import SHARD_DIR, SUCCESS
+from qscope.pipelines import corpus_store
 from qscope.pipelines.common import json_dump, read_corpus, read_seeds, select_targets, signature_meta
 from qscope.pipelines.config import ExpandConfig
 from qscope.pipelines.plan import Plan, Ref, Stage, execute
@@ -63,7 +64,8 @@ def build_plan(cfg: ExpandConfig) -> Plan:
               constructor_kwargs={"model_spec": spec, **sig, "batch_size": res.encode.batch_size},
               resources=res.encode.resources(), batch_size=res.encode.batch_size),
         Stage("select_targets", "driver", output="targets", fn=lambda ctx: _select_targets(cfg, ctx),
-              doc="contrastive target features: seeds vs corpus background"),
+              doc="contrastive target features: seeds vs corpus background"
+                  + (f"; save {corpus_store.SIGNATURES_FILE} + {corpus_store.INDEX_DIR}" if cfg.save_corpus else "")),
     ]
     if cfg.mining.enabled and cfg.corpus:
         stages += [
@@ -128,11 +130,16 @@ def _read_inputs(cfg: ExpandConfig, ctx: dict) -> dict:
     (out / SUCCESS).unlink(missing_ok=True)
     shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
     parts = [_role_table(seeds.table, "seed")]
+    ctx["corpus_reused"] = None
     if corpus is not None:
-        parts.append(_role_table(corpus.table, "corpus"))
+        rows = _role_table(corpus.table, "corpus")
+        if cfg.corpus_signatures:  # encode once, expand many times: only new / edited rows go to the LM
+            ctx["corpus_reused"], rows = corpus_store.split_reusable(cfg.corpus_signatures, ctx["meta"], rows)
+        parts.append(rows)
     ctx["to_encode"] = pa.concat_tables(parts, promote_options="permissive")
     ctx["seeds"], ctx["corpus"] = seeds, corpus
-    return {"seeds": seeds.summary(), "corpus": corpus.summary() if corpus else None}
+    reused = 0 if ctx["corpus_reused"] is None else ctx["corpus_reused"].num_rows
+    return {"seeds": seeds.summary(), "corpus": corpus.summary() if corpus else None, "corpus_reused": reused}
 
 
 def _role_table(table: pa.Table, role: str) -> pa.Table:
@@ -153,6 +160,8 @@ def _select_targets(cfg: ExpandConfig, ctx: dict) -> list[dict]:
     enc, meta = ctx["encoded"], ctx["meta"]
     seeds = _by_role(enc, "seed")
     corpus = _by_role(enc, "corpus")
+    if ctx.get("corpus_reused") is not None:
+        corpus = pa.concat_tables([corpus, ctx["corpus_reused"]], promote_options="permissive")
     # order seeds as in the file (Ray may reorder rows)
     order = {i: n for n, i in enumerate(ctx["seeds"].ids)}
     seeds = seeds.take(pa.array(sorted(range(seeds.num_rows), key=lambda r: order[seeds.column("id")[r].as_py()])))
@@ -169,6 +178,8 @@ def _select_targets(cfg: ExpandConfig, ctx: dict) -> list[dict]:
     ctx["background_df"], ctx["background_n"] = background_idf(background, meta.d_sae)
     ctx["background_sample"] = background_sample(background, cfg.mining.background_size)
     ctx["provenance"] = Provenance(meta.model, meta.sae, meta.layer, cfg.synthesis.engine, ctx["run_id"]).to_dict()
+    if cfg.save_corpus:
+        ctx["corpus_files"] = corpus_store.save(corpus, meta, cfg.out)
     return targets
 
 
@@ -284,7 +295,7 @@ def _finalize(cfg: ExpandConfig, ctx: dict) -> dict:
         summary = {"run_id": ctx["run_id"], "model": m.model, "sae": m.sae, "layer": m.layer,
                    "counts": _counts(ctx), "timings": ctx["timings"]}
         report = write_report(out / REPORT_FILE, path, ctx.get("seeds_scored"), targets, summary)
-    return {"parquet": str(path), "report": str(report) if report else None}
+    return {"parquet": str(path), "report": str(report) if report else None, **ctx.get("corpus_files", {})}
 
 
 def _empty_output() -> pa.Table:
@@ -327,6 +338,7 @@ def _counts(ctx: dict) -> dict:
             by_source[s] = int(pc.sum(pc.equal(final["source"], s)).as_py() or 0)
     return {"seeds": len(ctx["seeds"]), "corpus": 0 if ctx["corpus"] is None else len(ctx["corpus"]),
             "truncated": ctx["seeds"].n_truncated + (ctx["corpus"].n_truncated if ctx["corpus"] else 0),
+            "corpus_reused": 0 if ctx.get("corpus_reused") is None else ctx["corpus_reused"].num_rows,
             "mined_candidates": n("mined"), "generated": n("generated"), "scored": n("outputs_scored"),
             "passed_filter": n("filtered"), "final": final.num_rows, **{f"final_{k}": v for k, v in by_source.items()}}
 

@@ -101,3 +101,48 @@ def test_cli_reports_bad_input_in_one_line(tiny_expand_config, tmp_path, capsys)
     assert err["error"] == "InputError" and "empty" in err["message"]
     assert main(["run", str(path), "--plan"]) == 0
     assert "SteeredGenerate" in capsys.readouterr().out
+
+
+def test_corpus_signatures_and_index_are_kept_and_reused(tiny_expand_config, tmp_path, demo_subset):
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from qscope.operators import load_index
+    from qscope.pipelines.corpus_store import INDEX_DIR, SIGNATURES_FILE
+    from qscope.signatures import SignatureMeta, read_signatures
+
+    cfg = tiny_expand_config()
+    cfg.synthesis.n_samples = 0  # mining only: the corpus store is what is tested
+    first = expand.run(expand.build_plan(cfg))
+    out = Path(cfg.out)
+    sigs, meta = read_signatures(out / SIGNATURES_FILE)
+    assert sigs.num_rows == 24 and first["corpus_signatures"] == str(out / SIGNATURES_FILE)
+    index = load_index(out / INDEX_DIR, expect=meta)  # kNN over the corpus without re-encoding it
+    hits = index.search(sigs["feature_ids"][:1], sigs["feature_values"][:1], k=1)
+    assert hits.ids[0, 0] == sigs["id"][0].as_py() and hits.scores[0, 0] > 0.99
+
+    # same corpus with one document edited: only that row is encoded again, the rest is reused
+    rows = [json.loads(x) for x in open(demo_subset / "corpus.jsonl")]
+    rows[3]["text"] = "Edited: a tool that converts audio files between formats."
+    edited = tmp_path / "corpus_edited.jsonl"
+    edited.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keep = tmp_path / "kept.parquet"
+    keep.write_bytes((out / SIGNATURES_FILE).read_bytes())
+    again = tiny_expand_config(corpus=str(edited), corpus_signatures=str(keep), out=str(tmp_path / "out2"))
+    again.synthesis = cfg.synthesis
+    second = expand.run(expand.build_plan(again))
+    assert second["counts"]["corpus_reused"] == 23
+    resaved, _ = read_signatures(Path(again.out) / SIGNATURES_FILE)
+    by_id = dict(zip(sigs["id"].to_pylist(), sigs["feature_ids"].to_pylist()))
+    new = dict(zip(resaved["id"].to_pylist(), resaved["feature_ids"].to_pylist()))
+    assert new[rows[3]["id"]] != by_id[rows[3]["id"]]
+    assert all(new[i] == by_id[i] for i in by_id if i != rows[3]["id"])
+
+    # signatures from another SAE are refused before any encoding
+    other = pa.Table.from_pandas(sigs.to_pandas(), preserve_index=False).replace_schema_metadata(
+        SignatureMeta(meta.model, "other/sae", meta.layer, meta.pooling, meta.top_n, meta.d_sae).to_metadata())
+    bad = tmp_path / "other.parquet"
+    pq.write_table(other, bad)
+    with pytest.raises(InputError, match="sae="):
+        expand.run(expand.build_plan(tiny_expand_config(corpus_signatures=str(bad), out=str(tmp_path / "out3"))))
