@@ -1,4 +1,4 @@
-"""SignatureIndex at scale: recall@10 of the FAISS-partitioned path vs exact sparse cosine, queries/s, bytes.
+"""SignatureIndex at scale: recall@10 of the SimHash + re-rank path vs exact sparse cosine, queries/s, bytes.
 
 Synthetic but shaped like real SAE signatures (d_sae 8192, top-64 per document):
 - latent frequencies are Zipfian (a few latents fire in most documents, most are rare);
@@ -6,8 +6,9 @@ Synthetic but shaped like real SAE signatures (d_sae 8192, top-64 per document):
   so neighbourhoods exist the way they do in a real corpus; activations are log-normal, value-sorted;
 - 2 % of documents are noisy near-copies of another document (real corpora are full of them).
 
-    nice python bench/index.py                 # 100k and 1M (< 10 min on 2 cores)
-    python bench/index.py --sizes 20000 --queries 300      # quick
+    nice python bench/index.py                 # 100k and 1M; SimHash 768 and 1024 bits, re-rank 100 and 200
+    python bench/index.py --sizes 100000 --rerank 100 200 300     # the README's 100k table
+    python bench/index.py --sizes 20000 --queries 300             # quick
 """
 
 from __future__ import annotations
@@ -29,28 +30,29 @@ class Corpus:
         self.perm = rng.permutation(D_SAE)  # latent ids do not encode frequency rank
         self.p = zipf / zipf.sum()
         self.n_topics, self.n_sub = n_topics, n_sub
-        # topic: 160 latents (Zipf-weighted draws, so popular latents recur across topics); subtopic: 40 of them
-        self.topic = np.stack([self._draw(rng, 160) for _ in range(n_topics)])
-        self.sub = np.stack([np.stack([rng.choice(t, 40, replace=False) for _ in range(n_sub)]) for t in self.topic])
-
-    def _draw(self, rng, k: int) -> np.ndarray:
-        return self.perm[rng.choice(D_SAE, k, replace=False, p=np.sqrt(self.p) / np.sqrt(self.p).sum())]
+        # topic: 160 latents drawn without replacement with weights √p (so popular latents recur across topics),
+        # all topics at once by the Gumbel-top-k trick (same law as sequential weighted draws); subtopic: 40 of them
+        keys = 0.5 * np.log(self.p) + rng.gumbel(size=(n_topics, D_SAE))
+        self.topic = self.perm[np.argpartition(-keys, 160, axis=1)[:, :160]]
+        self.sub = np.take_along_axis(self.topic[:, None, :], _pick(rng, (n_topics, n_sub, 160), 40), 2)
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """[n, 64] latent ids and values (value-descending, zeros = fewer than 64 distinct latents)."""
+        """[n, 64] latent ids and values (value-descending, zeros = fewer than 64 distinct latents), no per-row loop."""
         t = rng.integers(0, self.n_topics, n)
         s = rng.integers(0, self.n_sub, n)
-        sub_pick = np.argsort(rng.random((n, 40)), 1)[:, :28]
-        top_pick = np.argsort(rng.random((n, 160)), 1)[:, :16]
-        f_sub = np.take_along_axis(self.sub[t, s], sub_pick, 1)
-        f_top = np.take_along_axis(self.topic[t], top_pick, 1)
+        f_sub = np.take_along_axis(self.sub[t, s], _pick(rng, (n, 40), 28), 1)
+        f_top = np.take_along_axis(self.topic[t], _pick(rng, (n, 160), 16), 1)
         f_bg = self.perm[rng.choice(D_SAE, (n, 20), p=self.p)]
         fids = np.concatenate([f_sub, f_top, f_bg], 1)
         vals = np.concatenate([rng.lognormal(1.0, 0.5, (n, 28)), rng.lognormal(0.6, 0.5, (n, 16)),
                                rng.lognormal(0.2, 0.6, (n, 20))], 1).astype(np.float32)
         # drop repeated latents within a row (keep the larger value), then keep top-64 by value
-        order = np.lexsort((-vals, fids), axis=1)
-        fids, vals = np.take_along_axis(fids, order, 1), np.take_along_axis(vals, order, 1)
+        # one int64 sort instead of a lexsort: id in the high half, then value descending (positive float32 bit
+        # patterns order like the values)
+        key = (fids.astype(np.int64) << 32) | (0xFFFFFFFF - vals.view(np.uint32).astype(np.int64))
+        key.sort(axis=1)
+        fids = key >> 32
+        vals = (0xFFFFFFFF - (key & 0xFFFFFFFF)).astype(np.uint32).view(np.float32)
         dup = np.zeros_like(fids, bool)
         dup[:, 1:] = fids[:, 1:] == fids[:, :-1]
         vals[dup] = 0.0
@@ -69,6 +71,12 @@ class Corpus:
         return fids, vals
 
 
+def _pick(rng: np.random.Generator, shape: tuple, k: int) -> np.ndarray:
+    """Positions of k of the last axis's entries, uniformly without replacement (argpartition of random keys: a
+    full argsort per row was the generator's slowest step)."""
+    return np.argpartition(rng.random(shape, dtype=np.float32), k, axis=-1)[..., :k]
+
+
 def to_lists(fids: np.ndarray, vals: np.ndarray):
     """Dense [n, 64] (zero-padded) → pyarrow list arrays, the form signatures have when read from Parquet."""
     import pyarrow as pa
@@ -83,7 +91,8 @@ def recall_at(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x[:k]) & set(y[:k]) - {-1}) / k for x, y in zip(a, b)]))
 
 
-def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], alt: bool) -> list[dict]:
+def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bits: list[int],
+             alt: bool) -> list[dict]:
     from qscope.index import SignatureIndex
 
     rows = []
@@ -106,30 +115,31 @@ def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], alt: bo
     store_b = index.store.nbytes() / n
     rows.append(dict(n=n, method="exact sparse cosine (scipy CSR)", param="-", recall=1.0,
                      qps=n_queries / t_exact, bytes=store_b, code_bytes=0, build=t_add))
-    print(f"  exact: {n_queries / t_exact:.0f} q/s", flush=True)
+    print(f"  exact: {n_queries / t_exact:.0f} q/s ({t_exact:.1f}s)", flush=True)
 
-    t = time.time()
-    index.build_codes()
-    t_codes = time.time() - t
-    code_b = index.code_bits / 8
-    print(f"  SimHash {index.code_bits}-bit codes built in {t_codes:.1f}s", flush=True)
-    for rerank in reranks:
+    for bits in code_bits:
+        index.code_bits = bits
         t = time.time()
-        approx = index.search_vectors(q, k=10, exact=False, rerank=rerank)
-        dt = time.time() - t
-        rows.append(dict(n=n, method=f"qscope: SimHash {index.code_bits} bits (FAISS binary) + exact re-rank",
-                         param=f"rerank={rerank}", recall=recall_at(approx.positions, exact.positions),
-                         qps=n_queries / dt, bytes=index.nbytes() / n, code_bytes=code_b, build=t_add + t_codes))
-        print(f"  rerank={rerank}: recall@10={rows[-1]['recall']:.3f}  {rows[-1]['qps']:.0f} q/s", flush=True)
+        index.build_codes()
+        t_codes = time.time() - t
+        print(f"  SimHash {bits}-bit codes built in {t_codes:.1f}s", flush=True)
+        for rerank in reranks:
+            t = time.time()
+            approx = index.search_vectors(q, k=10, exact=False, rerank=rerank)
+            dt = time.time() - t
+            rows.append(dict(n=n, method=f"qscope: SimHash {bits} bits (FAISS binary) + exact re-rank",
+                             param=f"rerank={rerank}", recall=recall_at(approx.positions, exact.positions),
+                             qps=n_queries / dt, bytes=index.nbytes() / n, code_bytes=bits / 8, build=t_add + t_codes))
+            print(f"  rerank={rerank}: recall@10={rows[-1]['recall']:.3f}  {rows[-1]['qps']:.0f} q/s", flush=True)
     if alt:
-        for r in alternatives(index, q, exact.positions, n):
+        for r in alternatives(index, q, exact.positions, n, store_b):
             print(f"  {r['method']} ({r['param']}): recall@10={r['recall']:.3f}"
                   + (f" / {r['recall_rerank']:.3f}" if "recall_rerank" in r else ""), flush=True)
             rows.append(r)
     return rows
 
 
-def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
+def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[dict]:
     """Dense-code schemes for comparison: feature hashing → flat / IVF-PQ, and SimHash bits (Hamming)."""
     import faiss
 
@@ -148,7 +158,7 @@ def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
                         qps=len(qd) / dt, bytes=dim * 4, code_bytes=dim * 4, build=0.0))
         _, hits = flat.search(qd, 100)
         out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS flat", param="top-100 + exact rerank",
-                        recall=_rerank_recall(x, q, hits, pos, truth), qps=float("nan"), bytes=dim * 4 + 204,
+                        recall=_rerank_recall(x, q, hits, pos, truth), qps=float("nan"), bytes=dim * 4 + store_b,
                         code_bytes=dim * 4, build=0.0))
         t = time.time()
         pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, int(np.sqrt(n)), 64, 8, faiss.METRIC_INNER_PRODUCT)
@@ -160,7 +170,7 @@ def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
         _, hits = pq.search(qd, 100)
         dt = time.time() - t
         out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS IVF-PQ64", param="nprobe=32, top-100 + exact rerank",
-                        recall=_rerank_recall(x, q, hits, pos, truth), qps=len(qd) / dt, bytes=64 + 8 + 204,
+                        recall=_rerank_recall(x, q, hits, pos, truth), qps=len(qd) / dt, bytes=64 + 8 + store_b,
                         code_bytes=64 + 8, build=tb))
         del flat, pq
     bits = 512
@@ -174,7 +184,7 @@ def alternatives(index, q, truth: np.ndarray, n: int) -> list[dict]:
     _, hits = bidx.search(qb, 1000)
     dt = time.time() - t
     out.append(dict(n=n, method=f"SimHash {bits} bits, FAISS binary flat", param="top-10 / top-1000 + rerank",
-                    recall=recall_at(pos[hits[:, :10]], truth), qps=len(qb) / dt, bytes=bits // 8 + 204,
+                    recall=recall_at(pos[hits[:, :10]], truth), qps=len(qb) / dt, bytes=bits // 8 + store_b,
                     code_bytes=bits // 8, build=0.0))
     out[-1]["recall_rerank"] = _rerank_recall(x, q, hits, pos, truth)
     return out
@@ -205,7 +215,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--rerank", type=int, nargs="+", default=[50, 100, 200])
+    ap.add_argument("--rerank", type=int, nargs="+", default=[100, 200])
+    ap.add_argument("--code-bits", type=int, nargs="+", default=[768, 1024])
     ap.add_argument("--alt", action="store_true", help="also measure dense-code schemes (at the smallest size)")
     args = ap.parse_args()
     t0 = time.time()
@@ -214,7 +225,7 @@ def main() -> None:
     for i, n in enumerate(args.sizes):
         # exact search is the slow side at 1M (a few q/s): fewer queries there, still 2000+ neighbours scored
         nq = args.queries if n <= 200_000 else max(100, args.queries // 5)
-        rows += run_size(n, nq, corpus, args.rerank, alt=args.alt and i == 0)
+        rows += run_size(n, nq, corpus, args.rerank, args.code_bits, alt=args.alt and i == 0)
     print("\n| signatures | method | setting | recall@10 | queries/s | code bytes/sig | total bytes/sig |\n"
           "|---:|---|---|---:|---:|---:|---:|")
     for r in rows:

@@ -4,8 +4,11 @@ Bit b of a signature's code is the sign of its IDF-weighted vector's dot product
 (random-hyperplane LSH, Charikar 2002): the Hamming distance between two codes estimates the angle between the two
 vectors, whatever the data's structure. FAISS scans the codes (SIMD popcount; `IndexBinaryFlat`) for the
 `rerank` nearest, and those are re-scored exactly from the compact store, so the final top-k carries exact
-cosines. Measured (bench/index.py): 1024-bit codes + top-100 re-rank keep recall@10 at ~0.98 on corpora where
-k-means partitions (IVF, in hashed or latent space) reached 0.6-0.8 at the same cost.
+cosines. Measured (bench/index.py, 100k signatures, recall@10 vs exact cosine): 768-bit codes (96 B) reach 0.945 /
+0.964 / 0.973 with the top 100 / 200 / 300 re-ranked, 1024-bit codes (128 B) 0.982 / 0.990 / 0.993. The default is
+768 bits + top-200: with the 145 B compact store that is 241 B per signature (goal ≤ 256), where 1024 bits would be
+273 B; the extra 100 candidates cost 0-25 % of queries/s (the scan dominates). k-means partitions (IVF, in hashed
+or latent space) reached only 0.6-0.8 at a similar cost.
 """
 
 from __future__ import annotations
@@ -14,21 +17,41 @@ import numpy as np
 import scipy.sparse as sp
 
 from qscope.errors import InputError
+from qscope.index.store import CompactStore
 
 
 class SimHashCodes:
-    def __init__(self, d_sae: int, bits: int = 1024, seed: int = 0):
+    def __init__(self, d_sae: int, bits: int = 768, seed: int = 0):
         if bits <= 0 or bits % 64:
             raise InputError(f"code bits must be a positive multiple of 64, got {bits}")
         self.d_sae, self.bits, self.seed = d_sae, int(bits), int(seed)
         self.planes = np.random.default_rng(seed).standard_normal((d_sae, self.bits)).astype(np.float32)
         self.index = None
+        self._slabs = None  # torch views of the planes, 256 columns each
 
-    def encode(self, x: sp.csr_matrix, chunk: int = 50_000) -> np.ndarray:
-        """[n, bits/8] uint8 codes of normalised weighted rows."""
-        out = np.empty((x.shape[0], self.bits // 8), np.uint8)
-        for s in range(0, x.shape[0], chunk):
-            out[s: s + chunk] = np.packbits(np.asarray(x[s: s + chunk] @ self.planes) > 0, axis=1)
+    def encode(self, indptr: np.ndarray, ids: np.ndarray, weights: np.ndarray, chunk: int = 32_768) -> np.ndarray:
+        """[n, bits/8] uint8 codes of the weighted rows given as CSR arrays (no need to normalise: a bit is a sign).
+
+        A row's projections are a weighted sum of plane rows: torch's embedding_bag sums them straight from the
+        sparse form, multi-threaded, over 256-column slabs of the planes (d_sae KiB each, which caches far better
+        than whole 1024-float rows: measured ~1.8× faster than one pass over all columns, ~1.9× a scipy sparse ×
+        dense product)."""
+        import torch
+
+        if self._slabs is None:
+            self._slabs = [torch.from_numpy(np.ascontiguousarray(self.planes[:, j: j + 256]))
+                           for j in range(0, self.bits, 256)]
+        indptr = np.asarray(indptr, np.int64)
+        n = len(indptr) - 1
+        out = np.empty((n, self.bits // 8), np.uint8)
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            a, b = indptr[s], indptr[e]
+            idx, offsets = torch.from_numpy(np.asarray(ids[a:b], np.int64)), torch.from_numpy(indptr[s:e] - a)
+            w = torch.from_numpy(np.asarray(weights[a:b], np.float32))
+            for j, slab in enumerate(self._slabs):
+                proj = torch.nn.functional.embedding_bag(idx, slab, offsets, mode="sum", per_sample_weights=w)
+                out[s:e, j * 32: j * 32 + slab.shape[1] // 8] = np.packbits((proj > 0).numpy(), axis=1)
         return out
 
     def build(self, codes: np.ndarray) -> None:
@@ -43,7 +66,7 @@ class SimHashCodes:
 
     def candidates(self, q: sp.csr_matrix, r: int) -> np.ndarray:
         """[nq, r] stored rows with the nearest codes (-1 where the index holds fewer than r)."""
-        _, rows = self.index.search(self.encode(q), min(r, self.index.ntotal))
+        _, rows = self.index.search(self.encode(q.indptr, q.indices, q.data), min(r, self.index.ntotal))
         return rows.astype(np.int64)
 
     def codes(self) -> np.ndarray:
@@ -53,8 +76,8 @@ class SimHashCodes:
             self.index.ntotal, self.bits // 8).copy() if self.index.ntotal else np.zeros((0, self.bits // 8), np.uint8)
 
 
-def rescore(q_weighted: np.ndarray, rows: np.ndarray, indptr: np.ndarray, fid: np.ndarray, code: np.ndarray,
-            row_factor: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def rescore(q_weighted: np.ndarray, rows: np.ndarray, store: CompactStore, row_factor: np.ndarray,
+            k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine of candidate rows from the compact store; top-k per query (rows -1 / -inf padded).
 
     q_weighted: dense [nq, d_sae] (normalised query × IDF); row_factor: per stored row, scale / norm.
@@ -62,12 +85,9 @@ def rescore(q_weighted: np.ndarray, rows: np.ndarray, indptr: np.ndarray, fid: n
     nq, r = rows.shape
     valid = rows >= 0
     flat = np.where(valid, rows, 0).ravel()
-    lens = np.diff(indptr)[flat] * valid.ravel()
-    starts = indptr[:-1][flat]
-    src = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
-    pair = np.repeat(np.arange(nq * r), lens)
-    qid = pair // r
-    contrib = q_weighted[qid, fid[src].astype(np.int64)] * code[src].astype(np.float32)
+    lens, ids, code = store.gather(flat[valid.ravel()])  # ids decoded from the gathered gaps (segment cumsum)
+    pair = np.repeat(np.flatnonzero(valid.ravel()), lens)
+    contrib = q_weighted[pair // r, ids] * code.astype(np.float32)
     scores = np.bincount(pair, weights=contrib, minlength=nq * r).reshape(nq, r) * row_factor[flat].reshape(nq, r)
     scores = np.where(valid, scores, -np.inf).astype(np.float32)
     kk = min(k, r)

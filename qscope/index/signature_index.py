@@ -1,9 +1,10 @@
 """`SignatureIndex`: cosine search over SAE signatures — exact (scipy CSR) when small, FAISS SimHash + re-rank when large.
 
 Similarity = cosine of IDF-weighted signature vectors (see `vectors.py`). Up to `exact_threshold` rows every query
-is scored against every row (a sparse matrix product). Above it, FAISS scans 1024-bit SimHash codes of the rows
-for the `rerank` nearest candidates, which are then re-scored exactly (see `lsh.py`), so returned scores are
-always true cosines. IDF follows the rows the index holds, so `add` in pieces equals one `add` of everything.
+is scored against every row (a sparse matrix product). Above it, FAISS scans 768-bit SimHash codes of the rows
+for the `rerank` (200) nearest candidates, which are then re-scored exactly from the compact store (see `lsh.py`,
+`store.py`), so returned scores are always true cosines (of the 8-bit stored weights). IDF follows the rows the
+index holds, so `add` in pieces equals one `add` of everything.
 
     index = SignatureIndex.from_parquet("corpus.signatures.parquet")
     ids, scores = index.search(q_feature_ids, q_feature_values, k=10)
@@ -27,7 +28,7 @@ from qscope.index.vectors import SignatureVectorizer, l2_normalize_rows, row_sum
 from qscope.paths import atomic_path
 from qscope.signatures import SignatureMeta, read_signatures
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: delta-coded latent ids (store.py); 1 stored uint16/int32 ids
 
 
 class SearchResult(NamedTuple):
@@ -48,8 +49,8 @@ class SignatureIndex:
         use_idf: bool = True,
         value_bits: int = 8,
         exact_threshold: int = 50_000,
-        code_bits: int = 1024,
-        rerank: int = 100,
+        code_bits: int = 768,
+        rerank: int = 200,
         seed: int = 0,
     ):
         """meta: what produced the signatures (checked on add_table / load); d_sae defaults to meta.d_sae.
@@ -57,6 +58,8 @@ class SignatureIndex:
         transform: activation → weight ("raw", "sqrt", "log1p", "binary"); value_bits: 8 (compact codes), 16, 32.
         exact_threshold: at most this many rows are searched exactly; above, SimHash codes of `code_bits` bits
         are built on first search and scanned by FAISS for `rerank` candidates per query (re-scored exactly).
+        768 bits + 200 candidates keep recall@10 ≥ 0.95 at ≤ 256 B per top-64 signature; 1024 bits buys ~0.02-0.03
+        recall for 32 B more per signature (measurements in lsh.py and bench/README.md).
         """
         if d_sae is None:
             if meta is None:
@@ -114,7 +117,7 @@ class SignatureIndex:
             if len(self) > 2 * self._trained_on:  # IDF has drifted: recode everything on the next search
                 self._lsh, self._trained_on = None, 0
             else:
-                self._lsh.add(self._lsh.encode(self._weighted_rows(np.arange(n0, n0 + r.n_rows))))
+                self._lsh.add(self._encode_rows(np.arange(n0, n0 + r.n_rows)))
 
     def add_table(self, table, meta: SignatureMeta | None = None) -> None:
         """Add a signature table (qscope.signatures schema); its metadata must match the index's."""
@@ -145,9 +148,15 @@ class SignatureIndex:
     # ------------------------------------------------------------------------------------------ vectors
     def _norms(self) -> np.ndarray:
         if "norms" not in self._cache:
-            w = self.store.weights() * self.vectorizer.idf[self.store.fid]
-            self._cache["norms"] = np.sqrt(row_sums(self.store.indptr, w.astype(np.float64) ** 2)).astype(np.float32)
+            r = self.store.ragged()
+            w = r.values * self.vectorizer.idf[r.feature_ids]
+            self._cache["norms"] = np.sqrt(row_sums(r.indptr, w.astype(np.float64) ** 2)).astype(np.float32)
         return self._cache["norms"]
+
+    def _encode_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """SimHash codes of stored rows (IDF-weighted; unnormalised, as a sign does not need it)."""
+        r = self.store.ragged(rows)
+        return self._lsh.encode(r.indptr, r.feature_ids, r.values * self.vectorizer.idf[r.feature_ids])
 
     def _weighted_rows(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
         """Normalised IDF-weighted CSR of stored rows (the exact path's matrix)."""
@@ -212,7 +221,7 @@ class SignatureIndex:
     def build_codes(self) -> None:
         """Build the SimHash codes + FAISS binary index now (search does it on demand above `exact_threshold`)."""
         self._lsh = SimHashCodes(self.d_sae, self.code_bits, self.seed)
-        self._lsh.build(self._lsh.encode(self._weighted_rows()))
+        self._lsh.build(self._encode_rows())
         self._trained_on = len(self)
 
     def _search_codes(self, q: sp.csr_matrix, k: int, rerank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,8 +235,7 @@ class SignatureIndex:
         for s in range(0, q.shape[0], 256):  # bounded dense query block: 256 × d_sae floats
             qb = q[s: s + 256]
             cand = self._lsh.candidates(qb, max(rerank, k))
-            rows[s: s + 256], out[s: s + 256] = rescore(qb.toarray() * idf, cand, self.store.indptr, self.store.fid,
-                                                        self.store.code, factor, k)
+            rows[s: s + 256], out[s: s + 256] = rescore(qb.toarray() * idf, cand, self.store, factor, k)
         return rows, out
 
     # ------------------------------------------------------------------------------------------ rows
@@ -247,6 +255,7 @@ class SignatureIndex:
     def config(self) -> dict:
         return {"format_version": FORMAT_VERSION, "d_sae": self.d_sae, "transform": self.vectorizer.transform,
                 "use_idf": self.vectorizer.use_idf, "value_bits": self.store.value_bits,
+                "delta_bits": self.store.delta_bits,
                 "exact_threshold": self.exact_threshold, "code_bits": self.code_bits, "rerank": self.rerank,
                 "seed": self.seed, "trained_on": self._trained_on,
                 "meta": None if self.meta is None else {k.decode(): v.decode() for k, v in self.meta.to_metadata().items()}}
@@ -260,8 +269,8 @@ class SignatureIndex:
         with atomic_path(path) as tmp:
             tmp.mkdir()
             (tmp / "index.json").write_text(json.dumps(self.config(), indent=1))
-            arrays = dict(indptr=self.store.indptr, fid=self.store.fid, code=self.store.code, scale=self.store.scale,
-                          df=self.vectorizer.df, n_docs=np.array(self.vectorizer.n_docs))
+            arrays = dict(indptr=self.store.indptr, delta=self.store.delta, code=self.store.code,
+                          scale=self.store.scale, df=self.vectorizer.df, n_docs=np.array(self.vectorizer.n_docs))
             if self._lsh is not None:
                 arrays["codes"] = self._lsh.codes()
             np.savez(tmp / "arrays.npz", **arrays)
@@ -278,7 +287,8 @@ class SignatureIndex:
             raise InputError(f"{path} is not a qscope signature index (no index.json)")
         cfg = json.loads((path / "index.json").read_text())
         if cfg.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"{path}: index format {cfg.get('format_version')}, this qscope reads {FORMAT_VERSION}")
+            raise InputError(f"{path}: index format {cfg.get('format_version')}, this qscope reads {FORMAT_VERSION}; "
+                             "rebuild the index from its signatures (SignatureIndex.from_parquet)")
         meta = None
         if cfg["meta"] is not None:
             meta = SignatureMeta.from_metadata({k.encode(): v.encode() for k, v in cfg["meta"].items()}, str(path))
@@ -290,8 +300,9 @@ class SignatureIndex:
                     value_bits=cfg["value_bits"], exact_threshold=cfg["exact_threshold"], code_bits=cfg["code_bits"],
                     rerank=cfg["rerank"], seed=cfg["seed"])
         z = np.load(path / "arrays.npz")
-        index.store.indptr, index.store.fid, index.store.code, index.store.scale = (
-            z["indptr"], z["fid"], z["code"], z["scale"])
+        index.store.delta_bits = cfg["delta_bits"]
+        index.store.indptr, index.store.delta, index.store.code, index.store.scale = (
+            z["indptr"], z["delta"], z["code"], z["scale"])
         index._pos = np.arange(len(index.store), dtype=np.int64)
         index.vectorizer.df, index.vectorizer.n_docs = z["df"], int(z["n_docs"])
         index._ids = [np.asarray(pq.read_table(path / "ids.parquet").column("id").to_pylist(), dtype=object)]
