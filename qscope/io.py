@@ -92,6 +92,8 @@ def _rows_jsonl(path: Path, text: str) -> list[dict]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if isinstance(obj, str):  # a bare string per line is a text
+            obj = {"text": obj}
         if not isinstance(obj, dict):
             raise InputError(f"{path}: line {n} is a JSON {type(obj).__name__}, expected an object with a text field")
         rows.append(obj)
@@ -106,8 +108,10 @@ def _rows_json(path: Path, text: str) -> list[dict]:
     if isinstance(obj, dict):  # {"rows": [...]} or {"data": [...]}
         lists = [v for v in obj.values() if isinstance(v, list)]
         obj = lists[0] if len(lists) == 1 else [obj]
+    if isinstance(obj, list):  # a list of bare strings is a list of texts
+        obj = [{"text": r} if isinstance(r, str) else r for r in obj]
     if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
-        raise InputError(f"{path}: expected a JSON list of objects")
+        raise InputError(f"{path}: expected a JSON list of objects (or of strings)")
     return obj
 
 
@@ -224,6 +228,47 @@ def _read_one(path: Path, text_column: str, id_column: str, max_chars: int, what
     }
     out = pa.table({"id": pa.array([ids[n] for n in keep], pa.string()), "text": pa.array(texts, pa.string()), **rest})
     return out, n_trunc, n_empty
+
+
+PLAIN_TEXT_SUFFIXES = (".txt", ".text", ".md")
+
+
+def read_texts(path: str | Path, text_column: str = "text", split: str | None = None) -> list[str]:
+    """The non-empty texts of one file, in file order — for the tools that need texts only (SAE training and
+    evaluation, feature discovery, dashboards).
+
+    .jsonl / .json / .csv / .tsv / .parquet: the `text_column` (as `read_records` reads it: same errors, a bare
+    string per JSONL line or JSON list item counts as a text); with `split`, only rows whose `split` column equals
+    it (files without that column are used whole). .txt / .md: documents separated by blank lines, or one per line
+    when the file has no blank line. Large Parquet corpora are read column-wise, without building a `Records` table.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"text file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in PLAIN_TEXT_SUFFIXES:
+        raw = _decode(path, path.read_bytes()).replace("\r\n", "\n")
+        texts = raw.split("\n\n") if "\n\n" in raw.strip() else raw.split("\n")
+    elif file_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        if text_column not in names:
+            raise InputError(f"{path}: no {text_column!r} column (columns: {', '.join(names)})")
+        cols = [text_column] + (["split"] if split and "split" in names else [])
+        table = pq.read_table(path, columns=cols).to_pydict()
+        texts = table[text_column]
+        if "split" in table:
+            texts = [t for t, s in zip(texts, table["split"]) if s == split]
+    else:
+        table = read_records(path, text_column, max_chars=1 << 62, what="texts").table
+        texts = table.column("text").to_pylist()
+        if split and "split" in table.column_names:
+            texts = [t for t, s in zip(texts, table.column("split").to_pylist()) if s == split]
+    texts = [t.strip() if suffix in PLAIN_TEXT_SUFFIXES else t for t in texts if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise InputError(f"{path}: no non-empty texts" + (f" in split {split!r}" if split else ""))
+    return texts
 
 
 def file_fingerprint(path: str | Path, hash_bytes: bool = True) -> dict:

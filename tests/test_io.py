@@ -91,3 +91,27 @@ def test_fingerprint_changes_with_content(tmp_path):
     p.write_text('{"text": "b"}\n')
     fp2 = file_fingerprint(p)
     assert fp1["sha256"] != fp2["sha256"] and set(fp1) == {"size", "mtime_ns", "sha256"}
+
+
+def test_read_texts_one_reader_for_every_tool(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from qscope.io import read_texts
+
+    (tmp_path / "s.jsonl").write_text('"a bare string"\n{"text": "an object", "split": "train"}\n')
+    assert read_texts(tmp_path / "s.jsonl") == ["a bare string", "an object"]
+    (tmp_path / "l.json").write_text('["one", {"text": "two"}]')
+    assert read_texts(tmp_path / "l.json") == ["one", "two"]
+    pq.write_table(pa.table({"body": ["x", "y", " "], "split": ["train", "heldout", "train"]}), tmp_path / "c.parquet")
+    assert read_texts(tmp_path / "c.parquet", "body", split="train") == ["x"]
+    assert read_texts(tmp_path / "c.parquet", "body") == ["x", "y"]
+    (tmp_path / "d.txt").write_text("p1 line\nstill p1\n\n\np2\n")
+    assert read_texts(tmp_path / "d.txt") == ["p1 line\nstill p1", "p2"]
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        read_texts(tmp_path / "bad.jsonl")
+    with pytest.raises(InputError, match="no non-empty texts in split 'dev'"):
+        read_texts(tmp_path / "c.parquet", "body", split="dev")
+    with pytest.raises(InputError, match="does not exist"):
+        read_texts(tmp_path / "missing.txt")

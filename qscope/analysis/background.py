@@ -16,42 +16,13 @@ from typing import Sequence
 import numpy as np
 
 from qscope.errors import InputError
+from qscope.io import read_texts  # noqa: F401  (re-exported: qscope.analysis.read_texts)
 from qscope.paths import qscope_home
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BACKGROUND = REPO_ROOT / "data" / "demo" / "corpus.jsonl"
-
-
-def read_texts(path: str | Path, field: str = "text") -> list[str]:
-    """Texts from .jsonl (field `text`), .json (list of strings or of objects), .parquet or .txt (one per line)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"text file {path} does not exist")
-    if path.suffix == ".jsonl":
-        texts = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-            texts.append(obj if isinstance(obj, str) else obj.get(field))
-    elif path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        texts = [d if isinstance(d, str) else d.get(field) for d in data]
-    elif path.suffix == ".parquet":
-        import polars as pl
-
-        texts = pl.read_parquet(path, columns=[field])[field].to_list()
-    else:
-        texts = path.read_text(encoding="utf-8").splitlines()
-    texts = [t for t in texts if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise InputError(f"{path}: no texts found (expected field {field!r} in .jsonl/.json/.parquet, or lines)")
-    return texts
 
 
 def background_texts(n: int = 200, path: str | Path | None = None, seed: int = 0) -> list[str]:

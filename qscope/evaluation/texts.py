@@ -7,7 +7,6 @@ special tokens (BOS/EOS) carry sink-like norms; SAEs are neither trained nor mea
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -56,12 +55,10 @@ def load_texts(path: str | Path | None = None) -> EvalTexts:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         out = _load_parquet(path, require_split=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        out = EvalTexts(_load_jsonl(path), str(path))
-    elif suffix in (".txt", ".text", ".md"):
-        out = EvalTexts(_load_txt(path), str(path))
-    else:
-        raise InputError(f"{path}: unsupported texts file type {suffix!r} (use .jsonl, .parquet or .txt)")
+    else:  # .jsonl / .json / .csv / .txt ...: the shared reader (same errors as seed files)
+        from qscope.io import read_texts
+
+        out = EvalTexts(read_texts(path), str(path))
     if not out.texts:
         raise InputError(f"{path}: no non-empty texts found")
     return out
@@ -83,33 +80,6 @@ def _load_parquet(path: Path, require_split: bool) -> EvalTexts:
     elif require_split:
         raise InputError(f"{path}: no rows with split == {HELDOUT_SPLIT!r}; rebuild the corpus")
     return EvalTexts([t for t in texts if isinstance(t, str) and t.strip()], source)
-
-
-def _load_jsonl(path: Path) -> list[str]:
-    texts = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
-            text = obj.get("text") if isinstance(obj, dict) else obj if isinstance(obj, str) else None
-            if not isinstance(text, str):
-                raise InputError(f"{path}:{n}: expected an object with a string 'text' field")
-            if text.strip():
-                texts.append(text)
-    return texts
-
-
-def _load_txt(path: Path) -> list[str]:
-    raw = path.read_text(encoding="utf-8").replace("\r\n", "\n")
-    if "\n\n" in raw.strip():
-        parts = raw.split("\n\n")
-    else:
-        parts = raw.split("\n")
-    return [p.strip() for p in parts if p.strip()]
 
 
 def select_texts(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
@@ -11,39 +10,18 @@ from qscope.errors import InputError
 
 def read_texts(path: str | Path, split: str | None = None, text_column: str = "text", start: int = 0,
                limit: int | None = None) -> list[str]:
-    """Texts of a corpus file (`.parquet` or `.jsonl`), optionally one `split`, from row `start` on.
+    """Texts of a corpus file (`qscope.io.read_texts`: .parquet / .jsonl / ...), optionally one `split`, from row
+    `start` on.
 
     The order is the file's order (our corpus is shuffled when built), so a position in this list is a stable
     resume point for caching and streaming.
     """
+    from qscope.io import read_texts as read_file_texts
+
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"corpus {path} does not exist (build it with scripts/build_sae_corpus.py, or set corpus:)")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(path)
-        if text_column not in schema.names:
-            raise InputError(f"corpus {path} has no column {text_column!r} (columns: {schema.names})")
-        cols = [text_column] + (["split"] if split and "split" in schema.names else [])
-        table = pq.read_table(path, columns=cols)
-        texts = table.column(text_column).to_pylist()
-        if split and "split" in cols:
-            texts = [t for t, s in zip(texts, table.column("split").to_pylist()) if s == split]
-    elif path.suffix in (".jsonl", ".json"):
-        texts = []
-        with path.open() as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    if split and row.get("split", split) != split:
-                        continue
-                    texts.append(row[text_column])
-    else:
-        raise InputError(f"corpus {path}: expected a .parquet or .jsonl file")
-    texts = [t for t in texts if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise InputError(f"corpus {path} has no non-empty texts" + (f" in split {split!r}" if split else ""))
+    texts = read_file_texts(path, text_column, split)
     end = None if limit is None else start + limit
     return texts[start:end]
 

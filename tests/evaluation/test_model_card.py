@@ -65,10 +65,12 @@ def test_load_texts_formats(tmp_path, monkeypatch):
     pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "e.parquet")
     assert load_texts(tmp_path / "e.parquet").texts == ["a", "b"]
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\nnot json\n')
-    with pytest.raises(InputError, match="bad.jsonl:2"):
+    with pytest.raises(InputError, match="bad.jsonl: line 2 is not valid JSON"):
         load_texts(tmp_path / "bad.jsonl")
-    with pytest.raises(InputError, match="unsupported"):
-        load_texts(tmp_path / "x.csv") if (tmp_path / "x.csv").write_text("a") else None
+    (tmp_path / "x.csv").write_text("id,text\n1,from csv\n")
+    assert load_texts(tmp_path / "x.csv").texts == ["from csv"]
+    with pytest.raises(InputError, match="unknown file type"):
+        load_texts(tmp_path / "x.docx") if (tmp_path / "x.docx").write_text("a") else None
     with pytest.raises(InputError, match="does not exist"):
         load_texts(tmp_path / "missing.jsonl")
     monkeypatch.setenv("QSCOPE_HOME", str(tmp_path / "empty-home"))
