@@ -11,7 +11,6 @@ predicted_label (several classes), n_tokens, truncated; schema metadata records 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -102,18 +101,13 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
     return {**ctx["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": ctx["timings"]}
 
 
-def _main_run(args):
-    from qscope.pipelines.common import plan_or_run
-
-    return plan_or_run(ClassifyConfig, build_plan, run, args)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from qscope.pipelines.common import add_common_args, run_main
+    from qscope.pipelines.common import module_main, plan_or_run
 
-    p = argparse.ArgumentParser(prog="python -m qscope.pipelines.classify", description=__doc__.split("\n")[0])
-    add_common_args(p)
-    return run_main(_main_run, p.parse_args(argv))
+    def run_fn(args):
+        return plan_or_run(ClassifyConfig, build_plan, run, args)
+
+    return module_main("python -m qscope.pipelines.classify", __doc__, run_fn, argv)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,13 @@ def plan_or_run(config_cls, build_plan, run, args):
     return run(plan, address=args.address)
 
 
+def module_main(prog: str, doc: str, run_fn, argv: list[str] | None) -> int:
+    """`python -m qscope.pipelines.X`: the shared flags (`add_common_args`), then `run_main(run_fn, args)`."""
+    p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n")[0])
+    add_common_args(p)
+    return run_main(run_fn, p.parse_args(argv))
+
+
 def run_main(run_fn, args) -> int:
     """Shared `python -m qscope.pipelines.X` wrapper: clear one-line errors, JSON or human summary."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)

@@ -12,7 +12,6 @@ are documented in `docs/output_schema.md` and in `qscope.report.schema`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import random
@@ -371,11 +370,9 @@ def _main_run(args) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qscope.pipelines.common import add_common_args, run_main
+    from qscope.pipelines.common import module_main
 
-    p = argparse.ArgumentParser(prog="python -m qscope.pipelines.expand", description=__doc__.split("\n")[0])
-    add_common_args(p)
-    return run_main(_main_run, p.parse_args(argv))
+    return module_main("python -m qscope.pipelines.expand", __doc__, _main_run, argv)
 
 
 if __name__ == "__main__":

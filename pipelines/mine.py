@@ -18,7 +18,6 @@ rewritten at the end of every complete run. Read the result with `pl.read_parque
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -221,18 +220,13 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
     return {**ctx["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": ctx["timings"]}
 
 
-def _main_run(args):
-    from qscope.pipelines.common import plan_or_run
-
-    return plan_or_run(MineConfig, build_plan, run, args)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from qscope.pipelines.common import add_common_args, run_main
+    from qscope.pipelines.common import module_main, plan_or_run
 
-    p = argparse.ArgumentParser(prog="python -m qscope.pipelines.mine", description=__doc__.split("\n")[0])
-    add_common_args(p)
-    return run_main(_main_run, p.parse_args(argv))
+    def run_fn(args):
+        return plan_or_run(MineConfig, build_plan, run, args)
+
+    return module_main("python -m qscope.pipelines.mine", __doc__, run_fn, argv)
 
 
 if __name__ == "__main__":
