@@ -20,7 +20,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from qscope.errors import InputError, SAELoadError
-from qscope.evaluation.texts import EvalTexts, batches_by_tokens, eval_token_mask, select_texts
+from qscope.evaluation.texts import EvalTexts, drop_massive_activations, eval_token_mask, plan_eval
 from qscope.paths import atomic_path
 
 FEATURE_STATS_FILE = "feature_stats.safetensors"
@@ -242,24 +242,14 @@ def compute_feature_stats(
     Tokens are the evaluation tokens of `qscope.evaluation` (no sink, padding or special tokens); with
     `top_k`, `top_token_index` numbers them in order over the texts as chosen by `select_texts(..., seed)`.
     """
-    from qscope.evaluation.metrics import _resolve_layer
-
-    source = texts.source if isinstance(texts, EvalTexts) else "texts given in code"
-    texts = texts.texts if isinstance(texts, EvalTexts) else list(texts)
-    layer = _resolve_layer(lm, sae, layer)
-    max_length = max_length or lm.max_length
-    chosen = select_texts(lm.tokenizer, lm.validate_texts(texts), n_tokens, max_length, seed)
-    batches = batches_by_tokens(chosen, lm.tokenizer, max_length, batch_tokens)
-    special = set(lm.tokenizer.all_special_ids)
+    run = plan_eval(lm, sae, texts, layer, n_tokens, max_length, batch_tokens, seed, progress, desc="feature stats")
+    layer, max_length, source = run.layer, run.max_length, run.source
     all_idx, all_val, all_tok = [], [], []
     seen = 0
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, desc=f"feature stats {sae.sae_id}", unit="batch")
-    for batch in batches:
+    for batch in run.batches:
         res = lm.residuals(batch, [layer], max_length)
-        mask = eval_token_mask(res.input_ids, res.attention_mask, special)
+        mask = drop_massive_activations(eval_token_mask(res.input_ids, res.attention_mask, run.special_ids),
+                                        res.hidden[layer])
         codes = sae.encode(res.hidden[layer][mask])
         n = codes.values.shape[0]
         keep = codes.values > 0

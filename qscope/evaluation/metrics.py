@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 
 from qscope.errors import InputError, ShapeMismatchError
-from qscope.evaluation.texts import EvalTexts, batches_by_tokens, eval_token_mask, select_texts
+from qscope.evaluation.texts import EvalTexts, drop_massive_activations, eval_token_mask, plan_eval
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +182,8 @@ def evaluate_sae(
     start from the clean run's block-`layer` output instead of recomputing blocks 0..layer (same numbers, tested
     against the plain-hook path `reuse_prefix=False`).
     """
-    source = texts.source if isinstance(texts, EvalTexts) else "texts given in code"
-    texts = texts.texts if isinstance(texts, EvalTexts) else list(texts)
-    layer = _resolve_layer(lm, sae, layer)
-    max_length = max_length or lm.max_length
-    chosen = select_texts(lm.tokenizer, lm.validate_texts(texts), n_tokens, max_length, seed)
-    batches = batches_by_tokens(chosen, lm.tokenizer, max_length, batch_tokens)
-    special = set(lm.tokenizer.all_special_ids)
+    run = plan_eval(lm, sae, texts, layer, n_tokens, max_length, batch_tokens, seed, progress, desc="eval")
+    layer, max_length, source, special = run.layer, run.max_length, run.source, run.special_ids
     block = lm.layers[layer]
     acc = _Accumulator(sae.d_in, sae.d_sae)
     sae_was_training = sae.training
@@ -200,13 +195,8 @@ def evaluate_sae(
         acc.add_reconstruction(x, x_hat, codes)
         return x_hat
 
-    iterator = batches
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(batches, desc=f"eval {sae.sae_id} @ layer {layer}", unit="batch")
     try:
-        for batch in iterator:
+        for batch in run.batches:
             enc, _ = lm.tokenize(batch, max_length)
             ids, attn = enc["input_ids"], enc["attention_mask"]
             mask = eval_token_mask(ids, attn, special)
@@ -229,13 +219,13 @@ def evaluate_sae(
                 finally:
                     handle.remove()
                 clean_out = captured["out"]
-                mask = _drop_massive_activations(mask, _block_output(clean_out))
+                mask = drop_massive_activations(mask, _block_output(clean_out))
                 x = _block_output(clean_out)[mask]
                 for name, rows in (("spliced", splice(x)), ("zero", torch.zeros_like(x))):
                     with resume_after(lm.layers, layer, _with_rows(clean_out, mask, rows)):
                         finals[name] = _final_hidden(lm, ids, attn, loss_mask)
             else:  # reference path: three full forwards, the replacement done by a hook
-                mask = _drop_massive_activations(mask, lm.residuals(batch, [layer], max_length).hidden[layer])
+                mask = drop_massive_activations(mask, lm.residuals(batch, [layer], max_length).hidden[layer])
                 for name, ctx in (
                     ("clean", contextlib.nullcontext()),
                     ("spliced", replace_residual(block, mask, splice)),
@@ -269,21 +259,9 @@ def evaluate_sae(
         layer=layer,
         model=getattr(lm, "name", ""),
         n_loss_tokens=acc.n_loss,
-        n_texts=len(chosen),
+        n_texts=run.n_texts,
         text_source=source,
     )
-
-
-def _drop_massive_activations(mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """Also keep the original residual at attention-sink spill-overs (norm > SINK_NORM_RATIO x the batch median of
-    evaluated tokens; ~0.2% of tokens, norms up to 26000 vs ~200): the same rule the trainer and FeatureExtractor
-    apply. Left in, one such row outweighs thousands of ordinary tokens in SST and inflates explained variance."""
-    from qscope.features import SINK_NORM_RATIO
-
-    if not mask.any():
-        return mask
-    norms = hidden.norm(dim=-1)
-    return mask & (norms <= SINK_NORM_RATIO * norms[mask].median())
 
 
 def _final_hidden(lm, ids, attn, loss_mask) -> torch.Tensor:

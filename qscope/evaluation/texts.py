@@ -138,3 +138,47 @@ def eval_token_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, speci
     if special_ids:
         mask &= ~torch.isin(input_ids, torch.tensor(sorted(special_ids), device=input_ids.device))
     return mask
+
+
+@dataclass
+class EvalPlan:
+    """What an evaluation pass over an SAE reads: the resolved layer, the batches of chosen texts, the tokens."""
+
+    layer: int
+    max_length: int
+    source: str
+    batches: Sequence[list[str]]
+    special_ids: set[int]
+    n_texts: int
+
+
+def plan_eval(lm, sae, texts: "Sequence[str] | EvalTexts", layer: int | None, n_tokens: int, max_length: int | None,
+              batch_tokens: int, seed: int, progress: bool = False, desc: str = "eval") -> EvalPlan:
+    """Shared set-up of `evaluate_sae` and `compute_feature_stats`: resolve + check the layer, choose about
+    `n_tokens` tokens of texts (`select_texts`), batch them by padded size, wrap in a progress bar if asked."""
+    from qscope.evaluation.metrics import _resolve_layer
+
+    source = texts.source if isinstance(texts, EvalTexts) else "texts given in code"
+    texts = texts.texts if isinstance(texts, EvalTexts) else list(texts)
+    layer = _resolve_layer(lm, sae, layer)
+    max_length = max_length or lm.max_length
+    chosen = select_texts(lm.tokenizer, lm.validate_texts(texts), n_tokens, max_length, seed)
+    batches = batches_by_tokens(chosen, lm.tokenizer, max_length, batch_tokens)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=f"{desc} {sae.sae_id} @ layer {layer}", unit="batch")
+    return EvalPlan(layer, max_length, source, batches, set(lm.tokenizer.all_special_ids), len(chosen))
+
+
+def drop_massive_activations(mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """Also leave out attention-sink spill-overs (norm > SINK_NORM_RATIO x the batch median of evaluated tokens;
+    ~0.2% of tokens, norms up to 26000 vs ~200): the rule the trainer and FeatureExtractor apply. Left in, one such
+    row outweighs thousands of ordinary tokens in SST (inflating explained variance) and in activation maxima."""
+    from qscope.features import SINK_NORM_RATIO
+
+    if not mask.any():
+        return mask
+    norms = hidden.norm(dim=-1)
+    return mask & (norms <= SINK_NORM_RATIO * norms[mask].median())
+
