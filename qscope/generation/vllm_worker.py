@@ -19,9 +19,12 @@ Limits (documented, checked by the engine): needs `enforce_eager=True`. With CUD
 the hooks, registered after the model was captured/compiled, would be silently skipped (or force recompiles).
 The known way to support graphs is to install the steering module at model-load time (a vLLM general plugin)
 with *persistent* per-layer buffers (steering vectors, feature rows, mask inputs) of fixed shape that the graph
-captures, and to update them in place (`buf.copy_(...)`) through `collective_rpc` instead of swapping hooks; the
-math in `LayerSteering.delta` is already free of data-dependent Python control flow except the empty-plan check.
-Not built here (no GPU on the development machines).
+captures, and to update them in place (`buf.copy_(...)`) through `collective_rpc` instead of swapping hooks (a
+fixed maximum of edits per layer, unused slots with coefficient 0, which adds exactly 0). `LayerSteering.delta` is
+graph-safe for activate and for ReLU/JumpReLU suppress/clamp; TopK suppress/clamp is not: it selects the tokens that
+need the full encoder with `nonzero()` and branches on their count (the CPU saving, see `feature_acts`). Under a
+graph it would run the full encoder on every token of the fixed-size batch (`pre_acts` -> `topk` k-th value ->
+compare), which a GPU affords; the result is the same. Not built here (no GPU on the development machines).
 """
 
 from __future__ import annotations

@@ -60,6 +60,47 @@ def shipped_sae():
 
 
 @pytest.fixture(scope="session")
+def shipped_stats(shipped_sae):
+    from qscope.evaluation import load_feature_stats
+    from qscope.sae import DEFAULT_SAE_ID
+
+    stats = load_feature_stats(DEFAULT_SAE_ID)
+    assert stats.metadata.get("sae", shipped_sae.sae_id) == shipped_sae.sae_id
+    return stats
+
+
+def _feature_profile(extractor, texts, layer=15) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-encode `texts` (alone, as a dataset filter would): per text [d_sae] mean activation per token, max."""
+    means, maxes = [], []
+    for doc in extractor.extract(list(texts))[layer]:
+        d_sae = extractor.saes[layer].d_sae
+        total, peak = torch.zeros(d_sae), torch.zeros(d_sae)
+        for ids, v in zip(doc.token_indices, doc.token_values):
+            ids, v = torch.as_tensor(ids, dtype=torch.long), torch.as_tensor(v, dtype=torch.float32)
+            total.index_add_(0, ids, v)
+            peak[ids] = torch.maximum(peak[ids], v)
+        means.append(total / max(doc.n_tokens, 1))
+        maxes.append(peak)
+    return torch.stack(means), torch.stack(maxes)
+
+
+@pytest.fixture(scope="session")
+def feature_profile():
+    return _feature_profile
+
+
+@pytest.fixture(scope="session")
+def shipped_concept_contrast(lm, shipped_sae, shipped_stats):
+    """Per feature of the shipped SAE: mean activation per token on CONCEPT minus NEUTRAL, in strength units."""
+    from qscope.features import FeatureExtractor
+
+    extractor = FeatureExtractor(lm, {15: shipped_sae})
+    concept, _ = _feature_profile(extractor, CONCEPT)
+    neutral, _ = _feature_profile(extractor, NEUTRAL)
+    return (concept.mean(0) - neutral.mean(0)) / torch.as_tensor(shipped_stats.strength_unit)
+
+
+@pytest.fixture(scope="session")
 def steer_sae(lm, random_sae_factory):
     sae = random_sae_factory(d_sae=2048, k=32, hook_layer=15, seed=0)
     direction = _mean_residual(lm, CONCEPT) - _mean_residual(lm, NEUTRAL)

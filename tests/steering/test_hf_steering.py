@@ -118,6 +118,48 @@ def test_suppression_with_the_shipped_sae(lm, shipped_sae):
     assert close > 0.95
 
 
+NEUTRAL_PROMPTS = ["Tell me about your weekend.", "Describe your morning routine."]
+
+
+@torch.no_grad()
+def test_activation_raises_real_features_of_the_shipped_sae(lm, shipped_sae, shipped_stats, shipped_concept_contrast,
+                                                            feature_profile):
+    """Activate real features of the shipped SAE, re-encode the generated text alone, measure each feature.
+
+    Features are chosen from data, never by id (the SAE gets retrained): the 3 that best separate the sea sentences
+    from the neutral ones (per-token mean, in strength units) among the specific ones (density < 2% in the SAE's
+    feature statistics) that are silent on the unsteered continuations, so the unsteered activation is exactly 0.
+    Each is activated alone at strength 2 (twice its typical max), greedy, 16 tokens.
+
+    Single real features are not all steerable in a 135M model: with the SAE of 2026-11-25 16:44, features
+    4290 and 3962 fired on both steered texts (peaks 0.73/0.66 and 0.51/0.58 units; beach, ocean, sea), 3854 on
+    neither (the text drifted to "weather"); at strength 1 none fired. So the assertion pools the 3 features:
+    their mean peak activation (measured 0.41 units) must clear 0.15 units, which one steerable feature of three
+    achieves alone, and at least one feature must fire on every prompt.
+    """
+    from qscope.features import FeatureExtractor
+    from qscope.generation import make_engine
+
+    engine = make_engine("hf", lm=lm, saes={15: shipped_sae}, batch_size=1)
+    extractor = FeatureExtractor(lm, {15: shipped_sae})
+    base = engine.generate(NEUTRAL_PROMPTS, max_new_tokens=16)
+    _, base_peak = feature_profile(extractor, [r.text for r in base])
+    density = torch.as_tensor(shipped_stats.density)
+    eligible = (density > 0) & (density < 0.02) & (base_peak.max(0).values == 0)
+    score = torch.where(eligible, shipped_concept_contrast, torch.full_like(shipped_concept_contrast, -torch.inf))
+    features = score.topk(3).indices.tolist()
+    unit = torch.as_tensor(shipped_stats.strength_unit)
+    peaks, report = [], []
+    for f in features:
+        steered = engine.generate(NEUTRAL_PROMPTS, intervention=activate(f, 2.0), max_new_tokens=16)
+        mean, peak = feature_profile(extractor, [r.text for r in steered])
+        peaks.append(peak[:, f] / unit[f])  # [prompts], in strength units; unsteered: exactly 0
+        report.append((f, (mean[:, f] / unit[f]).tolist(), peaks[-1].tolist(), [r.text for r in steered]))
+    peaks = torch.stack(peaks)  # [features, prompts]
+    assert float(peaks.mean()) >= 0.15, report
+    assert bool((peaks > 0).any(0).all()), report
+
+
 def test_clamp_and_positions_run(hf_engine, concept_feature, unsteered, prompts):
     out = hf_engine.generate(prompts[:1], intervention=clamp(concept_feature, 1.0, positions="prompt"),
                              max_new_tokens=4)

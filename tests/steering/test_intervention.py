@@ -170,3 +170,26 @@ def test_feature_acts_match_full_encode(random_sae_factory, architecture):
                                           {15: _Scales(1.0)}).layers[15], sae)
     full = sae.encode_dense(x)[:, [3, 9]]
     assert torch.allclose(steering.feature_acts(x), full, atol=1e-5)
+
+
+@torch.no_grad()
+def test_topk_probe_bound_is_exact_and_prunes(random_sae_factory, monkeypatch):
+    """The probe's bound skips tokens without changing any activation: same active set as `sae.encode`, for a
+    feature that fires often and one that fires rarely, while the full encoder sees only some of the tokens."""
+    sae = random_sae_factory(d_sae=2048, k=32, seed=7)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, sae.d_in, generator=g) * 2 + sae.b_dec
+    full = sae.encode_dense(x)
+    freq = (full > 0).sum(0)
+    often, rare = int(freq.argmax()), int(torch.where(freq > 0, freq, freq.max() + 1).argmin())
+    seen = []
+    pre_acts = sae.pre_acts
+    monkeypatch.setattr(sae, "pre_acts", lambda rows: seen.append(rows.shape[0]) or pre_acts(rows))
+    for f in (often, rare):
+        seen.clear()
+        steering = LayerSteering(compile_plan(suppress(f).validate({15: sae}), {15: _Scales(1.0)}).layers[15], sae)
+        acts = steering.feature_acts(x)[:, 0]
+        assert torch.equal(acts > 0, full[:, f] > 0)
+        assert torch.allclose(acts, full[:, f], atol=1e-5)
+        assert sum(seen) < x.shape[0]
+    assert sum(seen) < 0.2 * x.shape[0]  # the rare feature: most tokens never reach the full encoder
