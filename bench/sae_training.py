@@ -153,7 +153,7 @@ def run_qscope(a, heldout: torch.Tensor) -> dict:
         cfg = TrainConfig(
             layers=[0], cache=str(a.data_dir), batch_size=a.batch, max_tokens=a.tokens, seed=a.seed,
             num_threads=a.threads, out=out, checkpoint_every=0, progress=False,
-            sae=SAETrainConfig(d_sae=a.d_sae, k=a.k, lr=a.lr, warmup_steps=a.warmup),
+            sae=SAETrainConfig(d_sae=a.d_sae, k=a.k, lr=a.lr, warmup_steps=a.warmup, init_b_dec=a.qscope_b_dec),
         )
         trainer = Trainer(cfg)
         # One step = the source gathering its batch + the update, timed like the competitors' loop bodies.
@@ -290,7 +290,8 @@ def available(impl: str, python: str) -> str | None:
 
 def run_one(impl: str, a, python: str) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--worker", impl, "--data-dir", str(a.data_dir)]
-    for name in ("tokens", "batch", "d_sae", "k", "lr", "warmup", "threads", "seed", "dead_tokens", "auxk_alpha"):
+    for name in ("tokens", "batch", "d_sae", "k", "lr", "warmup", "threads", "seed", "dead_tokens", "auxk_alpha",
+                 "qscope_b_dec"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(a, name))]
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads),
            "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
@@ -313,7 +314,11 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="linear warmup steps")
     p.add_argument("--dead-tokens", type=int, default=1_000_000, help="tokens without firing = dead (AuxK)")
     p.add_argument("--auxk-alpha", type=float, default=1 / 32)
+    p.add_argument("--qscope-b-dec", default="geometric_median", choices=["geometric_median", "mean", "zeros"],
+                   help="qscope's b_dec init (the competitors start at the first batch's mean)")
     p.add_argument("--repeats", type=int, default=3, help="runs per implementation; medians are reported")
+    p.add_argument("--saelens-repeats", type=int, default=None,
+                   help="fewer runs for SAELens (it is ~3x slower; its runs still interleave with the first rounds)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads for every side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout", type=int, default=16384, help="held-out tokens for EV / L0")
@@ -348,6 +353,8 @@ def main(argv=None) -> int:
     # Interleaved (q, s, p, q, s, p, ...): on a shared machine every side sees the same background load.
     for r in range(a.repeats):
         for impl in impls:
+            if impl == "saelens" and a.saelens_repeats is not None and r >= a.saelens_repeats:
+                continue
             load_before = os.getloadavg()[0]
             res = run_one(impl, a, pythons[impl])
             res["load_avg"] = round((load_before + os.getloadavg()[0]) / 2, 2)

@@ -47,6 +47,10 @@ class SAETrainConfig:
     """Scale inputs so that E||x|| = sqrt(d_in) during training (the scale is folded into the exported weights)."""
     init_b_dec: str = "geometric_median"
     """"geometric_median", "mean" or "zeros": b_dec starts at the centre of a sample of activations."""
+    init_encoder_norm: float = 3 ** -0.5
+    """W_enc starts as W_dec^T (unit-norm rows) times this: 1/sqrt(3) is the row norm of torch's default Linear
+    init, sparsify's starting point. Measured (bench/sae_training.py, d_sae 8192, k 32, 1 thread): held-out EV
+    0.350 vs 0.298 after 98k tokens and 0.391 vs 0.354 after 410k tokens, against 1.0."""
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.d_sae / 16384)
@@ -122,6 +126,8 @@ class TrainConfig:
             raise TrainConfigError(f"d_sae and k must be positive (got d_sae={s.d_sae}, k={s.k})")
         if s.k > s.d_sae:
             raise TrainConfigError(f"k={s.k} exceeds d_sae={s.d_sae}: an SAE cannot activate more latents than it has")
+        if not s.init_encoder_norm > 0:
+            raise TrainConfigError(f"init_encoder_norm must be positive, got {s.init_encoder_norm}")
         if not self.layers or len(set(self.layers)) != len(self.layers):
             raise TrainConfigError(f"layers must be a non-empty list without repeats (got {self.layers})")
         if any((not isinstance(x, int)) or x < 0 for x in self.layers):

@@ -57,17 +57,18 @@ class TrainableSAE(nn.Module):
     """TopK / BatchTopK SAE in the SAELens orientation, trained on normalized inputs (x - b_dec encoded)."""
 
     def __init__(self, d_in: int, d_sae: int, k: int, architecture: str = "topk", k_aux: int | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, init_encoder_norm: float = 1.0):
         super().__init__()
         self.d_in, self.d_sae, self.k, self.architecture = d_in, d_sae, k, architecture
         self.k_aux = min(k_aux or d_in // 2, d_sae)
         w = torch.empty(d_sae, d_in)
-        # Same init as qscope.sae.SAE (kaiming-uniform rows, unit norm, W_enc = W_dec^T), seeded.
+        # qscope.sae.SAE's init (kaiming-uniform rows, unit norm, W_enc ∝ W_dec^T), seeded; the encoder scaled by
+        # `init_encoder_norm` (see SAETrainConfig: a smaller encoder starts TopK from smaller, better-sized codes).
         bound = (6 / d_in) ** 0.5
         w.uniform_(-bound, bound, generator=generator)
         w /= w.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w)
-        self.W_enc = nn.Parameter(w.t().clone())
+        self.W_enc = nn.Parameter(w.t() * init_encoder_norm)
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
 

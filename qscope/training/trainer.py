@@ -57,7 +57,8 @@ class Trainer:
         self.d_in = self.source.d_in
         s = cfg.sae
         g = torch.Generator().manual_seed(cfg.seed)
-        self.saes = {layer: TrainableSAE(self.d_in, s.d_sae, s.k, s.architecture, s.k_aux, generator=g).to(self.device)
+        self.saes = {layer: TrainableSAE(self.d_in, s.d_sae, s.k, s.architecture, s.k_aux, generator=g,
+                                          init_encoder_norm=s.init_encoder_norm).to(self.device)
                      for layer in self.layers}
         self.optims = {layer: Adam(sae.parameters(), lr=s.resolved_lr(), betas=s.betas)
                        for layer, sae in self.saes.items()}
