@@ -1,6 +1,6 @@
 """Encode a corpus once, expand many times: an expand run keeps its corpus signatures and a `SignatureIndex`.
 
-Encoding the corpus is most of an expand run's time (demo: 189 of 264 s on 2 CPU cores), and it depends only on
+Encoding the corpus is most of an expand run's time (demo: 163 of 225 s on 2 CPU cores), and it depends only on
 the corpus text and the model / SAE / layer / pooling — not on the seeds. So every run writes
 
     <out>/corpus_signatures.parquet   qscope signature schema + `text_hash`, with the SignatureMeta in the footer
