@@ -131,11 +131,12 @@ def test_activation_raises_real_features_of_the_shipped_sae(lm, shipped_sae, shi
     feature statistics) that are silent on the unsteered continuations, so the unsteered activation is exactly 0.
     Each is activated alone at strength 2 (twice its typical max), greedy, 16 tokens.
 
-    Single real features are not all steerable in a 135M model: with the SAE of 2026-11-25 16:44, features
+    Single real features are not all steerable in a 135M model: with the interim SAE of 2026-11-25 16:44, features
     4290 and 3962 fired on both steered texts (peaks 0.73/0.66 and 0.51/0.58 units; beach, ocean, sea), 3854 on
     neither (the text drifted to "weather"); at strength 1 none fired. So the assertion pools the 3 features:
     their mean peak activation (measured 0.41 units) must clear 0.15 units, which one steerable feature of three
-    achieves alone, and at least one feature must fire on every prompt.
+    achieves alone, and at least one feature must fire on every prompt. The final SAE (2.0M tokens, feature ids
+    different) passes the same assertions (clean-clone `make test`, 2026-11-25 19:46).
     """
     from qscope.features import FeatureExtractor
     from qscope.generation import make_engine
