@@ -67,6 +67,8 @@ class CorpusActivations:
         """
         import torch
 
+        from qscope.features import drop_norm_outliers
+
         texts = lm.validate_texts(texts)
         layer = sae.cfg.hook_layer if layer is None else int(layer)
         if layer is None:
@@ -81,11 +83,9 @@ class CorpusActivations:
                 real[:, 0] = False  # position 0: the attention sink (and the prepended BOS)
                 keep = real & ~torch.isin(res.input_ids.cpu(), special).to(real.device)
                 hidden = res.hidden[layer]
-                norms = hidden.float().norm(dim=-1)
-                median = norms[keep].median() if keep.any() else norms.new_tensor(1.0)
-                sinks = keep & (norms > sink_factor * median)
-                n_sinks += int(sinks.sum())
-                keep &= ~sinks
+                no_sinks = drop_norm_outliers(keep, hidden.float(), sink_factor)
+                n_sinks += int((keep & ~no_sinks).sum())
+                keep = no_sinks
                 codes = sae.encode(hidden[keep])
             idx, val = codes.indices.cpu().numpy(), codes.values.float().cpu().numpy()
             keep_np, real_np = keep.cpu().numpy(), real.cpu().numpy()

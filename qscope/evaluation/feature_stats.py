@@ -20,7 +20,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from qscope.errors import InputError, SAELoadError
-from qscope.evaluation.texts import EvalTexts, drop_massive_activations, eval_token_mask, plan_eval
+from qscope.evaluation.texts import EvalTexts, eval_token_mask, plan_eval
+from qscope.features import drop_norm_outliers
 from qscope.paths import atomic_path
 
 FEATURE_STATS_FILE = "feature_stats.safetensors"
@@ -248,7 +249,7 @@ def compute_feature_stats(
     seen = 0
     for batch in run.batches:
         res = lm.residuals(batch, [layer], max_length)
-        mask = drop_massive_activations(eval_token_mask(res.input_ids, res.attention_mask, run.special_ids),
+        mask = drop_norm_outliers(eval_token_mask(res.input_ids, res.attention_mask, run.special_ids),
                                         res.hidden[layer])
         codes = sae.encode(res.hidden[layer][mask])
         n = codes.values.shape[0]

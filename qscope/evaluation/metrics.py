@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 import torch
 
 from qscope.errors import InputError, ShapeMismatchError
-from qscope.evaluation.texts import EvalTexts, drop_massive_activations, eval_token_mask, plan_eval
+from qscope.evaluation.texts import EvalTexts, eval_token_mask, plan_eval
+from qscope.features import drop_norm_outliers
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +220,13 @@ def evaluate_sae(
                 finally:
                     handle.remove()
                 clean_out = captured["out"]
-                mask = drop_massive_activations(mask, _block_output(clean_out))
+                mask = drop_norm_outliers(mask, _block_output(clean_out))
                 x = _block_output(clean_out)[mask]
                 for name, rows in (("spliced", splice(x)), ("zero", torch.zeros_like(x))):
                     with resume_after(lm.layers, layer, _with_rows(clean_out, mask, rows)):
                         finals[name] = _final_hidden(lm, ids, attn, loss_mask)
             else:  # reference path: three full forwards, the replacement done by a hook
-                mask = drop_massive_activations(mask, lm.residuals(batch, [layer], max_length).hidden[layer])
+                mask = drop_norm_outliers(mask, lm.residuals(batch, [layer], max_length).hidden[layer])
                 for name, ctx in (
                     ("clean", contextlib.nullcontext()),
                     ("spliced", replace_residual(block, mask, splice)),

@@ -37,9 +37,9 @@ def load_texts(path: str | Path | None = None) -> EvalTexts:
     """Load evaluation texts.
 
     path None: the held-out split of the qscope SAE corpus (`split == "heldout"`), with a clear error if it
-    has not been built. Otherwise by suffix: `.jsonl` (one object per line with a "text" field), `.parquet`
-    (a "text" column; if it also has a "split" column holding "heldout" rows, only those are used), `.txt`
-    (documents separated by blank lines; a file without blank lines holds one document per line).
+    has not been built. `.parquet`: a "text" column; if it also has a "split" column holding "heldout" rows, only
+    those are used. Any other file goes through `qscope.io.read_texts` (.jsonl / .json / .csv / .tsv with a "text"
+    field, or .txt / .md: documents separated by blank lines, else one per line).
     """
     if path is None:
         corpus = default_corpus_path()
@@ -169,16 +169,3 @@ def plan_eval(lm, sae, texts: "Sequence[str] | EvalTexts", layer: int | None, n_
 
         batches = tqdm(batches, desc=f"{desc} {sae.sae_id} @ layer {layer}", unit="batch")
     return EvalPlan(layer, max_length, source, batches, set(lm.tokenizer.all_special_ids), len(chosen))
-
-
-def drop_massive_activations(mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """Also leave out attention-sink spill-overs (norm > SINK_NORM_RATIO x the batch median of evaluated tokens;
-    ~0.2% of tokens, norms up to 26000 vs ~200): the rule the trainer and FeatureExtractor apply. Left in, one such
-    row outweighs thousands of ordinary tokens in SST (inflating explained variance) and in activation maxima."""
-    from qscope.features import SINK_NORM_RATIO
-
-    if not mask.any():
-        return mask
-    norms = hidden.norm(dim=-1)
-    return mask & (norms <= SINK_NORM_RATIO * norms[mask].median())
-

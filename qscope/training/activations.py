@@ -6,6 +6,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import torch
 
+from qscope.features import drop_norm_outliers
 from qscope.training.text import length_buckets
 
 
@@ -30,9 +31,7 @@ def token_mask(attention_mask: torch.Tensor, hidden: dict[int, torch.Tensor] | N
     mask[:, 0] = False
     if hidden and max_norm_ratio:
         for h in hidden.values():
-            norms = h.norm(dim=-1)
-            if mask.any():
-                mask &= norms <= max_norm_ratio * norms[mask].median()
+            mask = drop_norm_outliers(mask, h, max_norm_ratio)
     return mask
 
 
