@@ -41,6 +41,15 @@ def overlap(a: frozenset, b: frozenset) -> float:
 MEASURES = {"jaccard": jaccard, "overlap": overlap}
 
 
+def check_dedup_args(measure: str, threshold: float, prefix: str = "dedup ") -> None:
+    """The one validation of dedup settings: the operator's arguments, and the pipelines' `dedup:` config
+    (prefix "dedup.", so errors name the config key)."""
+    if measure not in MEASURES:
+        raise InputError(f"{prefix}measure must be one of {sorted(MEASURES)}, got {measure!r}")
+    if not 0.0 < float(threshold) <= 1.0:
+        raise InputError(f"{prefix}threshold must be in (0, 1], got {threshold}")
+
+
 class Dedup(Operator):
     """Drop near-duplicates: rows whose word-3-gram similarity with an earlier kept row (or with any text of
     `reference`, e.g. the seeds — a generation that copies a seed is not new data) is >= `threshold`.
@@ -64,10 +73,7 @@ class Dedup(Operator):
                  text_column: str = "text", keep_duplicates: bool = False, measure: str = "jaccard",
                  resources: Resources | dict | None = None):
         super().__init__(resources)
-        if measure not in MEASURES:
-            raise InputError(f"dedup measure must be one of {sorted(MEASURES)}, got {measure!r}")
-        if not 0.0 < float(threshold) <= 1.0:
-            raise InputError(f"dedup threshold must be in (0, 1], got {threshold}")
+        check_dedup_args(measure, threshold)
         self.similarity = MEASURES[measure]
         self.threshold, self.text_column, self.keep_duplicates = float(threshold), text_column, keep_duplicates
         self.reference = [shingles(t) for t in reference]

@@ -99,7 +99,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 def plan_or_run(config_cls, build_plan, run, args):
     """`--plan`: print the plan and stop; else run it. The config comes from `--config`, with `--seeds/--corpus/
-    --out/--executor` overriding its fields (the shared `_main_run` of the classify and mine entrypoints)."""
+    --out/--executor` overriding its fields (the run function of the classify and mine entry points)."""
     cfg = config_cls.from_yaml(args.config)
     for k in ("seeds", "corpus", "out", "executor"):
         if getattr(args, k, None):

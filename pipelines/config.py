@@ -253,12 +253,9 @@ class DedupConfig(ConfigBase):
     """jaccard (near-identical texts) or overlap (|a∩b| / min(|a|,|b|): also a text contained in another)."""
 
     def validate(self) -> None:
-        from qscope.operators.dedup import MEASURES
+        from qscope.operators.dedup import check_dedup_args
 
-        if self.measure not in MEASURES:
-            raise InputError(f"dedup.measure must be one of {sorted(MEASURES)}, got {self.measure!r}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise InputError(f"dedup.threshold must be in (0, 1], got {self.threshold}")
+        check_dedup_args(self.measure, self.threshold, prefix="dedup.")
 
 
 @dataclass

@@ -337,7 +337,7 @@ def _counts(ctx: dict) -> dict:
             by_source[s] = int(pc.sum(pc.equal(final["source"], s)).as_py() or 0)
     return {"seeds": len(ctx["seeds"]), "corpus": 0 if ctx["corpus"] is None else len(ctx["corpus"]),
             "truncated": ctx["seeds"].n_truncated + (ctx["corpus"].n_truncated if ctx["corpus"] else 0),
-            "corpus_reused": 0 if ctx.get("corpus_reused") is None else ctx["corpus_reused"].num_rows,
+            "corpus_reused": n("corpus_reused"),
             "mined_candidates": n("mined"), "generated": n("generated"), "scored": n("outputs_scored"),
             "passed_filter": n("filtered"), "final": final.num_rows, **{f"final_{k}": v for k, v in by_source.items()}}
 
