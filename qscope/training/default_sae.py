@@ -1,6 +1,9 @@
-"""Build the shipped default SAE end to end: cache activations → train → export → README.
+"""Build a shipped SAE end to end: cache activations → train → export → README.
 
     python -m qscope.training.default_sae [--stages 300000,1000000,2000000] [--config configs/train_default_sae.yaml]
+    python -m qscope.training.default_sae --config configs/train_qwen_sae.yaml --stages 1600000 --heldout-tokens 80000
+
+The model-specific prose of each shipped SAE's README lives in `CARDS` (keyed by the config's model).
 
 Every stage resumes: the caches continue after their last complete shard, training continues from its
 checkpoint (`--resume` semantics), so the command can be killed and rerun at any point.
@@ -13,6 +16,7 @@ import datetime
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from qscope.paths import atomic_path
@@ -55,7 +59,8 @@ def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: fl
                 "steps": result.steps, "tokens": result.tokens,
                 "heldout": {str(k): v for k, v in result.heldout.items()}}
         for layer, path in result.exported.items():
-            write_readme(path, cfg, info, result.heldout[layer])
+            write_readme(path, cfg, info, result.heldout[layer], model=lm.name, d_in=lm.d_model,
+                         n_layers=lm.n_layers)
         log.info("stage %d exported: %s", target, json.dumps(info))
         infos.append(info)
         if train.texts_done and train.n_tokens < target:  # the split is exhausted: later stages add nothing
@@ -63,46 +68,98 @@ def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: fl
     return infos
 
 
-def write_readme(directory: Path, cfg, info: dict, heldout: dict) -> Path:
+@dataclass(frozen=True)
+class ShippedSAECard:
+    """The model-specific prose of a shipped SAE's README (numbers come from the run itself)."""
+
+    title: str
+    """Heading after the SAE id, e.g. "the default SAE of the embedded model"."""
+    model: str
+    """Readable model name."""
+    data: str
+    """Where the training text comes from (scripts and sources)."""
+    why_layer: str
+    """Why this hook layer."""
+    config: str
+    """The committed training config."""
+
+
+CARDS = {
+    "smollm2-135m": ShippedSAECard(
+        title="the default SAE of the embedded model",
+        model="SmolLM2-135M-Instruct",
+        data="`scripts/build_sae_corpus.py`: Debian package descriptions (all sections) + sae-probes task texts, "
+             "train split",
+        why_layer="The middle of the network: early layers mostly encode token identity and local syntax, the last "
+                  "layers are\nspecialised for predicting the next token; the middle residual stream holds the most "
+                  "abstract, reusable concepts\n(topic, domain, language, sentiment), which is what qscope's "
+                  "classification, mining and steering act on. It is also\nwhat Qwen-Scope-style SAEs target, and the "
+                  "truncated forward then runs only half of the model (~1.9x faster).",
+        config="configs/train_default_sae.yaml",
+    ),
+    "qwen2.5-coder-0.5b": ShippedSAECard(
+        title="the SAE of the second embedded model (`make qwen`)",
+        model="Qwen2.5-Coder-0.5B-Instruct (AWQ, from GGUF)",
+        data="`scripts/build_qwen_sae_corpus.py`: a 7M-character sample of the default SAE's corpus (English Debian "
+             "package descriptions + sae-probes texts, incl. Python / C / HTML code), every Chinese Debian package "
+             "description (`Translation-zh_CN` / `zh_TW`), and 0.7M characters of Python standard-library source; "
+             "train split",
+        why_layer="The middle of the network (block 12 of 24), for the same reason as the default SAE's layer 15 of "
+                  "30: the\nmiddle residual stream holds the abstract, reusable concepts (topic, language, code vs "
+                  "prose) that classification,\nmining and steering act on, and the truncated forward runs only half "
+                  "of the model.",
+        config="configs/train_qwen_sae.yaml",
+    ),
+}
+
+
+def write_readme(directory: Path, cfg, info: dict, heldout: dict, model: str | None = None, d_in: int | None = None,
+                 n_layers: int | None = None) -> Path:
     """The SAE's README.md: what it is, how it was trained, what it measured (the eval card is MODEL_CARD.md)."""
     s = cfg.sae
+    model = model or cfg.model or "smollm2-135m"
+    if model not in CARDS:
+        raise ValueError(f"no README card for model {model!r}; known: {sorted(CARDS)}")
+    card = CARDS[model]
+    layer = cfg.layers[0]
+    sae_name = (cfg.sae_id or f"{model}-l{layer}").replace("{layer}", str(layer))
+    short_id = Path(cfg.export).name if cfg.export else sae_name.rsplit("/", 1)[-1]
+    d_in = d_in or info.get("d_in") or 576
+    of_layers = f" (of {n_layers}" if n_layers else " ("
     arch = "TopK" if s.architecture == "topk" else "BatchTopK, exported as JumpReLU with a calibrated global threshold"
-    text = f"""# qscope/smollm2-135m-l15 — the default SAE of the embedded model
+    text = f"""# {sae_name} — {card.title}
 
-A {arch} sparse autoencoder on the residual stream of **SmolLM2-135M-Instruct after block 15** (of 30;
-`hook_layer: 15` = `hidden_states[16]`), trained by `qscope.training` and shipped in float16 (SAELens layout:
-`cfg.json` + `sae_weights.safetensors`). Load it with `qscope.sae.load_sae("smollm2-135m-l15")` (the default).
+A {arch} sparse autoencoder on the residual stream of **{card.model} after block {layer}**{of_layers};
+`hook_layer: {layer}` = `hidden_states[{layer + 1}]`), trained by `qscope.training` and shipped in {cfg.export_dtype} (SAELens layout:
+`cfg.json` + `sae_weights.safetensors`). Load it with `qscope.sae.load_sae("{short_id}")`.
 
-## Why layer 15
-The middle of the network: early layers mostly encode token identity and local syntax, the last layers are
-specialised for predicting the next token; the middle residual stream holds the most abstract, reusable concepts
-(topic, domain, language, sentiment), which is what qscope's classification, mining and steering act on. It is also
-what Qwen-Scope-style SAEs target, and the truncated forward then runs only half of the model (~1.9x faster).
+## Why layer {layer}
+{card.why_layer}
 
 ## Training
 | | |
 |---|---|
-| data | `scripts/build_sae_corpus.py`: Debian package descriptions (all sections) + sae-probes task texts, train split |
+| data | {card.data} |
 | tokens | {info['tokens']:,} training tokens (steps × batch) drawn from {info['train_cache_tokens']:,} cached tokens of {info['train_texts']:,} texts |
-| excluded | position 0 of every text (attention sink, ~100x norm), padding, and massive-activation outliers: tokens whose norm exceeds 10x the batch median (the sink spilling onto positions 1-2 in ~5% of texts, ~0.2% of tokens; one such row outweighs a whole batch in the MSE) |
-| architecture | {s.architecture}, d_in 576, d_sae {s.d_sae}, k {s.k} |
+| excluded | position 0 of every text (the prepended BOS), padding, and massive-activation outliers: tokens whose norm exceeds 10x the batch median (attention-sink tokens; one such row outweighs a whole batch in the MSE) |
+| architecture | {s.architecture}, d_in {d_in}, d_sae {s.d_sae}, k {s.k} |
 | AuxK | α = {s.auxk_alpha:g}, k_aux = d_in/2, dead after {s.dead_tokens:,} tokens without firing |
 | optimiser | Adam, lr {s.resolved_lr():g} (warmup {s.warmup_steps} steps, linear decay over the last {s.decay_fraction:.0%}), batch {cfg.batch_size} tokens |
-| decoder | rows unit-norm during training, gradient parallel to the rows removed; b_dec initialised to the geometric median |
-| normalization | inputs scaled so E‖x‖ = √576 during training; the scale is folded into W_enc / W_dec / b_dec (see cfg.json metadata `input_scale_folded`), so the SAE takes raw residuals |
+| decoder | rows unit-norm during training, gradient parallel to the rows removed; b_dec initialised to the {s.init_b_dec.replace('_', ' ')} |
+| normalization | inputs scaled so E‖x‖ = √{d_in} during training; the scale is folded into W_enc / W_dec / b_dec (see cfg.json metadata `input_scale_folded`), so the SAE takes raw residuals |
 | speed | {info['tokens_per_s']:,} tok/s of SAE training on this machine's 2 shared CPU cores |
-| config | `configs/train_default_sae.yaml`; rebuild with `python -m qscope.training.default_sae` |
+| config | `{card.config}`; rebuild with `python -m qscope.training.default_sae --config {card.config}` |
 
 ## Held-out quality (measured by the trainer)
-{heldout['n_tokens']:,} tokens of the corpus' held-out split (not seen in training), float16 weights as shipped:
+{heldout['n_tokens']:,} tokens of the corpus' held-out split (not seen in training), {cfg.export_dtype} weights as shipped:
 
 | explained variance | MSE | L0 | dead (never fires on these tokens) |
 |---|---|---|---|
 | {heldout['explained_variance']:.3f} | {heldout['mse']:.3f} | {heldout['l0']:.1f} | {100 * heldout['dead_fraction']:.1f}% |
 
-CE-loss recovered, KL and Δ LM loss come from `qscope eval-sae smollm2-135m-l15` (see MODEL_CARD.md when present).
-The SAE is not meant to reconstruct attention-sink rows (position 0, and the rare >10x-median-norm tokens at
-positions 1-2); splice-in evaluations and feature reading should keep the original residual there.
+CE-loss recovered, KL and Δ LM loss come from `qscope eval-sae {short_id}` (see MODEL_CARD.md when present).
+The SAE is not meant to reconstruct attention-sink rows (position 0, and the rare >10x-median-norm tokens);
+splice-in evaluations and feature reading keep the original residual there.
 
 _Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by qscope.training.default_sae._
 """
