@@ -2,8 +2,10 @@
 
 Every reader returns a `Records` table with at least `id` (string) and `text` (string) plus any other columns of the
 file (labels, sections...). Bad input fails with one `InputError` that names the file and, where it helps, the line:
-missing path, empty file, malformed JSON / CSV, missing text column, non-UTF-8 bytes. Rows with an empty text are
-dropped and counted; documents longer than `max_chars` are cut and counted (`Records.n_truncated`), never dropped.
+missing path, empty file, malformed JSON / CSV, missing text column, non-UTF-8 bytes, a repeated id. Rows with an
+empty text are dropped and counted; documents longer than `max_chars` are cut and counted (`Records.n_truncated`),
+never dropped. JSONL records end at "\n" only (raw U+2028 / U+2029 / U+0085 inside strings are text), and CSV cells
+have no size limit (a 1 MB cell is one long document).
 
     from qscope.io import read_records
     recs = read_records("data/demo/seeds.jsonl")          # id, text, label
@@ -12,11 +14,14 @@ dropped and counted; documents longer than `max_chars` are cut and counted (`Rec
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import logging
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -85,7 +90,10 @@ def _decode(path: Path, data: bytes) -> str:
 
 def _rows_jsonl(path: Path, text: str) -> list[dict]:
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # Records end at "\n" only. str.splitlines() would also split at U+2028, U+2029, U+0085 and other
+    # characters that JSON strings may hold raw (json.dumps(ensure_ascii=False) writes them so); a trailing
+    # "\r" of CRLF files is JSON whitespace.
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -116,16 +124,34 @@ def _rows_json(path: Path, text: str) -> list[dict]:
 
 
 def _rows_csv(path: Path, text: str, delimiter: str) -> list[dict]:
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        rows = []
-        for row in reader:
-            if None in row:  # more fields than the header
-                raise InputError(f"{path}: line {reader.line_num} has more fields than the header")
-            rows.append(row)
-    except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV ({exc})") from None
+    # The csv module refuses cells over 128 KiB by default ("field larger than field limit"): a long document is
+    # valid input, cut later like any other. No cell can be longer than the whole file, so that is the limit.
+    with _csv_field_limit(len(text) + 1):
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+            rows = []
+            for row in reader:
+                if None in row:  # more fields than the header
+                    raise InputError(f"{path}: line {reader.line_num} has more fields than the header")
+                rows.append(row)
+        except csv.Error as exc:
+            raise InputError(f"{path}: malformed CSV ({exc})") from None
     return rows
+
+
+_CSV_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _csv_field_limit(limit: int):
+    """Raise the csv module's (process-wide) field size limit for the block, then put the old one back."""
+    with _CSV_LIMIT_LOCK:
+        old = csv.field_size_limit()
+        csv.field_size_limit(max(old, min(limit, sys.maxsize)))
+        try:
+            yield
+        finally:
+            csv.field_size_limit(old)
 
 
 def _read_table(path: Path) -> pa.Table:
@@ -181,15 +207,23 @@ def read_records(
         tables.append(t)
         n_trunc, n_empty = n_trunc + tr, n_empty + em
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-    ids = table.column("id").to_pylist()
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(f"{what}: id {dup!r} occurs more than once; ids must be unique")
+    check_unique_ids(table.column("id").to_pylist(), what)
     if n_trunc:
         log.warning("%s: %d document(s) longer than %d characters were truncated", what, n_trunc, max_chars)
     if n_empty:
         log.warning("%s: %d row(s) with an empty text were dropped", what, n_empty)
     return Records(table, [str(p) for p in paths], n_trunc, n_empty)
+
+
+def check_unique_ids(ids: list[str], what: str = "input") -> None:
+    """InputError naming the first repeated id and the rows holding it; one pass, however late the repeat."""
+    first: dict[str, int] = {}
+    for row, i in enumerate(ids):
+        seen = first.setdefault(i, row)
+        if seen != row:
+            n_repeated = len(ids) - len(set(ids))
+            more = f"; {n_repeated} rows repeat an earlier id in all" if n_repeated > 1 else ""
+            raise InputError(f"{what}: id {i!r} occurs more than once (rows {seen} and {row}{more}); ids must be unique")
 
 
 def _read_one(path: Path, text_column: str, id_column: str, max_chars: int, what: str) -> tuple[pa.Table, int, int]:

@@ -115,3 +115,60 @@ def test_read_texts_one_reader_for_every_tool(tmp_path):
         read_texts(tmp_path / "c.parquet", "body", split="dev")
     with pytest.raises(InputError, match="does not exist"):
         read_texts(tmp_path / "missing.txt")
+
+
+# --- valid input that must not be rejected (issue 15) ---------------------------------------------------
+SEPARATORS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"  # str.splitlines() splits at all of these; JSONL must not
+
+
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
+    from qscope.evaluation import load_texts
+    from qscope.io import read_texts
+
+    texts = [f"line one{sep}still the same record" for sep in SEPARATORS] + ["plain"]
+    p = tmp_path / "seeds.jsonl"
+    # What json.dumps(ensure_ascii=False) writes: the separators raw inside the strings, CRLF line ends.
+    p.write_text("".join(json.dumps({"id": str(n), "text": t}, ensure_ascii=False) + "\r\n"
+                         for n, t in enumerate(texts)), encoding="utf-8", newline="")
+    assert "\u2028" in p.read_text(encoding="utf-8")
+    r = read_records(p)
+    assert r.texts == texts and r.ids == [str(n) for n in range(len(texts))]
+    assert read_texts(p) == texts
+    assert load_texts(p).texts == texts
+    # Line numbers in errors count "\n" lines, as editors do.
+    p.write_text(json.dumps({"text": "a\u2028b"}, ensure_ascii=False) + "\n{broken\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        read_records(p)
+
+
+def test_csv_cells_over_128_kib_are_long_documents_not_malformed(tmp_path):
+    import csv
+
+    from qscope.io import read_texts
+
+    big = "word " * 60_000  # 300 kB in one cell
+    p = tmp_path / "seeds.csv"
+    with open(p, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "label"])
+        w.writerow(["a", big, "x"])
+        w.writerow(["b", "short one", "y"])
+    limit = csv.field_size_limit()
+    r = read_records(p, max_chars=20_000)
+    assert r.ids == ["a", "b"] and r.column("label") == ["x", "y"]
+    assert r.n_truncated == 1 and r.texts[0] == big[:20_000] and r.texts[1] == "short one"
+    assert read_texts(p)[0] == big  # the text-only reader keeps it whole (the tokenizer cuts it)
+    assert csv.field_size_limit() == limit, "the process-wide csv limit must be put back"
+    tsv = tmp_path / "seeds.tsv"
+    tsv.write_text(f"id\ttext\nq\t{big}\n", encoding="utf-8")
+    assert read_records(tsv, max_chars=100).n_truncated == 1
+
+
+@pytest.mark.timeout(60)
+def test_late_duplicate_id_in_a_million_rows_fails_fast(tmp_path):
+    ids = [f"row-{n}" for n in range(1_000_000)]
+    ids[-1] = ids[-2]
+    p = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"id": ids, "text": ["t"] * len(ids)}), p)
+    with pytest.raises(InputError, match=r"id 'row-999998' occurs more than once \(rows 999998 and 999999\)"):
+        read_records(p)

@@ -18,6 +18,8 @@ from qscope.errors import InputError
 from qscope.paths import qscope_home
 
 HELDOUT_SPLIT = "heldout"
+SHIPPED_EVAL_NAME = "qscope heldout-debian v1"
+"""How the shipped evaluation set is named in results, model cards and feature statistics."""
 
 
 def default_corpus_path() -> Path:
@@ -25,9 +27,20 @@ def default_corpus_path() -> Path:
     return qscope_home() / "corpora" / "sae_corpus.parquet"
 
 
+def shipped_eval_path() -> Path:
+    """The held-out evaluation set inside the package (`scripts/build_eval_texts.py`): Debian package
+    descriptions from the held-out split of the SAE corpus, ~65k tokens; never seen in training."""
+    from importlib import resources
+
+    return Path(str(resources.files("qscope") / "assets" / "eval" / "heldout_debian.parquet"))
+
+
 @dataclass
 class EvalTexts:
-    """Texts plus a human-readable description of where they came from (goes into model cards)."""
+    """Texts plus a name for where they came from (goes into model cards and feature statistics).
+
+    The name never holds a machine's absolute path: artefacts built here are shipped and read elsewhere.
+    """
 
     texts: list[str]
     source: str
@@ -36,35 +49,37 @@ class EvalTexts:
 def load_texts(path: str | Path | None = None) -> EvalTexts:
     """Load evaluation texts.
 
-    path None: the held-out split of the qscope SAE corpus (`split == "heldout"`), with a clear error if it
-    has not been built. `.parquet`: a "text" column; if it also has a "split" column holding "heldout" rows, only
-    those are used. Any other file goes through `qscope.io.read_texts` (.jsonl / .json / .csv / .tsv with a "text"
-    field, or .txt / .md: documents separated by blank lines, else one per line).
+    path None: the held-out evaluation set shipped in the package (`shipped_eval_path`), so evaluation needs
+    nothing built or downloaded. `.parquet`: a "text" column; if it also has a "split" column holding
+    "heldout" rows, only those are used (the full SAE corpus, `default_corpus_path()`, works that way). Any other
+    file goes through `qscope.io.read_texts` (.jsonl / .json / .csv / .tsv with a "text" field, or .txt / .md:
+    documents separated by blank lines, else one per line).
     """
     if path is None:
-        corpus = default_corpus_path()
-        if not corpus.exists():
+        shipped = shipped_eval_path()
+        if not shipped.exists():  # a broken install; say what is missing rather than fail inside pyarrow
             raise InputError(
-                f"no evaluation texts: the default held-out corpus {corpus} does not exist. Build it with "
-                "`python scripts/build_sae_corpus.py`, or pass --texts FILE (.jsonl / .parquet / .txt)."
+                f"no evaluation texts: the shipped set {shipped} is missing from this installation (reinstall "
+                "qscope), or pass --texts FILE (.jsonl / .parquet / .txt)."
             )
-        return _load_parquet(corpus, require_split=True)
+        out = _load_parquet(shipped)
+        return EvalTexts(out.texts, SHIPPED_EVAL_NAME)
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"texts file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        out = _load_parquet(path, require_split=False)
+        out = _load_parquet(path)
     else:  # .jsonl / .json / .csv / .txt ...: the shared reader (same errors as seed files)
         from qscope.io import read_texts
 
-        out = EvalTexts(read_texts(path), str(path))
+        out = EvalTexts(read_texts(path), path.name)
     if not out.texts:
         raise InputError(f"{path}: no non-empty texts found")
     return out
 
 
-def _load_parquet(path: Path, require_split: bool) -> EvalTexts:
+def _load_parquet(path: Path) -> EvalTexts:
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
@@ -73,12 +88,10 @@ def _load_parquet(path: Path, require_split: bool) -> EvalTexts:
     cols = ["text"] + (["split"] if "split" in names else [])
     table = pq.read_table(path, columns=cols).to_pydict()
     texts = table["text"]
-    source = str(path)
+    source = path.name  # a name, not this machine's path: it is recorded in shipped cards and statistics
     if "split" in table and HELDOUT_SPLIT in set(table["split"]):
         texts = [t for t, s in zip(texts, table["split"]) if s == HELDOUT_SPLIT]
-        source = f"{path} (split={HELDOUT_SPLIT})"
-    elif require_split:
-        raise InputError(f"{path}: no rows with split == {HELDOUT_SPLIT!r}; rebuild the corpus")
+        source = f"{path.name} (split={HELDOUT_SPLIT})"
     return EvalTexts([t for t in texts if isinstance(t, str) and t.strip()], source)
 
 
