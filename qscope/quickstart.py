@@ -54,16 +54,17 @@ class SAEModel:
 
     @classmethod
     def from_pretrained(cls, sae: str | Path | None = None, model: str | None = None, layer: int | None = None,
-                        max_length: int = 512) -> "SAEModel":
-        """Load an SAE (shipped id, directory, Qwen-Scope file or hub id; default: the shipped SAE) and its model
-        (default: the model the SAE records when it is an embedded one, else the embedded default)."""
-        from qscope.models import EMBEDDED_MODELS, LanguageModel
+                        max_length: int = 512, allow_model_mismatch: bool = False) -> "SAEModel":
+        """Load an SAE (shipped id, directory, Qwen-Scope file or hub id[@revision]; default: the shipped SAE) and
+        its model (default: the model the SAE records; `qscope.models.model_for_sae`). A `model` other than the
+        SAE's recorded one is refused unless `allow_model_mismatch=True`."""
+        from qscope.models import LanguageModel, check_sae_fits, model_for_sae
         from qscope.sae import DEFAULT_SAE_ID, load_sae
 
         sae_obj = load_sae(sae, layer=layer)
-        if model is None and sae_obj.cfg.model_name in EMBEDDED_MODELS:
-            model = sae_obj.cfg.model_name
+        model = model_for_sae(model, sae_obj, allow_model_mismatch=allow_model_mismatch)
         lm = LanguageModel.load(model, max_length=max_length)
+        check_sae_fits(lm, sae_obj)
         layer = layer if layer is not None else sae_obj.cfg.hook_layer
         if layer is None:
             raise InputError(f"SAE {sae_obj.sae_id} does not record its layer; pass layer=")

@@ -1,42 +1,161 @@
-"""Options shared by several subcommands (model / SAE selection, JSON output)."""
+"""Options shared by several subcommands (model / SAE selection) and the one JSON output channel.
+
+`--json` promises exactly one JSON document on stdout. Libraries we call print wherever they like: vLLM logs to
+stdout, C++ code writes to file descriptor 1, child processes (vLLM's engine core, Ray workers) inherit it. So in
+JSON mode the whole command runs with file descriptor 1 pointing at stderr and `sys.stdout` set to `sys.stderr`;
+only `emit_json` writes to the real stdout, through a descriptor saved aside before the switch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import math
+import os
 import sys
+from pathlib import Path
+from typing import Any, TextIO
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model: embedded name (default smollm2-135m), HF dir, .gguf, hub id")
-    p.add_argument("--sae", default=None, help="SAE: shipped id (default), SAELens/sparsify dir, Qwen-Scope file or hub id")
+    p.add_argument("--model", default=None,
+                   help="model: embedded name, HF dir, .gguf, hub id[@revision] (default: the SAE's own model)")
+    p.add_argument("--sae", default=None,
+                   help="SAE: shipped id (default), SAELens/sparsify dir, Qwen-Scope file or hub id[@revision]")
     p.add_argument("--layer", type=int, default=None, help="hook layer (default: the SAE's own layer)")
     p.add_argument("--max-length", type=int, default=512, help="truncate texts to this many tokens (counted)")
+    add_model_mismatch_arg(p)
+
+
+def add_model_mismatch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-model-mismatch", action="store_true",
+                   help="use --model even though the SAE records another model (a fine-tune, a renamed copy)")
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="exactly one JSON document on stdout (errors too); all logs and progress go to stderr")
 
 
 def load_model_and_sae(args):
-    """Load the LM and one SAE from CLI args; the SAE's recorded model is the default model."""
-    from qscope.models import LanguageModel
+    """Load one SAE and its model from CLI args: the SAE's recorded model unless --model (checked against it)."""
+    from qscope.models import LanguageModel, check_sae_fits, model_for_sae
     from qscope.sae import load_sae
 
     sae = load_sae(args.sae, layer=args.layer)
-    model = args.model or _default_model_for(sae)
+    model = model_for_sae(args.model, sae, allow_model_mismatch=getattr(args, "allow_model_mismatch", False))
     lm = LanguageModel.load(model, max_length=args.max_length)
+    check_sae_fits(lm, sae)
     layer = args.layer if args.layer is not None else sae.cfg.hook_layer
     return lm, sae, layer
 
 
-def _default_model_for(sae) -> str | None:
-    from qscope.models import EMBEDDED_MODELS
+# --- the JSON channel ----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Channel:
+    stream: TextIO
+    emitted: bool = False
 
-    name = sae.cfg.model_name
-    return name if name in EMBEDDED_MODELS else None
+
+_channel: _Channel | None = None
 
 
-def emit_json(obj) -> None:
-    json.dump(obj, sys.stdout, ensure_ascii=False)
-    sys.stdout.write("\n")
+@contextlib.contextmanager
+def json_stdout(enabled: bool = True, restore: bool = True):
+    """Reserve stdout for one JSON document (written by `emit_json`) while the block runs.
+
+    Everything else written to stdout, by Python code, C code or child processes started inside the block, goes
+    to stderr. restore=False leaves file descriptor 1 on stderr afterwards: a process that runs only this command
+    keeps late writers (atexit hooks, engine shutdown logs, Ray's log thread) off stdout too.
+    """
+    global _channel
+    if not enabled:
+        yield None
+        return
+    _flush(sys.stdout, sys.__stdout__)
+    _flush_c_stdio()
+    saved = os.dup(1)
+    try:
+        backed_by_fd1 = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # replaced by an in-memory stream (pytest capsys, a notebook)
+        backed_by_fd1 = False
+    # The JSON goes where stdout pointed when we were called: a private duplicate of fd 1, or the Python stream
+    # that replaced it.
+    stream = os.fdopen(os.dup(saved), "w", encoding="utf-8") if backed_by_fd1 else sys.stdout
+    previous, outer = sys.stdout, _channel
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _channel = _Channel(stream)
+    try:
+        yield _channel
+    finally:
+        _channel = outer
+        sys.stdout = previous
+        _flush(stream, sys.__stdout__)
+        if backed_by_fd1:
+            stream.close()
+        if restore:
+            _flush(previous)
+            _flush_c_stdio()  # C code's buffered stdout was written during the block: it belongs on stderr
+            os.dup2(saved, 1)
+        os.close(saved)
+
+
+def emit_json(obj: Any) -> None:
+    """Write `obj` as the command's one JSON document (strict JSON: NaN / inf become null)."""
+    text = json.dumps(_jsonable(obj), ensure_ascii=False, allow_nan=False)
+    channel = _channel
+    if channel is None:  # not in --json mode: plain stdout
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    if channel.emitted:
+        raise RuntimeError("a --json command wrote a second JSON document; it must write exactly one")
+    channel.stream.write(text + "\n")
+    channel.stream.flush()
+    channel.emitted = True
+
+
+def json_emitted() -> bool:
+    """Whether the current --json command has written its document."""
+    return _channel is not None and _channel.emitted
+
+
+def _jsonable(obj: Any) -> Any:
+    # Results carry numpy scalars, paths and the odd inf perplexity; JSON readers such as jq reject NaN/Infinity.
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if getattr(obj, "ndim", None) == 0 and callable(getattr(obj, "item", None)):  # numpy / torch scalars
+        return _jsonable(obj.item())
+    tolist = getattr(obj, "tolist", None)  # numpy arrays, torch tensors
+    if callable(tolist):
+        return _jsonable(tolist())
+    return str(obj)
+
+
+def _flush(*streams) -> None:
+    for s in streams:
+        with contextlib.suppress(Exception):
+            if s is not None:
+                s.flush()
+
+
+def _flush_c_stdio() -> None:
+    # libc buffers C-level stdout (fully, when it is not a terminal); flushing here sends what C code wrote to the
+    # descriptor it was meant for before that descriptor is switched.
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)

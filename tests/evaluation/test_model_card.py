@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,9 +74,18 @@ def test_load_texts_formats(tmp_path, monkeypatch):
         load_texts(tmp_path / "x.docx") if (tmp_path / "x.docx").write_text("a") else None
     with pytest.raises(InputError, match="does not exist"):
         load_texts(tmp_path / "missing.jsonl")
+    # Sources are names, never this machine's paths: they go into shipped cards and feature statistics.
+    assert got.source == "d.parquet (split=heldout)" and load_texts(tmp_path / "a.jsonl").source == "a.jsonl"
+
+
+def test_default_texts_are_shipped_and_need_no_cache(tmp_path, monkeypatch):
+    from qscope.evaluation.texts import SHIPPED_EVAL_NAME, shipped_eval_path
+
     monkeypatch.setenv("QSCOPE_HOME", str(tmp_path / "empty-home"))
-    with pytest.raises(InputError, match="--texts"):
-        load_texts(None)
+    got = load_texts(None)
+    assert got.source == SHIPPED_EVAL_NAME and len(got.texts) > 500
+    assert shipped_eval_path().is_relative_to(Path(__import__("qscope").__file__).parent)
+    assert not (tmp_path / "empty-home").exists(), "loading the default texts must not need or create the cache"
 
 
 def test_cli_eval_sae_json_card_and_stats(tmp_path, capsys, lm, demo_texts, planted):
@@ -89,7 +99,7 @@ def test_cli_eval_sae_json_card_and_stats(tmp_path, capsys, lm, demo_texts, plan
     assert set(JSON_KEYS) <= set(out)
     assert out["layer"] == planted.layer and out["n_tokens"] >= 24
     card = (sae_dir / MODEL_CARD_FILE).read_text()
-    assert f"{out['l0']:.4g}" in card and str(texts) in card
+    assert f"{out['l0']:.4g}" in card and texts.name in card and str(tmp_path) not in card
     stats = load_feature_stats(sae_dir)
     assert stats.d_sae == 128 and stats.n_tokens >= 24
     # The SAE still loads, and rewriting it keeps card and statistics next to the weights.
@@ -99,9 +109,42 @@ def test_cli_eval_sae_json_card_and_stats(tmp_path, capsys, lm, demo_texts, plan
     assert (sae_dir / MODEL_CARD_FILE).exists() and load_feature_stats(sae_dir).n_tokens == stats.n_tokens
 
 
-def test_cli_missing_corpus_is_a_clear_error(tmp_path, capsys, monkeypatch, planted):
-    monkeypatch.setenv("QSCOPE_HOME", str(tmp_path))
+def test_cli_eval_sae_without_texts_uses_the_shipped_set(tmp_path, capsys, monkeypatch, lm, planted):
+    from qscope.evaluation.texts import SHIPPED_EVAL_NAME
+    from qscope.models import LanguageModel
+
+    monkeypatch.setattr(LanguageModel, "load", classmethod(lambda cls, *a, **k: lm))  # reuse the session model
+    monkeypatch.setenv("QSCOPE_HOME", str(tmp_path / "empty-home"))
     sae_dir = planted.random_topk(576, d_sae=64, k=4).save(tmp_path / "sae")
-    assert main(["eval-sae", str(sae_dir), "--json"]) == 2
-    err = json.loads(capsys.readouterr().out)
-    assert err["error"] == "InputError" and "--texts" in err["message"]
+    assert main(["eval-sae", str(sae_dir), "--tokens", "64", "--json", "--write-stats", "--stats-tokens", "64"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["text_source"] == SHIPPED_EVAL_NAME and out["n_tokens"] >= 64
+    assert load_feature_stats(sae_dir).metadata["text_source"] == SHIPPED_EVAL_NAME
+
+
+def test_shipped_artefacts_record_names_not_machine_paths():
+    from qscope.sae.loading import shipped_sae_dir
+
+    for sae_dir in shipped_sae_dir().iterdir():
+        if (sae_dir / "feature_stats.safetensors").exists():
+            source = load_feature_stats(sae_dir).metadata["text_source"]
+            assert not source.startswith(("/", "~")) and "/.cache/" not in source, source
+        card = sae_dir / MODEL_CARD_FILE
+        if card.exists():
+            assert "/root/" not in card.read_text() and "/home/" not in card.read_text()
+
+
+@pytest.mark.slow
+def test_eval_sae_json_on_a_fresh_machine(tmp_path):
+    """`qscope eval-sae --json` with an empty QSCOPE_HOME: converts the embedded model, reads the shipped texts,
+    prints one JSON document (the conversion's logs go to stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QSCOPE_HOME": str(tmp_path / "fresh-home"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "qscope.cli", "-v", "eval-sae", "--tokens", "128", "--json"],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["sae"] == "qscope/smollm2-135m-l15" and out["n_tokens"] >= 128 and out["explained_variance"] > 0.5

@@ -247,3 +247,18 @@ def test_another_model_is_refused_unless_asked_for(tmp_path):
 def test_recorded_model_that_is_nowhere_is_a_clear_error():
     with pytest.raises(InputError, match="records its model as '/nowhere/model'.*pass the model explicitly"):
         model_for_sae(None, _sae("/nowhere/model"))
+
+
+def test_quickstart_refuses_another_model_before_loading_it(tmp_path, monkeypatch):
+    from qscope.models import LanguageModel
+    from qscope.quickstart import SAEModel
+
+    def no_load(*a, **k):
+        raise AssertionError("the model must not be loaded when it does not match the SAE")
+
+    monkeypatch.setattr(LanguageModel, "load", classmethod(no_load))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="trained on model 'smollm2-135m'"):
+        SAEModel.from_pretrained(model=str(other))
