@@ -2,6 +2,7 @@
 
     engine = make_engine("hf", lm=lm, saes={15: sae})
     results = engine.generate(prompts, intervention=None, max_new_tokens=64, temperature=0.0, seed=0, chat=True)
+    results = engine.generate(prompts, intervention=[iv_a, None, iv_b])  # one intervention per prompt
     engine.close()
 
 Both engines take the same token ids (prompts are rendered and tokenized once, in `base.py`), stop on the same
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 from qscope.errors import InputError
 from qscope.generation.base import GenerationEngine, GenerationResult
+from qscope.generation.engine_config import resolve_engine_kwargs
 
 ENGINES = ("hf", "vllm")
 
 
 def make_engine(kind: str = "hf", **kwargs) -> GenerationEngine:
     """kind "hf": HFEngine(lm=None, saes=None, model=None, batch_size=16, scales=None, feature_stats=None).
-    kind "vllm": VLLMEngine(model=None, saes=None, lm=None, dtype="float32", max_model_len=2048, seed=0, ...).
+    kind "vllm": VLLMEngine(model=None, saes=None, lm=None, dtype=None, max_model_len=2048, seed=0, ...,
+    **vllm_settings); settings are checked by `resolve_engine_kwargs` (dtype default: bf16 on GPU, fp32 on CPU).
 
     scales: {layer: {feature: typical max}} explicit strength units; feature_stats: {layer: FeatureStats or the
     SAE directory / shipped id to load them from} (default: looked up by SAE id; see steering.calibration)."""
@@ -34,4 +37,4 @@ def make_engine(kind: str = "hf", **kwargs) -> GenerationEngine:
     raise InputError(f"unknown engine {kind!r}; choose one of {ENGINES}")
 
 
-__all__ = ["ENGINES", "GenerationEngine", "GenerationResult", "make_engine"]
+__all__ = ["ENGINES", "GenerationEngine", "GenerationResult", "make_engine", "resolve_engine_kwargs"]

@@ -44,25 +44,44 @@ class GenerationEngine(abc.ABC):
     calibrations: dict[int, StrengthCalibration]
 
     # --- public -----------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str] | str, intervention: Intervention | None = None,
+    def generate(self, prompts: Sequence[str] | str,
+                 intervention: Intervention | None | Sequence[Intervention | None] = None,
                  max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0,
                  chat: bool = True, ignore_eos: bool = False) -> list[GenerationResult]:
         """Greedy when temperature == 0; seeded sampling otherwise (reproducible per engine, not across engines).
+
+        intervention: one for every prompt (or None), or a list with one per prompt (None = unsteered). The vLLM
+        engine runs a mixed list in one continuous batch; the HF engine runs one batch per distinct intervention.
         ignore_eos: always generate max_new_tokens (benchmarks: equal work in every run)."""
         prompts = self._check_prompts(prompts)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
         if not isinstance(temperature, (int, float)) or not 0 <= temperature < float("inf"):
             raise InputError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        plan = self.plan(intervention)  # validated before any generation
+        plans = self.plans(intervention, len(prompts))  # all validated before any generation
         token_prompts = [self.encode_prompt(p, chat) for p in prompts]
-        outputs = self._generate(token_prompts, plan, max_new_tokens, float(temperature), int(seed), bool(ignore_eos))
+        outputs = self._generate(token_prompts, plans, max_new_tokens, float(temperature), int(seed), bool(ignore_eos))
         results = []
         for prompt, ids_in, ids_out in zip(prompts, token_prompts, outputs):
             ids_out, finish = self._strip_stop(list(ids_out), max_new_tokens, ignore_eos)
             text = self.tokenizer.decode(ids_out, skip_special_tokens=True)
             results.append(GenerationResult(prompt, text, ids_out, finish, list(ids_in)))
         return results
+
+    def plans(self, intervention, n: int) -> list[SteeringPlan | None]:
+        """One plan per prompt from a single intervention or a per-prompt list (identical ones compiled once)."""
+        if intervention is None or isinstance(intervention, Intervention):
+            return [self.plan(intervention)] * n
+        if isinstance(intervention, (str, bytes, Mapping)) or not isinstance(intervention, Sequence):
+            raise InputError(f"intervention must be an Intervention, None, or a list of them (one per prompt), "
+                             f"got {type(intervention).__name__}")
+        if len(intervention) != n:
+            raise InputError(f"got {len(intervention)} interventions for {n} prompts (one per prompt, None = none)")
+        compiled: dict[Intervention | None, SteeringPlan | None] = {}
+        for iv in intervention:
+            if iv not in compiled:
+                compiled[iv] = self.plan(iv)
+        return [compiled[iv] for iv in intervention]
 
     def plan(self, intervention: Intervention | None) -> SteeringPlan | None:
         """Validate + calibrate an intervention into the plain per-layer plan both engines execute."""
@@ -100,13 +119,17 @@ class GenerationEngine(abc.ABC):
 
     def encode_prompt(self, prompt: str, chat: bool = True) -> list[int]:
         """Prompt -> token ids. chat=True uses the tokenizer's chat template (user turn + generation prompt) when
-        it has one; raw prompts get the BOS token the model expects (feature reading does the same)."""
+        it has one; raw prompts get the BOS token the model expects (feature reading does the same).
+
+        The prompt is text, never markup: special-token strings in it (`<|im_start|>`, `<|endoftext|>`) are
+        spelled out with ordinary tokens, so a seed cannot open a chat turn or end the text
+        (`qscope.models.text_tokens`)."""
+        from qscope.models.text_tokens import chat_prompt_ids, text_token_ids
+
         tok = self.tokenizer
         if chat and getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                           add_generation_prompt=True)
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        ids = list(tok(prompt)["input_ids"])
+            return chat_prompt_ids(tok, prompt)
+        ids = text_token_ids(tok, [prompt], add_special_tokens=True)[0]
         if self.prepend_bos and tok.bos_token_id is not None and (not ids or ids[0] != tok.bos_token_id):
             ids = [tok.bos_token_id] + ids
         return ids
@@ -147,6 +170,7 @@ class GenerationEngine(abc.ABC):
 
     # --- engine-specific --------------------------------------------------------------------------------
     @abc.abstractmethod
-    def _generate(self, prompts: list[list[int]], plan: SteeringPlan | None, max_new_tokens: int,
+    def _generate(self, prompts: list[list[int]], plans: list[SteeringPlan | None], max_new_tokens: int,
                   temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
-        """Token-id prompts -> generated token ids per prompt (may include stop tokens / trailing padding)."""
+        """Token-id prompts + one plan per prompt -> generated token ids per prompt (may include stop tokens /
+        trailing padding)."""

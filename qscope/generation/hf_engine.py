@@ -43,13 +43,23 @@ class HFEngine(GenerationEngine):
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_ids[0]
 
     @torch.no_grad()
-    def _generate(self, prompts: list[list[int]], plan: SteeringPlan | None, max_new_tokens: int,
+    def _generate(self, prompts: list[list[int]], plans: list[SteeringPlan | None], max_new_tokens: int,
                   temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
-        layers = build_layers(plan, self.saes) if plan is not None else {}
-        out: list[list[int]] = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start:start + self.batch_size]
-            out.extend(self._generate_batch(batch, layers, max_new_tokens, temperature, seed + start, ignore_eos))
+        # Hooks steer a whole batch alike, so prompts are grouped by plan (first-seen order) and each group is
+        # batched on its own; a single plan for every prompt is one group, batched as before.
+        groups: dict[str | None, list[int]] = {}
+        for i, plan in enumerate(plans):
+            groups.setdefault(plan.key() if plan is not None else None, []).append(i)
+        out: list[list[int]] = [[] for _ in prompts]
+        for rows in groups.values():
+            plan = plans[rows[0]]
+            layers = build_layers(plan, self.saes) if plan is not None else {}
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start:start + self.batch_size]
+                generated = self._generate_batch([prompts[i] for i in chunk], layers, max_new_tokens, temperature,
+                                                 seed + start, ignore_eos)
+                for i, ids in zip(chunk, generated):
+                    out[i] = ids
         return out
 
     def _generate_batch(self, batch, layers, max_new_tokens, temperature, seed, ignore_eos) -> list[list[int]]:

@@ -123,17 +123,32 @@ class LanguageModel:
         return texts
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> tuple[dict, list[bool]]:
+        """Right-padded `input_ids` / `attention_mask` and, per text, whether it was cut at `max_length`.
+
+        Texts are data, never markup: a special-token string inside a text (`<|im_start|>`, `<|endoftext|>`)
+        is spelled out with ordinary tokens (see `qscope.models.text_tokens`); the BOS token is added by id."""
+        from qscope.models.text_tokens import text_token_ids
+
         max_length = max_length or self.max_length
-        if self.prepend_bos:
-            texts = [self.tokenizer.bos_token + t for t in texts]
-        enc = self.tokenizer(
-            list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length,
-            return_overflowing_tokens=False, return_length=False,
-        )
+        bos = [self.tokenizer.bos_token_id] if self.prepend_bos else []
+        full = text_token_ids(self.tokenizer, texts, add_special_tokens=True)
         # Count truncation explicitly: we never drop a text, but the user must know it was cut.
-        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
-        truncated = [n > max_length for n in full_lengths]
-        return {k: v.to(self.device) for k, v in enc.items()}, truncated
+        truncated = [len(bos) + len(ids) > max_length for ids in full]
+        long = [i for i, cut in enumerate(truncated) if cut]
+        if long:  # re-tokenized with the tokenizer's truncation, which keeps its own special tokens at the ends
+            cut_ids = text_token_ids(self.tokenizer, [texts[i] for i in long], add_special_tokens=True,
+                                     truncation=True, max_length=max(1, max_length - len(bos)))
+            full = list(full)
+            for i, ids in zip(long, cut_ids):
+                full[i] = ids
+        rows = [bos + ids for ids in full]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+            attention_mask[i, :len(r)] = 1
+        return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}, truncated
 
     # --- reading the residual stream -----------------------------------------------------------------
     @torch.no_grad()

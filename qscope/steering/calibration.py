@@ -58,11 +58,15 @@ class StrengthCalibration:
     """Per-feature scales for one SAE (the activation that strength 1.0 means)."""
 
     def __init__(self, sae, lm=None, explicit: Mapping[int, float] | None = None, layer: int | None = None,
-                 texts: tuple[str, ...] = CALIBRATION_TEXTS, stats=None):
+                 texts: tuple[str, ...] = CALIBRATION_TEXTS, stats=None,
+                 measure: Callable[[tuple[str, ...]], torch.Tensor] | None = None):
         """stats: a `FeatureStats`, a {feature: scale} mapping, or where to load them from (an SAE directory /
-        shipped id / feature_stats file). Default: looked up by the SAE's id."""
+        shipped id / feature_stats file). Default: looked up by the SAE's id.
+        measure: the fallback without an `lm`: texts -> per-feature max activation [d_sae] (the vLLM engine
+        measures inside its own model, so a vLLM actor needs no HF copy of the model)."""
         self.sae = sae
         self.lm = lm
+        self.measure = measure
         self.layer = sae.cfg.hook_layer if layer is None else layer
         self.explicit = {int(k): float(v) for k, v in (explicit or {}).items()}
         self.texts = texts
@@ -80,6 +84,12 @@ class StrengthCalibration:
     # --- fallback ---------------------------------------------------------------------------------------
     def _measured_scales(self) -> torch.Tensor:
         if self._measured is None:
+            if self.lm is None and self.measure is not None:
+                log.warning("no feature statistics for SAE %s: strength 1.0 = the feature's max activation over %d "
+                            "built-in texts, measured by the engine (rough; compute feature statistics for "
+                            "calibrated strengths)", self.sae.sae_id, len(self.texts))
+                self._measured = fill_unfired(self.measure(self.texts))
+                return self._measured
             if self.lm is None:
                 from qscope.steering.errors import InterventionError
 
@@ -106,7 +116,12 @@ def measure_typical_max(lm, sae, layer: int, texts) -> torch.Tensor:
     mask &= ~torch.isin(res.input_ids, special)
     x = res.hidden[layer][mask]
     dense = sae.encode_dense(x.to(sae.W_enc.dtype))
-    best = dense.max(dim=0).values.float().cpu()
+    return fill_unfired(dense.max(dim=0).values)
+
+
+def fill_unfired(best: torch.Tensor) -> torch.Tensor:
+    """Per-feature max activations [d_sae] -> scales: features that never fired get the median of the others."""
+    best = best.float().cpu()
     fired = best > 0
     fill = float(best[fired].median()) if fired.any() else 1.0
     return torch.where(fired, best, torch.full_like(best, fill))

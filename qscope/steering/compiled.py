@@ -38,6 +38,13 @@ class SteeringPlan:
     def to_payload(self) -> dict:
         return {str(layer): [dataclasses.asdict(e) for e in edits] for layer, edits in self.layers.items()}
 
+    def key(self) -> str:
+        """Content hash: equal plans share compiled tensors (vLLM worker cache) and batches (HF engine)."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_payload(), sort_keys=True).encode()).hexdigest()[:24]
+
     @classmethod
     def from_payload(cls, payload: Mapping) -> "SteeringPlan":
         return cls({int(layer): tuple(PlannedEdit(**e) for e in edits) for layer, edits in payload.items()})

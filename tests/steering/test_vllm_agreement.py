@@ -31,7 +31,13 @@ def vllm_unsteered(vllm_engine, prompts):
 def test_unsteered_agrees_with_hf(hf_engine, vllm_engine, prompts, vllm_unsteered):
     hf = hf_engine.generate(prompts, max_new_tokens=N_NEW)
     assert [r.token_ids for r in hf] == [r.token_ids for r in vllm_unsteered]
-    assert vllm_engine.worker_info()["steered_layers"] == 0  # steering is cleared after each call
+    assert vllm_engine.worker_info()["hooked_layers"] == [15]  # the hook stays; it edits steered rows only
+
+
+def test_steering_does_not_leak_into_later_requests(vllm_engine, prompts, vllm_unsteered, concept_feature):
+    vllm_engine.generate(prompts, intervention=activate(concept_feature, 2.0), max_new_tokens=4)
+    again = vllm_engine.generate(prompts, max_new_tokens=N_NEW)
+    assert [r.token_ids for r in again] == [r.token_ids for r in vllm_unsteered]
 
 
 def test_strength_zero_equals_unsteered_byte_for_byte(vllm_engine, prompts, vllm_unsteered, concept_feature):
@@ -59,7 +65,8 @@ def test_bad_input_fails_before_generation(vllm_engine, steer_sae, prompts):
     ]:
         with pytest.raises(error):
             vllm_engine.generate(prompts, intervention=iv)
-    assert vllm_engine.worker_info()["steered_layers"] == 0
+        with pytest.raises(error):  # one bad intervention in a per-prompt list fails the whole call, up front
+            vllm_engine.generate(prompts, intervention=[None, iv])
 
 
 def test_seeded_sampling_is_reproducible(vllm_engine, prompts):
