@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from qscope.paths import atomic_path
 from qscope.report import plots
+from qscope.report.features import FeatureNote, resolve_notes
 from qscope.report.schema import FILE_METADATA, OUTPUT_COLUMNS
 
 TEMPLATE = """<!doctype html>
@@ -26,7 +27,12 @@ th{background:#f4f4f4}
 .src-synthesized{color:#b35900}.src-mined{color:#2d7a3e}.src-seed{color:#2c4f8a}
 .small{font-size:12px;color:#666}
 code{background:#f4f4f4;padding:0 3px}
+.feat{white-space:nowrap}.feat .lab{color:#555}
 </style></head><body>
+{% macro feat(n) -%}
+<span class="feat">{% if n.dashboard %}<a href="{{ n.dashboard }}">{{ n.feature }}</a>{% else %}{{ n.feature }}{% endif %}
+{%- if n.label %} <span class="lab">{{ n.label }}</span>{% endif %}</span>
+{%- endmacro %}
 <h1>qscope review: {{ title }}</h1>
 <p class="small">run {{ run_id }} · model <code>{{ model }}</code> · SAE <code>{{ sae }}</code> (layer {{ layer }}) ·
 Parquet <code>{{ parquet }}</code></p>
@@ -34,10 +40,15 @@ Parquet <code>{{ parquet }}</code></p>
 <table>{% for k, v in counts.items() %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
 <h2>Target features</h2>
 <p>Chosen contrastively: latents whose pooled activation separates the seeds from the corpus background.
-Coverage = fraction of texts on which the feature fires.</p>
-<table><tr><th>feature</th><th>contrast score</th><th>in seed signatures</th><th>in background signatures</th>
+Coverage = fraction of texts on which the feature fires.{% if labelled %} Label: tokens the feature fires on → tokens
+it promotes; label quality: balanced accuracy of "fires where a label word appears" on held-out tokens (0.5 = chance;
+context features score low even with an apt label).{% endif %}{% if linked %} The feature id links to its
+dashboard.{% endif %}</p>
+<table><tr><th>feature</th><th>label</th><th>label quality</th><th>contrast score</th><th>in seed signatures</th>
+<th>in background signatures</th>
 <th>reference act.</th>{% for g in groups %}<th>coverage: {{ g }}</th>{% endfor %}<th>steered samples</th></tr>
-{% for t in targets %}<tr><td>{{ t.feature }}</td><td>{{ t.score }}</td>
+{% for t in targets %}<tr><td>{% if t.note.dashboard %}<a href="{{ t.note.dashboard }}">{{ t.feature }}</a>{% else %}{{ t.feature }}{% endif %}</td>
+<td>{{ t.note.label }}</td><td>{% if t.note.quality is not none %}{{ "%.2f"|format(t.note.quality) }}{% endif %}</td><td>{{ t.score }}</td>
 <td>{{ t.frac_seeds }}</td><td>{{ t.frac_background }}</td><td>{{ "%.3f"|format(t.reference) }}</td>
 {% for g in groups %}<td>{{ "%.2f"|format(t.coverage[g]) }}</td>{% endfor %}<td>{{ t.steered }}</td></tr>{% endfor %}
 </table>
@@ -52,7 +63,8 @@ Coverage = fraction of texts on which the feature fires.</p>
 <th>strength</th><th>steered features</th><th>seeds</th></tr>
 {% for s in samples %}<tr><td>{{ loop.index }}</td><td class="src-{{ s.source }}">{{ s.source }}</td>
 <td class="tok">{{ s.html }}</td><td>{{ s.target_score }}</td><td>{{ s.target_coverage }}</td>
-<td>{{ s.seed_similarity }}</td><td>{{ s.strength }}</td><td>{{ s.target_features }}</td>
+<td>{{ s.seed_similarity }}</td><td>{{ s.strength }}</td>
+<td>{% for n in s.target_features %}{{ feat(n) }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
 <td class="small">{{ s.seed_ids }}</td></tr>{% endfor %}
 </table>
 <h2>Seeds vs outputs</h2>
@@ -121,9 +133,11 @@ def _fires(table: pa.Table, features: list[int]) -> np.ndarray:
 
 def write_report(path: str | Path, samples: str | Path | pa.Table, seeds_scored: pa.Table | None = None,
                  targets: list[dict] | None = None, summary: dict | None = None, max_samples: int = 60,
-                 title: str = "expand") -> Path:
+                 title: str = "expand", features: Mapping[int, FeatureNote | Mapping] | None = None) -> Path:
     """Write the review page atomically. `samples`: the output table or its Parquet path; `seeds_scored`: the
-    seeds scored like the outputs; `targets`: targets.json's list; `summary`: counts, timings, run facts."""
+    seeds scored like the outputs; `targets`: targets.json's list; `summary`: counts, timings, run facts;
+    `features`: feature id → `FeatureNote` (label, label quality, dashboard link; `describe_features` makes
+    them), shown wherever a feature is. Dashboards found in `dashboards/` next to the report are linked too."""
     import jinja2
     import pyarrow.compute as pc
 
@@ -158,10 +172,14 @@ def write_report(path: str | Path, samples: str | Path | pa.Table, seeds_scored:
     hist_png = plots.histograms(hist_data, score_cols) if groups and score_cols else ""
     coverage_png = plots.coverage_bars(feats, rates) if feats and rates else ""
     rows = table.slice(0, max_samples).to_pylist() if table.num_rows else []
+    shown = feats + [int(f) for r in rows for f in (r.get("target_features") or [])]
+    notes = resolve_notes(shown, features, path.parent)
+    for t in targets:
+        t["note"] = notes[int(t["feature"])]
     samples_ctx = [{
         "source": r.get("source", ""), "html": highlight(r.get("tokens"), r.get("token_target_act"), r.get("text")),
-        **{k: _fmt(r.get(k)) for k in ("target_score", "target_coverage", "seed_similarity", "strength",
-                                      "target_features", "seed_ids")},
+        "target_features": [notes[int(f)] for f in (r.get("target_features") or [])],
+        **{k: _fmt(r.get(k)) for k in ("target_score", "target_coverage", "seed_similarity", "strength", "seed_ids")},
     } for r in rows]
     seeds_ctx = [{
         "id": r.get("id"), "html": highlight(r.get("tokens"), r.get("token_target_act"), r.get("text")),
@@ -174,6 +192,7 @@ def write_report(path: str | Path, samples: str | Path | pa.Table, seeds_scored:
         model=summary.get("model", first.get("model", "")), sae=summary.get("sae", first.get("sae", "")),
         layer=summary.get("layer", first.get("layer", "")), parquet=parquet,
         counts=summary.get("counts", {"rows": table.num_rows}), targets=targets, groups=list(groups),
+        labelled=any(n.label for n in notes.values()), linked=any(n.dashboard for n in notes.values()),
         coverage_png=coverage_png, hist_png=hist_png, samples=samples_ctx, n_rows=table.num_rows, seeds=seeds_ctx,
         timings=summary.get("timings", {}), schema=OUTPUT_COLUMNS, file_metadata=FILE_METADATA,
     )
