@@ -2,7 +2,7 @@
 
 from qscope.models.language_model import LanguageModel, Residuals
 from qscope.models.match import check_sae_fits, model_aliases, model_for_sae
-from qscope.models.resolve import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model_dir
+from qscope.models.resolve import DEFAULT_MODEL, EMBEDDED_MODELS, model_name, resolve_model_dir
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -12,5 +12,6 @@ __all__ = [
     "check_sae_fits",
     "model_aliases",
     "model_for_sae",
+    "model_name",
     "resolve_model_dir",
 ]

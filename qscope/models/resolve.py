@@ -91,6 +91,20 @@ def resolve_model_dir(spec: str) -> tuple[Path | str, str]:
     )
 
 
+def model_name(spec: str | None) -> str:
+    """The provenance name `resolve_model_dir(spec)` would give, without converting, downloading or loading anything
+    (for drivers that only record which model their workers load)."""
+    spec = spec or DEFAULT_MODEL
+    if spec in EMBEDDED_MODELS:
+        return spec
+    path = Path(spec).expanduser()
+    if path.exists():
+        return str(path)
+    if split_hub_spec(spec) is None:
+        raise ModelLoadError(f"unknown model {spec!r}: not an embedded name, a local path, or a hub id")
+    return spec
+
+
 def split_hub_spec(spec: str) -> tuple[str, str | None] | None:
     """`org/name@rev` → ("org/name", "rev"); `org/name` → ("org/name", None); anything else → None.
 

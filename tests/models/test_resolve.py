@@ -262,3 +262,18 @@ def test_quickstart_refuses_another_model_before_loading_it(tmp_path, monkeypatc
     (other / "config.json").write_text("{}")
     with pytest.raises(InputError, match="trained on model 'smollm2-135m'"):
         SAEModel.from_pretrained(model=str(other))
+
+
+def test_model_name_needs_no_conversion_or_download(tmp_path, home, monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("model_name must not convert or download")
+
+    monkeypatch.setattr(resolve, "_convert", forbidden)
+    monkeypatch.setattr(resolve, "gguf_fingerprint", forbidden)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"x")
+    assert resolve.model_name(None) == "smollm2-135m"
+    assert resolve.model_name(str(gguf)) == str(gguf)
+    assert resolve.model_name("org/name@v1") == "org/name@v1"
+    with pytest.raises(ModelLoadError, match="unknown model"):
+        resolve.model_name("no-such-model")
