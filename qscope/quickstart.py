@@ -55,12 +55,14 @@ class SAEModel:
     @classmethod
     def from_pretrained(cls, sae: str | Path | None = None, model: str | None = None, layer: int | None = None,
                         max_length: int = 512, allow_model_mismatch: bool = False) -> "SAEModel":
-        """Load an SAE (shipped id, directory, Qwen-Scope file or hub id[@revision]; default: the shipped SAE) and
-        its model (default: the model the SAE records; `qscope.models.model_for_sae`). A `model` other than the
-        SAE's recorded one is refused unless `allow_model_mismatch=True`."""
+        """Load an SAE (shipped id, directory, Qwen-Scope file or hub id[@revision]; default: the shipped SAE of
+        `model`, or of the embedded default model) and its model (default: the model the SAE records;
+        `qscope.models.model_for_sae`). A `model` other than the SAE's recorded one is refused unless
+        `allow_model_mismatch=True`."""
         from qscope.models import LanguageModel, check_sae_fits, model_for_sae
-        from qscope.sae import DEFAULT_SAE_ID, load_sae
+        from qscope.sae import default_sae_id, load_sae
 
+        sae = sae if sae is not None else default_sae_id(model)
         sae_obj = load_sae(sae, layer=layer)
         model = model_for_sae(model, sae_obj, allow_model_mismatch=allow_model_mismatch)
         lm = LanguageModel.load(model, max_length=max_length)
@@ -68,7 +70,7 @@ class SAEModel:
         layer = layer if layer is not None else sae_obj.cfg.hook_layer
         if layer is None:
             raise InputError(f"SAE {sae_obj.sae_id} does not record its layer; pass layer=")
-        return cls(lm, {int(layer): sae_obj}, {int(layer): str(sae) if sae is not None else DEFAULT_SAE_ID})
+        return cls(lm, {int(layer): sae_obj}, {int(layer): str(sae)})
 
     @property
     def layers(self) -> list[int]:

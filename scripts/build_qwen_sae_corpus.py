@@ -24,6 +24,7 @@ import random
 import sys
 import sysconfig
 import time
+from collections import Counter
 from pathlib import Path
 
 try:
@@ -147,6 +148,40 @@ def build(args) -> tuple[list[dict], dict]:
     return rows, params
 
 
+def eval_sample(rows: list[dict], max_chars: int, floor: float, seed: int) -> list[dict]:
+    """A small held-out evaluation set: held-out rows only, each source family in proportion to its share of the
+    held-out characters, except that Chinese and code get at least `floor` of the budget each (so the set shipped
+    next to the SAE also measures the two things this corpus adds)."""
+    held = [r for r in rows if r["split"] == "heldout"]
+    random.Random(f"{seed}:eval").shuffle(held)
+    families: dict[str, list[dict]] = {}
+    for r in held:
+        families.setdefault(_family(r["source"]), []).append(r)
+    total = sum(len(r["text"]) for r in held)
+    share = {f: sum(len(r["text"]) for r in rs) / total for f, rs in families.items()}
+    for f in ("chinese", "code"):
+        if f in share:
+            share[f] = max(share[f], floor)
+    norm = sum(share.values())
+    out = []
+    for f, rs in sorted(families.items()):
+        budget, used = max_chars * share[f] / norm, 0
+        for r in rs:
+            if used >= budget:
+                break
+            out.append({"id": f"heldout-{len(out):04d}", "text": r["text"], "source": r["source"]})
+            used += len(r["text"])
+    return out
+
+
+def _family(source: str) -> str:
+    if source.startswith("debian-zh"):
+        return "chinese"
+    if source.startswith("python-stdlib") or source.startswith("probes:") and "_code_" in source:
+        return "code"
+    return source.split(":", 1)[0]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     home = qscope_home()
@@ -164,6 +199,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout-frac", type=float, default=0.05)
     p.add_argument("--max-chars", type=int, default=4000)
+    p.add_argument("--eval-out", type=Path, default=None,
+                   help="also write a small held-out evaluation set here (.jsonl: id, text, source)")
+    p.add_argument("--eval-chars", type=int, default=90_000, help="size of that set in characters")
+    p.add_argument("--eval-floor", type=float, default=0.1, help="minimum share of Chinese and of code in it")
     p.add_argument("--min-chars", type=int, default=8)
     args = p.parse_args(argv)
 
@@ -175,6 +214,12 @@ def main(argv=None) -> int:
     ).replace_schema_metadata({"qscope.corpus": json.dumps({"params": params, "stats": stats})})
     with atomic_path(args.out) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+    if args.eval_out is not None:
+        sample = eval_sample(rows, args.eval_chars, args.eval_floor, args.seed)
+        with atomic_path(args.eval_out) as tmp:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sample), encoding="utf-8")
+        by = Counter(_family(r["source"]) for r in sample)
+        print(f"wrote {args.eval_out}: {len(sample)} held-out texts {dict(by)}", file=sys.stderr)
     print(json.dumps(stats, indent=2))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.1f}s", file=sys.stderr)
     return 0

@@ -39,12 +39,20 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
                    help="exactly one JSON document on stdout (errors too); all logs and progress go to stderr")
 
 
+def sae_spec(args) -> str:
+    """The SAE a command reads: --sae, else the shipped SAE of --model (`--model qwen2.5-coder-0.5b` alone picks
+    its own SAE), else the embedded default's."""
+    from qscope.sae import default_sae_id
+
+    return args.sae or default_sae_id(getattr(args, "model", None))
+
+
 def load_model_and_sae(args):
     """Load one SAE and its model from CLI args: the SAE's recorded model unless --model (checked against it)."""
     from qscope.models import LanguageModel, check_sae_fits, model_for_sae
     from qscope.sae import load_sae
 
-    sae = load_sae(args.sae, layer=args.layer)
+    sae = load_sae(sae_spec(args), layer=args.layer)
     model = model_for_sae(args.model, sae, allow_model_mismatch=getattr(args, "allow_model_mismatch", False))
     lm = LanguageModel.load(model, max_length=args.max_length)
     check_sae_fits(lm, sae)

@@ -12,12 +12,14 @@ def register(sub) -> None:
         "eval-sae",
         help="explained variance, L0, dead latents, CE-loss recovered, KL of an SAE; model card and feature stats",
     )
-    p.add_argument("sae", nargs="?", default=None, help="shipped SAE id (default: the shipped default), directory or file")
+    p.add_argument("sae", nargs="?", default=None,
+                   help="shipped SAE id, directory or file (default: the shipped SAE of --model, else the default)")
     p.add_argument("--tokens", type=int, default=16384, help="evaluation tokens (default 16384)")
     p.add_argument(
         "--texts", default=None,
         help="evaluation texts: .jsonl ('text' field), .parquet ('text' column; split=heldout rows if present) or "
-        ".txt (blank-line separated); default: the held-out set shipped with qscope (~65k tokens of Debian "
+        ".txt (blank-line separated); default: the SAE's own heldout_texts.jsonl when its directory has one "
+        "(the Qwen SAE), else the held-out set shipped with qscope (~65k tokens of Debian "
         "package descriptions the shipped SAE never saw; the whole held-out split: "
         "--texts ~/.cache/qscope/corpora/sae_corpus.parquet after scripts/build_sae_corpus.py)",
     )
@@ -46,13 +48,14 @@ def run(args) -> int:
     )
     from qscope.evaluation.feature_stats import FEATURE_STATS_FILE, FeatureStats
     from qscope.models import LanguageModel, check_sae_fits, model_for_sae
-    from qscope.sae import DEFAULT_SAE_ID, load_sae
+    from qscope.cli.common import sae_spec
+    from qscope.sae import load_sae
 
-    spec = args.sae or DEFAULT_SAE_ID
+    spec = sae_spec(args)
     sae = load_sae(spec, layer=args.layer)
     # Resolve where the card/stats go before spending minutes on evaluation.
     out_dir = sae_directory(spec) if (args.write_card or args.write_stats) else None
-    texts = load_texts(args.texts)
+    texts = load_texts(args.texts, sae_dir=_local_dir(spec))
     lm = LanguageModel.load(model_for_sae(args.model, sae, args.allow_model_mismatch), max_length=args.max_length)
     check_sae_fits(lm, sae)
     progress = sys.stderr.isatty() or bool(getattr(args, "verbose", False))
@@ -77,6 +80,17 @@ def run(args) -> int:
     else:
         _print_human(out)
     return 0
+
+
+def _local_dir(spec):
+    """The SAE's directory when it has one here (its own held-out set may live there); None for hub ids."""
+    from qscope.errors import SAELoadError
+    from qscope.evaluation import sae_directory
+
+    try:
+        return sae_directory(spec)
+    except SAELoadError:
+        return None
 
 
 def _print_human(out: dict) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qscope.cli.common import add_json_arg, add_model_args, emit_json, load_model_and_sae
+from qscope.cli.common import add_json_arg, add_model_args, emit_json, load_model_and_sae, sae_spec
 
 
 def register(sub) -> None:
@@ -20,10 +20,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from qscope.quickstart import FeatureExplorer, SAEModel
-    from qscope.sae import DEFAULT_SAE_ID
 
     lm, sae, layer = load_model_and_sae(args)
-    explorer = FeatureExplorer(SAEModel(lm, {layer: sae}, {layer: args.sae or DEFAULT_SAE_ID}), layer,
+    explorer = FeatureExplorer(SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}), layer,
                                background=args.background, n_background=args.n_background)
     d = explorer.inspect(args.text, out=args.out, top=args.top, label=not args.no_labels)
     summary = {"model": lm.name, "sae": sae.sae_id, "layer": layer, "out": args.out,

@@ -34,11 +34,11 @@ def add_steering_args(p) -> None:
 
 def build_engine(args):
     """(engine, layer) from CLI args; the SAE's layer is the steering layer unless --layer is given."""
-    from qscope.cli.common import load_model_and_sae
+    from qscope.cli.common import load_model_and_sae, sae_spec
     from qscope.generation import make_engine
 
     lm, sae, layer = load_model_and_sae(args)
-    stats = {layer: _stats_source(args.sae)}
+    stats = {layer: _stats_source(sae_spec(args))}
     if args.engine == "vllm":
         return make_engine("vllm", lm=lm, saes={layer: sae}, feature_stats=stats), layer
     return make_engine("hf", lm=lm, saes={layer: sae}, feature_stats=stats), layer
@@ -46,12 +46,10 @@ def build_engine(args):
 
 def _stats_source(spec):
     """The SAE's feature statistics (saved next to it), or None to fall back (see qscope.steering.calibration)."""
-    from qscope.sae import DEFAULT_SAE_ID
-
     try:
         from qscope.evaluation import load_feature_stats
 
-        return load_feature_stats(spec or DEFAULT_SAE_ID)
+        return load_feature_stats(spec)
     except Exception:  # noqa: BLE001 - no statistics: calibration warns and measures instead
         return None
 

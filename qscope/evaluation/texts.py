@@ -22,6 +22,11 @@ SHIPPED_EVAL_NAME = "qscope heldout-debian v1"
 """How the shipped evaluation set is named in results, model cards and feature statistics."""
 
 
+SAE_HELDOUT_TEXTS = "heldout_texts.jsonl"
+"""A small held-out evaluation set shipped next to an SAE's weights, for SAEs trained on another corpus than the
+default one (the Qwen SAE: its set also holds Chinese and code, which the Debian set lacks)."""
+
+
 def default_corpus_path() -> Path:
     """The corpus `scripts/build_sae_corpus.py` writes (not in git: built once per machine)."""
     return qscope_home() / "corpora" / "sae_corpus.parquet"
@@ -46,15 +51,20 @@ class EvalTexts:
     source: str
 
 
-def load_texts(path: str | Path | None = None) -> EvalTexts:
+def load_texts(path: str | Path | None = None, sae_dir: str | Path | None = None) -> EvalTexts:
     """Load evaluation texts.
 
-    path None: the held-out evaluation set shipped in the package (`shipped_eval_path`), so evaluation needs
-    nothing built or downloaded. `.parquet`: a "text" column; if it also has a "split" column holding
+    path None: the SAE's own held-out set when `sae_dir` holds one (`heldout_texts.jsonl`), else the held-out
+    evaluation set shipped in the package (`shipped_eval_path`), so evaluation needs nothing built or downloaded. `.parquet`: a "text" column; if it also has a "split" column holding
     "heldout" rows, only those are used (the full SAE corpus, `default_corpus_path()`, works that way). Any other
     file goes through `qscope.io.read_texts` (.jsonl / .json / .csv / .tsv with a "text" field, or .txt / .md:
     documents separated by blank lines, else one per line).
     """
+    if path is None and sae_dir is not None and (Path(sae_dir) / SAE_HELDOUT_TEXTS).is_file():
+        from qscope.io import read_texts
+
+        # Named by the SAE directory and file, never by this machine's absolute path (see EvalTexts).
+        return EvalTexts(read_texts(Path(sae_dir) / SAE_HELDOUT_TEXTS), f"{Path(sae_dir).name}/{SAE_HELDOUT_TEXTS}")
     if path is None:
         shipped = shipped_eval_path()
         if not shipped.exists():  # a broken install; say what is missing rather than fail inside pyarrow

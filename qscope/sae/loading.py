@@ -30,21 +30,18 @@ SHIPPED_SAE_FOR_MODEL = {"smollm2-135m": DEFAULT_SAE_ID, "qwen2.5-coder-0.5b": "
 def default_sae_id(model: str | None = None) -> str:
     """The shipped SAE for `model` (any of its names: embedded name, hub id, converted local copy); None → default.
 
-    A model with no shipped SAE is an error that says to name one: silently reading it with another model's SAE
-    would give features that mean nothing.
+    A model without a shipped SAE gets the default SAE, so that the model check that follows
+    (`qscope.models.model_for_sae`) refuses the pair with its explanation, or accepts it when the caller allowed a
+    mismatch (a renamed copy or fine-tune of the default model).
     """
-    if model is None:
-        return DEFAULT_SAE_ID
-    from qscope.models.match import model_aliases
+    if model is not None:
+        from qscope.models.match import model_aliases
 
-    aliases = model_aliases(str(model))
-    for name, sae_id in SHIPPED_SAE_FOR_MODEL.items():
-        if name in aliases and (shipped_sae_dir() / sae_id / formats.CFG).exists():
-            return sae_id
-    raise SAELoadError(
-        f"no shipped SAE for model {model!r} (shipped: {', '.join(shipped_sae_ids()) or 'none'}): pass an SAE "
-        "(--sae / sae=) trained on that model"
-    )
+        aliases = model_aliases(str(model))
+        for name, sae_id in SHIPPED_SAE_FOR_MODEL.items():
+            if name in aliases and (shipped_sae_dir() / sae_id / formats.CFG).exists():
+                return sae_id
+    return DEFAULT_SAE_ID
 
 
 def load_sae(spec: str | os.PathLike | None = None, layer: int | None = None, k: int | None = None,
