@@ -168,8 +168,8 @@ class _Router:
         x = hidden if residual is None else hidden + residual
         if self.record is not None and layer in self.worker._qscope_saes:
             self._record(layer, x)
-        for g in active:
-            hidden = hidden.index_add(0, g.rows, g.layers[layer].delta(x[g.rows], g.masks))
+        for g in active:  # in place: `hidden` is this layer's fresh output (eager mode), and copies cost per group
+            hidden.index_add_(0, g.rows, g.layers[layer].delta(x[g.rows], g.masks))
         return hidden
 
     def _record(self, layer: int, x: torch.Tensor) -> None:
