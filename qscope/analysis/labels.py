@@ -213,12 +213,14 @@ def write_label(lm, contexts, promoted: list[str], max_new_tokens: int = 12) -> 
         "Each line below marks one word with [[ ]]. What do the marked words have in common? "
         "Answer with at most four words.\n" + "\n".join(lines)
     )
+    from qscope.models.text_tokens import chat_prompt_ids, text_token_ids
+
     tok = lm.tokenizer
+    # The contexts are corpus text: special-token strings in them stay text (qscope.models.text_tokens).
     if getattr(tok, "chat_template", None):
-        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                      return_tensors="pt", return_dict=True)["input_ids"]
+        ids = torch.tensor([chat_prompt_ids(tok, prompt)])
     else:
-        ids = tok(prompt + "\nAnswer:", return_tensors="pt")["input_ids"]
+        ids = torch.tensor([text_token_ids(tok, [prompt + "\nAnswer:"], add_special_tokens=True)[0]])
     ids = ids.to(lm.device)
     out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                             do_sample=False, pad_token_id=tok.pad_token_id)
