@@ -57,6 +57,23 @@ def qwen_sae():
 
 
 @pytest.fixture(scope="session")
+def qwen_doc_max(qwen_lm, qwen_sae):
+    """texts -> [n_texts, d_sae] max activation of every feature per text (position 0 left out, as everywhere)."""
+
+    @torch.no_grad()
+    def doc_max(texts):
+        res = qwen_lm.residuals(texts, [LAYER])
+        out = []
+        for i in range(len(texts)):
+            mask = res.attention_mask[i].bool().clone()
+            mask[0] = False
+            out.append(qwen_sae.encode_dense(res.hidden[LAYER][i][mask]).amax(0))
+        return torch.stack(out)
+
+    return doc_max
+
+
+@pytest.fixture(scope="session")
 def qwen_hf_engine(qwen_lm, qwen_sae):
     from qscope.generation import make_engine
 
