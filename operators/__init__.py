@@ -14,6 +14,9 @@ Each operator is a small class: `resources` (fractional CPUs by default — 2-co
 | ScoreTargetFeatures   | LM + SAE    | signature + target_score, target_coverage, tokens, token_target_act |
 | FilterByScore         | —           | drops rows below thresholds                                      |
 | Dedup                 | —           | drops near-duplicates (and copies of seeds)                      |
+| SampleByHash          | —           | keeps rows whose id hash is below a fraction (uniform sample)    |
+| TopRows               | —           | keeps each batch's best k rows by a column                       |
+| Project               | —           | selects output columns, stamps `qscope.*` schema metadata        |
 | WriteParquetShards    | —           | atomic shards + provenance; `finalize_shards` merges + `_SUCCESS` |
 """
 
@@ -22,9 +25,10 @@ from qscope.operators.dedup import Dedup
 from qscope.operators.encode import EncodeSignatures
 from qscope.operators.filter import FilterByScore
 from qscope.operators.generate import SteeredGenerate
-from qscope.operators.index import BuildSignatureIndex, SeedSignatures, load_index
+from qscope.operators.index import BuildSignatureIndex, load_index
 from qscope.operators.mine import Classify, MineBySignature, background_idf, background_sample, fit_seed_classifier
 from qscope.operators.score import ScoreTargetFeatures
+from qscope.operators.select import Project, SampleByHash, TopRows
 from qscope.operators.writer import (
     Provenance,
     WriteParquetShards,
@@ -34,10 +38,12 @@ from qscope.operators.writer import (
     mark_complete,
     write_table_atomic,
 )
+from qscope.seed_model import SeedModel, SeedSignatures
 
 __all__ = [
     "BuildSignatureIndex", "Classify", "Dedup", "EncodeSignatures", "FilterByScore", "MineBySignature", "ModelSpec",
-    "Operator", "Provenance", "Resources", "ScoreTargetFeatures", "SeedSignatures", "SteeredGenerate",
+    "Operator", "Project", "Provenance", "Resources", "SampleByHash", "ScoreTargetFeatures", "SeedModel",
+    "SeedSignatures", "SteeredGenerate", "TopRows",
     "WriteParquetShards", "add_provenance", "as_table", "background_idf", "background_sample",
     "fit_seed_classifier", "finalize_shards", "is_complete",
     "load_index", "load_model_and_sae", "mark_complete", "write_table_atomic",

@@ -64,11 +64,42 @@ class EncodeSignatures(Operator):
         require_columns(table, self.text_column, op=self.name)
         if table.num_rows == 0:
             return _with_signature_columns(table, [], [], [], [])
-        docs = self.encode_texts(table.column(self.text_column).to_pylist())
-        sigs = [d.signature(self.pooling, self.top_n) for d in docs]
-        return _with_signature_columns(
-            table, [s[0] for s in sigs], [s[1] for s in sigs], [d.n_tokens for d in docs], [d.truncated for d in docs]
-        )
+        texts = table.column(self.text_column).to_pylist()
+        if "reject_reason" not in table.column_names:  # a plain batch (user ETL): every row must be text
+            docs = self.encode_texts(texts)
+            sigs = [d.signature(self.pooling, self.top_n) for d in docs]
+            return _with_signature_columns(table, [s[0] for s in sigs], [s[1] for s in sigs],
+                                           [d.n_tokens for d in docs], [d.truncated for d in docs])
+        # Corpus rows (`pipelines.sources`): rejected rows pass through unencoded, and a row the model cannot
+        # read becomes a rejected row instead of failing its whole batch.
+        reasons = table.column("reject_reason").to_pylist()
+        n = len(texts)
+        ids, vals, ntok, trunc = [[]] * n, [[]] * n, [0] * n, [False] * n
+        todo = [i for i in range(n) if reasons[i] is None]
+        for i, doc in zip(todo, self._encode_each([texts[i] for i in todo])):
+            if isinstance(doc, str):
+                reasons[i] = doc
+                continue
+            ids[i], vals[i] = doc.signature(self.pooling, self.top_n)
+            ntok[i], trunc[i] = doc.n_tokens, doc.truncated
+        table = set_column(table, "reject_reason", pa.array(reasons, pa.string()))
+        return _with_signature_columns(table, ids, vals, ntok, trunc)
+
+    def _encode_each(self, texts: list[str]) -> list:
+        """DocumentFeatures per text; where the batch fails, each text alone — and the error text for those that
+        still fail (reported as rejected rows)."""
+        if not texts:
+            return []
+        try:
+            return self.encode_texts(texts)
+        except Exception:  # noqa: BLE001 - isolate the bad rows below; a systematic failure rejects them all
+            out = []
+            for t in texts:
+                try:
+                    out += self.encode_texts([t])
+                except Exception as exc:  # noqa: BLE001
+                    out.append(f"encode failed: {type(exc).__name__}: {str(exc)[:300]}")
+            return out
 
     def signature_meta(self):
         """`SignatureMeta` of what this operator writes (model, SAE id, layer, pooling, top_n, d_sae)."""

@@ -1,8 +1,7 @@
-"""BuildSignatureIndex (an aggregate) and `SeedSignatures`, the small picklable bundle mining / classify actors get."""
+"""BuildSignatureIndex: signature rows aggregated into a `qscope.index.SignatureIndex` (kNN, FAISS)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
@@ -10,51 +9,8 @@ import pyarrow as pa
 
 from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, as_table, require_columns
+from qscope.seed_model import SeedSignatures  # noqa: F401  (re-exported: its old home)
 from qscope.signatures import SignatureMeta
-
-
-@dataclass
-class SeedSignatures:
-    """Seed signatures (+ optional labels) in plain lists, so they travel inside `fn_constructor_kwargs`."""
-
-    ids: list[str]
-    feature_ids: list[list[int]]
-    feature_values: list[list[float]]
-    meta: dict
-    """`SignatureMeta` fields: model, sae, layer, pooling, top_n, d_sae."""
-    labels: list[str | None] = field(default_factory=list)
-
-    @classmethod
-    def from_table(cls, table: pa.Table, meta: SignatureMeta, label_column: str | None = "label") -> "SeedSignatures":
-        require_columns(table, "id", "feature_ids", "feature_values", op="SeedSignatures")
-        labels = table.column(label_column).to_pylist() if label_column and label_column in table.column_names else []
-        return cls(
-            table.column("id").to_pylist(), table.column("feature_ids").to_pylist(),
-            table.column("feature_values").to_pylist(), _meta_dict(meta),
-            [None if x is None else str(x) for x in labels],
-        )
-
-    @property
-    def signature_meta(self) -> SignatureMeta:
-        return SignatureMeta(**self.meta)
-
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
-
-    @classmethod
-    def coerce(cls, obj: "SeedSignatures | dict") -> "SeedSignatures":
-        return obj if isinstance(obj, cls) else cls(**obj)
-
-    def index(self, **kw):
-        from qscope.index import SignatureIndex
-
-        idx = SignatureIndex(self.signature_meta, **kw)
-        idx.add(self.ids, self.feature_ids, self.feature_values)
-        return idx
-
-
-def _meta_dict(meta: SignatureMeta) -> dict:
-    return {k: getattr(meta, k) for k in ("model", "sae", "layer", "pooling", "top_n", "d_sae")}
 
 
 class BuildSignatureIndex(Operator):

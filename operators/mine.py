@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, require_columns, set_column
-from qscope.operators.index import SeedSignatures
+from qscope.seed_model import SeedModel, SeedSignatures
 from qscope.operators.scoring import signature_rows, target_activations, target_scores
 from qscope.signatures import SignatureMeta
 
@@ -85,7 +85,7 @@ class MineBySignature(Operator):
 
     def __init__(
         self,
-        seeds: SeedSignatures | dict,
+        seeds: SeedSignatures | dict | None = None,
         targets: Sequence[int] = (),
         target_reference: Sequence[float] = (),
         background_df: Sequence[int] | None = None,
@@ -96,9 +96,16 @@ class MineBySignature(Operator):
         method: str = "probe",
         min_score: float = 0.0,
         drop_below: bool = False,
+        seed_model: SeedModel | None = None,
         resources: Resources | dict | None = None,
     ):
         super().__init__(resources)
+        if seed_model is not None:  # everything from the pipeline's seed model (IDF from its background sample)
+            seeds, targets, target_reference = seed_model.seeds, seed_model.target_ids, seed_model.target_reference
+            background, method, k = seed_model.background, seed_model.method, seed_model.k
+            background_df, background_n = seed_model.background_idf()
+        if seeds is None:
+            raise InputError("MineBySignature needs seeds (or a seed_model)")
         self.seeds = SeedSignatures.coerce(seeds)
         if not self.seeds.ids:
             raise InputError("MineBySignature needs at least one seed signature")
@@ -171,13 +178,18 @@ class Classify(Operator):
 
     def __init__(
         self,
-        seeds: SeedSignatures | dict,
+        seeds: SeedSignatures | dict | None = None,
         background: dict | None = None,
         method: str = "probe",
         k: int = 5,
+        seed_model: SeedModel | None = None,
         resources: Resources | dict | None = None,
     ):
         super().__init__(resources)
+        if seed_model is not None:
+            seeds, background, method, k = seed_model.seeds, seed_model.background, seed_model.method, seed_model.k
+        if seeds is None:
+            raise InputError("Classify needs seeds (or a seed_model)")
         self.seeds = SeedSignatures.coerce(seeds)
         if not self.seeds.ids:
             raise InputError("Classify needs at least one seed signature")

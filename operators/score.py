@@ -9,9 +9,9 @@ import pyarrow as pa
 
 from qscope.operators.base import ModelSpec, Operator, Resources, require_columns, set_column
 from qscope.operators.encode import EncodeSignatures, _with_signature_columns
-from qscope.operators.index import SeedSignatures
 from qscope.operators.mine import MineBySignature
 from qscope.operators.scoring import target_activations, target_scores
+from qscope.seed_model import SeedModel, SeedSignatures
 
 
 class ScoreTargetFeatures(Operator):
@@ -34,7 +34,7 @@ class ScoreTargetFeatures(Operator):
 
     def __init__(
         self,
-        targets: Sequence[int],
+        targets: Sequence[int] = (),
         target_reference: Sequence[float] = (),
         model_spec: ModelSpec | dict | None = None,
         pooling: str = "max",
@@ -44,9 +44,13 @@ class ScoreTargetFeatures(Operator):
         background_n: int = 0,
         text_column: str = "text",
         keep_tokens: bool = True,
+        seed_model: SeedModel | None = None,
         resources: Resources | dict | None = None,
     ):
         super().__init__(resources)
+        if seed_model is not None:  # targets, seeds and IDF background from the pipeline's seed model
+            targets, target_reference, seeds = seed_model.target_ids, seed_model.target_reference, seed_model.seeds
+            background_df, background_n = seed_model.background_idf()
         self.targets = [int(t) for t in targets]
         ref = [float(r) for r in target_reference]
         self.reference = ref if len(ref) == len(self.targets) else [1.0] * len(self.targets)

@@ -4,101 +4,117 @@
     python -m qscope.pipelines.classify --config configs/classify.yaml
 
 Seeds: rows with `text` and optional `label` (no label / one label → a single `score`; with the default "probe",
-the probability of belonging with the seeds against a corpus sample). Corpus: rows with `id`, `text`.
-Output (atomic Parquet): id, score or score_<class>...,
-predicted_label (several classes), n_tokens, truncated; schema metadata records model / SAE / layer.
+the probability of belonging with the seeds against a corpus sample). The corpus streams through Ray Data: it is
+encoded once into a signature store (`<out>/_signatures`, reused by later runs), then classified from it.
+
+Output: `<out>` is the result and nothing else — one Parquet file when `out` ends in `.parquet` (the parts are
+streamed into it), else a directory of Parquet parts; read it with `pl.read_parquet(out)` /
+`pyarrow.dataset.dataset(out)`. Columns: id, score or score_<class>..., predicted_label (several classes),
+n_tokens, truncated; schema metadata records model / SAE / layer / run id. Beside it, `<out>.qscope/` holds the
+run's `_SUCCESS` (written last, with the run id), `_lock`, `_rejected/`, `_seed_model/` and the signature store
+`_signatures/`. Row order follows the corpus in-process; on Ray it is not guaranteed: join on `id`.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from qscope.operators import Classify, EncodeSignatures, SeedSignatures, background_sample, write_table_atomic
-from qscope.pipelines.common import read_corpus, read_seeds, signature_meta
+from qscope.operators import Classify, Project
+from qscope.operators.base import Resources
+from qscope.pipelines import stages as shared
 from qscope.pipelines.config import ClassifyConfig
-from qscope.pipelines.plan import Plan, Ref, Stage, execute
+from qscope.pipelines.flow import Flow, Ref, Step
+from qscope.errors import InputError
+from qscope.pipelines.outputs import mark_success, merge_parts, publish_parts, staging_dir
+from qscope.pipelines.plan import Plan, Run, Stage, execute
+
+SIGNATURES_DIR = "_signatures"
+RUN_DIR_SUFFIX = ".qscope"
+
+
+def run_dir(out: str | Path) -> Path:
+    """Where a classify run keeps everything that is not the result (beside the result, never inside it)."""
+    out = Path(out)
+    return out.with_name(out.name + RUN_DIR_SUFFIX)
 
 
 def build_plan(cfg: ClassifyConfig) -> Plan:
-    res = cfg.resources
-    sig = {"pooling": cfg.signatures.pooling, "top_n": cfg.signatures.top_n}
-    return Plan("classify", cfg, [
-        Stage("read_inputs", "driver", output="inputs", fn=lambda ctx: _read(cfg, ctx),
-              doc="read labelled seeds + corpus"),
-        Stage("encode", "map", input="to_encode", output="encoded", operator=EncodeSignatures,
-              constructor_kwargs={"model_spec": cfg.model.spec(), **sig, "batch_size": res.encode.batch_size},
-              resources=res.encode.resources(), batch_size=res.encode.batch_size),
-        Stage("prepare", "driver", output="corpus_encoded", fn=lambda ctx: _prepare(cfg, ctx),
-              doc="seed signatures + corpus IDF background"),
-        Stage("classify", "map", input="corpus_encoded", output="classified", operator=Classify,
-              constructor_kwargs={"seeds": Ref("seed_signatures"), "background": Ref("background_sample"),
-                                  "method": cfg.method, "k": cfg.k},
-              resources=res.light.resources(), batch_size=res.light.batch_size,
-                  local_below=res.light.local_below),
-        Stage("write", "driver", output="result", fn=lambda ctx: _write(cfg, ctx),
-              doc=f"atomic Parquet {cfg.out}"),
-    ])
-
-
-def _read(cfg: ClassifyConfig, ctx: dict) -> dict:
-    seeds = read_seeds(cfg.seeds, cfg)
-    corpus = read_corpus(cfg.corpus, cfg)
     if not cfg.out:
-        from qscope.errors import InputError
-
         raise InputError("no output path (--out)")
-    ctx["meta"] = signature_meta(cfg.model, cfg.signatures)
-    labels = seeds.column(cfg.label_column)
-    s = pa.table({"id": pa.array([f"seed:{i}" for i in seeds.ids], pa.string()), "text": seeds.table["text"],
-                  "label": pa.array([None if x is None else str(x) for x in labels] if labels else [None] * len(seeds),
-                                    pa.string()),
-                  "role": pa.array(["seed"] * len(seeds), pa.string())})
-    c = pa.table({"id": corpus.table["id"], "text": corpus.table["text"],
-                  "label": pa.nulls(len(corpus), pa.string()), "role": pa.array(["corpus"] * len(corpus), pa.string())})
-    ctx["to_encode"] = pa.concat_tables([s, c])
-    ctx["corpus_ids"] = corpus.ids
-    ctx["seeds"], ctx["corpus"] = seeds, corpus
-    return {"seeds": seeds.summary(), "corpus": corpus.summary()}
+    out, side = Path(cfg.out), run_dir(cfg.out)
+    light = cfg.resources.light
+    res = Resources(**light.resources())
+    classify = Step(Classify, {"seed_model": Ref("seed_model")}, res, light.batch_size)
+    project = Step(Project, {"columns": Ref("result_columns"), "metadata": Ref("result_metadata")}, res,
+                   light.batch_size)
+    stages = shared.head(cfg, side, side / SIGNATURES_DIR, label_column=cfg.label_column,
+                         check_result=lambda: check_result_path(out))
+    stages += [
+        shared.seed_model_stage(cfg, cfg.background_size, method=cfg.method, k=cfg.k, label_column="label"),
+        Stage("classify", "flow", ("signatures", "seed_model", "output"), {"result": f"Parquet {out}"},
+              lambda run: {"result": _classify(run, classify, project)}, [classify, project],
+              doc=f"in-process below {light.local_below} rows" if light.local_below else ""),
+        Stage("finalize", "driver", ("result", "signatures"), {"summary": "dict"},
+              lambda run: {"summary": _finalize(run)}, doc="_SUCCESS (run id) last"),
+    ]
+    return Plan("classify", cfg, stages)
 
 
-def _prepare(cfg: ClassifyConfig, ctx: dict) -> pa.Table:
-    enc, meta = ctx["encoded"], ctx["meta"]
-    seeds = enc.filter(pc.equal(enc["role"], "seed"))
-    corpus = enc.filter(pc.equal(enc["role"], "corpus"))
-    ctx["seed_signatures"] = SeedSignatures.from_table(seeds, meta, "label").to_dict()
-    ctx["background_sample"] = background_sample(corpus, cfg.background_size)
-    return corpus.drop_columns(["label", "role"])
+def _classify(run: Run, classify: Step, project: Step) -> str:
+    cfg: ClassifyConfig = run.config
+    model, meta, sigs = run["seed_model"], run["meta"], run["signatures"]
+    labels = sorted({x for x in model.seeds.labels if x is not None})
+    scores = [f"score_{c}" for c in labels] if len(labels) > 1 else ["score"]
+    run.values["result_columns"] = ["id", *scores, "predicted_label", "n_tokens", "truncated"]
+    run.values["result_metadata"] = {"pipeline": "classify", "run_id": run.run_id, "model": meta.model,
+                                     "sae": meta.sae, "layer": str(meta.layer), "pooling": meta.pooling,
+                                     "method": cfg.method, "k": str(cfg.k)}
+    n = sigs.totals()["good"]
+    executor = "local" if n < cfg.resources.light.local_below else run.executor  # no actor start-up for small jobs
+    flow = Flow(sigs.read(["id", "feature_ids", "feature_values", "n_tokens", "truncated"]),
+                [classify.resolve(run), project.resolve(run)], "classify")
+    out = Path(cfg.out)
+    staged = staging_dir(run["output"], run.run_id, "result")
+    with run.progress.stage("classify", total=n):
+        flow.write_parquet(staged, executor, run.counter)
+    if out.suffix == ".parquet":
+        merge_parts(staged, out)
+    else:
+        publish_parts(staged, out, run.run_id)
+    return str(out)
 
 
-def _write(cfg: ClassifyConfig, ctx: dict) -> dict:
-    t = ctx["classified"]
-    order = {i: n for n, i in enumerate(ctx["corpus_ids"])}
-    t = t.take(pa.array(sorted(range(t.num_rows), key=lambda r: order[t["id"][r].as_py()])))
-    keep = ["id"] + [c for c in t.column_names if c == "score" or c.startswith("score_")]
-    keep += [c for c in ("predicted_label", "n_tokens", "truncated") if c in t.column_names]
-    t = t.select(keep)
-    meta = ctx["meta"]
-    md = {"pipeline": "classify", "model": meta.model, "sae": meta.sae, "layer": str(meta.layer),
-          "pooling": meta.pooling, "method": cfg.method, "k": str(cfg.k)}
-    path = write_table_atomic(t, cfg.out, md)
-    classes = [c[len("score_"):] for c in t.column_names if c.startswith("score_")]
-    return {"parquet": str(path), "rows": t.num_rows, "classes": classes or None}
+def check_result_path(out: Path) -> None:
+    """`X.parquet` must be a file (or absent); a directory result must hold Parquet parts only (we replace them)."""
+    if out.suffix == ".parquet" and out.is_dir():
+        raise InputError(f"--out {out} is a directory; give a .parquet file name, or a directory path without the "
+                         ".parquet suffix for a directory of parts")
+    if out.suffix != ".parquet" and out.is_dir():
+        foreign = [p.name for p in out.iterdir() if not (p.is_file() and p.suffix == ".parquet")]
+        if foreign:
+            raise InputError(f"output directory {out} holds more than Parquet parts ({', '.join(sorted(foreign)[:5])})"
+                             "; choose a new or empty directory")
+
+
+def _finalize(run: Run) -> dict:
+    t = run["signatures"].totals()
+    labels = sorted({x for x in run["seed_model"].seeds.labels if x is not None})
+    summary = {"parquet": run["result"], "rows": t["good"], "classes": labels if len(labels) > 1 else None,
+               "rejected": t["rejected"], "bad": t["bad"], "quarantined": sorted(t["quarantined"]),
+               "files_encoded": t["files_encoded"], "files_reused": t["files_reused"],
+               "signatures": str(run["signatures"].store.root), "run_id": run.run_id}
+    mark_success(run["output"], run.run_id, {"pipeline": "classify", "rows": t["good"], "rejected": t["rejected"]})
+    return summary
 
 
 def run(plan: Plan, executor: str | None = None, address: str | None = None) -> dict:
-    cfg: ClassifyConfig = plan.config
-    executor = executor or cfg.executor
-    if executor == "ray":
-        from qscope.pipelines.runtime import init_ray
+    from qscope.pipelines.common import start_run
 
-        init_ray(address)
     t0 = time.perf_counter()
-    ctx = execute(plan, {}, executor)
-    return {**ctx["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": ctx["timings"]}
+    r = execute(plan, start_run(plan.config, executor, address))
+    return {**r["summary"], "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings}
 
 
 def main(argv: list[str] | None = None) -> int:

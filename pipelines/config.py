@@ -90,6 +90,14 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
         raise InputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+_CLASSIFY_METHODS = ("probe", "centroid", "knn")
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
 @dataclass
 class ModelConfig(ConfigBase):
     model: str | None = None
@@ -100,9 +108,12 @@ class ModelConfig(ConfigBase):
     """Hook layer (default: the SAE's own)."""
     max_length: int = 256
     """Tokens read per text; longer texts are truncated (and counted in the `truncated` column)."""
+    allow_model_mismatch: bool = False
+    """Read the SAE on a model other than the one it records (a fine-tune, a renamed copy): off, that is an error."""
 
     def spec(self) -> dict:
-        return {"model": self.model, "sae": self.sae, "layer": self.layer, "max_length": self.max_length}
+        return {"model": self.model, "sae": self.sae, "layer": self.layer, "max_length": self.max_length,
+                "allow_model_mismatch": self.allow_model_mismatch}
 
 
 @dataclass
@@ -192,6 +203,10 @@ class MiningConfig(ConfigBase):
     background_size: int = 2000
     """Corpus rows sampled as the classifier's background."""
 
+    def validate(self) -> None:
+        _choice("mining.method", self.method, _CLASSIFY_METHODS)
+        _positive("mining.background_size", self.background_size)
+
 
 @dataclass
 class SynthesisConfig(ConfigBase):
@@ -218,6 +233,9 @@ class SynthesisConfig(ConfigBase):
     """How each shot is written ({text} = the seed text, shortened to `max_example_chars`)."""
     stop_strings: list[str] = field(default_factory=lambda: ["\n\n", "Description:"])
     """The generated text is cut at the first of these (completions run on into the next example)."""
+    engine_kwargs: dict = field(default_factory=dict)
+    """Engine settings (vllm: dtype, tensor_parallel_size, gpu_memory_utilization, max_model_len, anything
+    `vllm.LLM` takes); defaults fit the device (bf16 on GPU, float32 on CPU). Checked before any model loads."""
     what: str = "short descriptions"
     """How the prompt names the kind of text."""
     max_example_chars: int = 300
@@ -259,95 +277,108 @@ class DedupConfig(ConfigBase):
 
 
 @dataclass
-class ExpandConfig(ConfigBase):
-    """`expand`: seeds → targets → mine + synthesize → score → filter → dedup → Parquet + report."""
+class PipelineConfig(ConfigBase):
+    """What every corpus pipeline (expand, classify, mine) shares: inputs, outputs, the encoder, resources."""
 
     seeds: str = ""
-    """Seed file (JSONL / JSON / CSV / Parquet with a text column)."""
+    """Seed file (JSONL / JSON / CSV / Parquet with a text column). Read strictly: any bad row is an error."""
     corpus: str | None = None
-    """Corpus file(s) or directory: background for target selection and the pool to mine."""
-    out: str = "out/expand"
-    """Output directory (samples.parquet, report.html, targets.json, _SUCCESS)."""
+    """Corpus: a file, a directory, a glob, a URI pyarrow reads (file://, s3://, ...), a `datasets.save_to_disk`
+    directory, or hf:NAME[:CONFIG][@SPLIT]. Streamed by Ray Data; bad rows are set aside (max_bad_fraction)."""
+    out: str = ""
     text_column: str = "text"
     id_column: str = "id"
     max_chars: int = 20000
-    """Longer documents are cut (and counted)."""
-    max_corpus_rows: int | None = None
-    """Read at most this many corpus rows (None = all)."""
+    """Longer documents are cut (the LM reads at most model.max_length tokens anyway)."""
     corpus_signatures: str | None = None
-    """Signatures of this corpus from an earlier run (its `<out>/corpus_signatures.parquet`): rows whose id and
-    text are unchanged are not re-encoded. Must come from the same model / SAE / layer / pooling / top_n."""
-    save_corpus: bool = True
-    """Write `<out>/corpus_signatures.parquet` and the corpus `SignatureIndex` `<out>/corpus.index`."""
+    """Signature store to read and update (default: inside `out`). A corpus is encoded once: later runs, with new
+    seeds or settings that do not change signatures, encode only new or changed corpus files."""
+    reencode: bool = False
+    """Rebuild a signature store made with other encoder settings instead of refusing it."""
+    hash_files: bool = True
+    """A corpus file whose mtime moved but whose size did not is compared by sha256 before it is re-encoded."""
+    max_bad_fraction: float = 0.01
+    """Bad corpus rows (not JSON, not text, unreadable files...) are set aside in `_rejected/`; past this fraction
+    of the corpus the run fails (no _SUCCESS). Empty texts are skipped and do not count."""
     executor: str = "ray"
-    """ray (local embedded Ray or a cluster) or local (same process, no Ray)."""
+    """ray (local embedded Ray, a running cluster, or RAY_ADDRESS) or local (same process, no Ray)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     signatures: SignatureConfig = field(default_factory=SignatureConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def validate(self) -> None:
+        if self.executor not in ("ray", "local"):
+            raise InputError(f"executor must be 'ray' or 'local', got {self.executor!r}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise InputError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction!r}")
+        _positive("max_chars", self.max_chars)
+
+
+@dataclass
+class ExpandConfig(PipelineConfig):
+    """`expand`: seeds → targets → mine + synthesize → score → filter → dedup → Parquet + report."""
+
+    out: str = "out/expand"
+    """Output directory (samples.parquet, report.html, targets.json, corpus_signatures.parquet/, _SUCCESS)."""
+    max_corpus_rows: int | None = None
+    """Read at most this many corpus rows (None = all); a partly read corpus is re-encoded on the next run."""
+    save_corpus: bool = True
+    """Also build the corpus `SignatureIndex` `<out>/corpus.index` (kNN search without the model)."""
     targets: TargetConfig = field(default_factory=TargetConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     report: bool = True
     """Write report.html next to the Parquet."""
 
-    def validate(self) -> None:
-        if self.executor not in ("ray", "local"):
-            raise InputError(f"executor must be 'ray' or 'local', got {self.executor!r}")
-
 
 @dataclass
-class ClassifyConfig(ConfigBase):
+class ClassifyConfig(PipelineConfig):
     """`classify`: label a corpus from labelled seeds (one score per row, or one per class)."""
 
-    seeds: str = ""
     corpus: str = ""
     out: str = "out/classify.parquet"
+    """Result: a Parquet dataset directory (parts + `_SUCCESS`, `_rejected/`, `_seed_model/`, `_signatures/`)."""
     method: str = "probe"
     """probe (logistic regression), centroid or knn (`qscope.classify`)."""
     k: int = 5
     """Neighbours for knn."""
     background_size: int = 2000
     """Corpus rows sampled as background (negatives for a single class)."""
-    text_column: str = "text"
-    id_column: str = "id"
     label_column: str = "label"
-    max_chars: int = 20000
-    executor: str = "ray"
-    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        _choice("method", self.method, _CLASSIFY_METHODS)
+        _positive("background_size", self.background_size)
+
     signatures: SignatureConfig = field(default_factory=lambda: SignatureConfig(pooling="sum", top_n=256))
     """Sum-pooled top-256 signatures (with the classifier's log1p weights): the best signature classifier in
-    bench/efficacy.py (6 real tasks; e.g. Debian hamradio at 16 seeds AUROC 0.953 vs 0.794 for max / top-64)."""
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    bench/efficacy.py."""
 
 
 @dataclass
-class MineConfig(ConfigBase):
+class MineConfig(PipelineConfig):
     """`mine`: scheduled incremental mining of a growing corpus directory."""
 
-    seeds: str = ""
     corpus: str = ""
     """Directory (or glob) of corpus files; each run processes only new or changed files."""
     out: str = "out/mine"
-    """Output directory: mined/<file>.parquet per processed corpus file, state.json, _SUCCESS."""
+    """Output directory: mined/ (one partition per corpus file), state.json, _SUCCESS."""
     min_score: float = 0.5
     """Rows with mine_score >= this are kept (probe: a probability)."""
     method: str = "probe"
     """Seed classifier: probe, centroid or knn."""
     background_size: int = 2000
-    """Corpus rows (from the first run) kept as the classifier's background."""
+    """Corpus rows kept as the classifier's background (sampled on the first run, kept while seeds are)."""
     k: int = 3
     n_targets: int = 8
-    text_column: str = "text"
-    id_column: str = "id"
-    max_chars: int = 20000
-    hash_files: bool = True
-    """Compare corpus files by sha256 as well as size + mtime."""
-    executor: str = "ray"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    signatures: SignatureConfig = field(default_factory=SignatureConfig)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        _choice("method", self.method, _CLASSIFY_METHODS)
+        _positive("background_size", self.background_size)
 
 
 CONFIGS = {"expand": ExpandConfig, "classify": ClassifyConfig, "mine": MineConfig}

@@ -1,98 +1,85 @@
-"""`mine`: scheduled, incremental corpus mining — each run processes only corpus files that are new or changed.
+"""`mine`: scheduled, incremental corpus mining — each run encodes and mines only corpus files that are new or
+changed, in one streaming pass (one actor pool, the model loaded once per actor per run).
 
     python -m qscope.pipelines.mine --config configs/mine.yaml           # e.g. from cron, hourly
     qscope run configs/mine.yaml
 
-State (`<out>/state.json`, written atomically after every file): per corpus file its size, mtime and sha256, the
-rows read and the output written. A run:
-1. fingerprints the seeds + the scoring settings; if they changed since the state was written, starts over;
-2. on the first run, builds the background (corpus IDF + contrastive target features, from the files of that
-   run) and keeps it in `<out>/background.json`, so later files are scored on the same scale;
-3. for every new or changed file: read → encode (Ray actor) → MineBySignature → keep `mine_score >= min_score` →
-   write `<out>/mined/<file-key>.parquet` atomically (a changed file *replaces* its output) → update the state.
+Output directory:
 
-Idempotent: a rerun with no changed files does nothing and adds no rows. Resumable: a crash loses at most the file
-in progress (its output is rewritten under the same name next time, so nothing is duplicated). `_SUCCESS` is
-rewritten at the end of every complete run. Read the result with `pl.read_parquet("<out>/mined/*.parquet")`.
+    mined/source_key=<file>/*.parquet   the mined rows of each corpus file (id, text, mine_score, ...,
+                                        source_file): `pl.read_parquet("<out>/mined/**/*.parquet")`
+    corpus_signatures/                  the signature store (encoded once; see `qscope.pipelines.store`)
+    state.json                          per corpus file: fingerprint, rows, mined rows, quarantine reason
+    _seed_model/, _rejected/, _SUCCESS  the seed model (kept while seeds and settings are), bad rows, completion
+
+A run: (1) compares the seeds + scoring settings with the state — if they changed, every file is mined again
+from the store (no re-encoding) and the old results go; (2) encodes new / changed files into the store and forgets
+deleted ones; (3) mines the files that need it and replaces their `mined/` partitions; (4) writes the state, then
+`_SUCCESS`. Corpus files are keyed by their path relative to the corpus root, so a `ray job submit --working-dir`
+upload or another mount point changes nothing. A file that cannot be read is quarantined: left in place,
+skipped, reported in the state, the summary and the exit code (3) — it never blocks the files after it.
+Idempotent: a rerun with nothing changed encodes and mines nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
-
 from qscope.errors import InputError
-from qscope.io import file_fingerprint, list_corpus_files, read_records
-from qscope.operators import (
-    EncodeSignatures,
-    MineBySignature,
-    SeedSignatures,
-    background_idf,
-    background_sample,
-    write_table_atomic,
-)
-from qscope.operators.writer import SUCCESS, mark_complete
-from qscope.pipelines.common import json_dump, read_seeds, select_targets, signature_meta
+from qscope.operators import MineBySignature, Project
+from qscope.operators.base import Resources
+from qscope.pipelines import stages as shared
+from qscope.pipelines.common import json_dump
 from qscope.pipelines.config import MineConfig
-from qscope.pipelines.plan import Plan, Ref, Stage, execute
+from qscope.pipelines.flow import Flow, Ref, Step
+from qscope.pipelines.outputs import SUCCESS, mark_success, staging_dir
+from qscope.pipelines.plan import Plan, Run, Stage, execute
+from qscope.pipelines.store import PARTITION
+from qscope.seed_model import SeedModel
 
 STATE = "state.json"
-BACKGROUND = "background.json"
 MINED_DIR = "mined"
+SIGNATURES_DIR = "corpus_signatures"
+EXIT_QUARANTINED = 3
+MINED_COLUMNS = ["id", "text", "mine_score", "seed_similarity", "nearest_seed", "target_score", "target_coverage",
+                 "n_tokens", "truncated", "source_file", PARTITION]
 
 
 def build_plan(cfg: MineConfig) -> Plan:
-    """Stages run once per run (seeds, background) and, for each new / changed file, the per-file stages."""
-    res = cfg.resources
-    sig = {"pooling": cfg.signatures.pooling, "top_n": cfg.signatures.top_n}
-    return Plan("mine", cfg, [
-        Stage("scan", "driver", output="todo", fn=lambda ctx: _scan(cfg, ctx),
-              doc="fingerprint corpus files; keep only new or changed ones (state.json)"),
-        Stage("encode_seeds", "map", input="seed_rows", output="seeds_encoded", operator=EncodeSignatures,
-              constructor_kwargs={"model_spec": cfg.model.spec(), **sig, "batch_size": res.encode.batch_size},
-              resources=res.encode.resources(), batch_size=res.encode.batch_size),
-        Stage("per_file", "driver", output="processed", fn=lambda ctx: _process_files(cfg, ctx),
-              doc="for each file: read -> encode -> mine -> write mined/<key>.parquet -> update state"),
-        Stage("finish", "driver", output="result", fn=lambda ctx: _finish(cfg, ctx), doc="_SUCCESS"),
-    ])
-
-
-def _file_stages(cfg: MineConfig) -> list[Stage]:
-    res = cfg.resources
-    sig = {"pooling": cfg.signatures.pooling, "top_n": cfg.signatures.top_n}
-    return [
-        Stage("encode", "map", input="rows", output="encoded", operator=EncodeSignatures,
-              constructor_kwargs={"model_spec": cfg.model.spec(), **sig, "batch_size": res.encode.batch_size},
-              resources=res.encode.resources(), batch_size=res.encode.batch_size),
-        Stage("mine", "map", input="encoded", output="mined", operator=MineBySignature,
-              constructor_kwargs={"seeds": Ref("seed_signatures"), "targets": Ref("target_ids"),
-                                  "target_reference": Ref("target_reference"), "background_df": Ref("background_df"),
-                                  "background_n": Ref("background_n"), "background": Ref("background_sample"),
-                                  "method": cfg.method, "k": cfg.k, "min_score": cfg.min_score,
-                                  "drop_below": True},
-              resources=res.light.resources(), batch_size=res.light.batch_size,
-                  local_below=res.light.local_below),
+    out = Path(cfg.out)
+    light = cfg.resources.light
+    mine = Step(MineBySignature, {"seed_model": Ref("seed_model"), "min_score": cfg.min_score, "drop_below": True},
+                Resources(**light.resources()), light.batch_size)
+    project = Step(Project, {"columns": MINED_COLUMNS}, Resources(**light.resources()), light.batch_size)
+    stages = shared.head(cfg, out, out / SIGNATURES_DIR, with_seed_encoding=False)
+    fit = shared.seed_model_stage(cfg, cfg.background_size, n_targets=cfg.n_targets, method=cfg.method, k=cfg.k)
+    encode = shared.encode_step(cfg)
+    stages += [
+        Stage("seed_model", "flow", ("seeds", "signatures"), {"seed_model": "SeedModel", "state": "dict",
+                                                              "reset": "bool"},
+              lambda run: _seed_model(run, fit, encode), [encode, *fit.steps],
+              doc="kept from the first run while seeds + settings are unchanged (same scale); else the seeds are "
+                  "encoded, the model refit and every file mined again"),
+        Stage("mine", "flow", ("signatures", "seed_model", "state"), {"mined_files": "list"},
+              lambda run: {"mined_files": _mine(run, mine, project)}, [mine, project],
+              doc=f"new / changed files only -> {MINED_DIR}/{PARTITION}=<file>/ (rows with mine_score >= "
+                  f"{cfg.min_score})"),
+        Stage("finish", "driver", ("mined_files", "state"), {"result": "dict"}, lambda run: {"result": _finish(run)},
+              doc=f"{STATE}, then {SUCCESS}"),
     ]
+    return Plan("mine", cfg, stages)
 
 
-def file_key(path: Path) -> str:
-    """Stable output name for a corpus file (its resolved path, readable part + short hash)."""
-    full = str(path.resolve())
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name)[:80]
-    return f"{stem}-{hashlib.sha1(full.encode()).hexdigest()[:10]}"
-
-
-def _settings_fingerprint(cfg: MineConfig, seeds) -> str:
+def _settings_fingerprint(cfg: MineConfig, seeds, meta) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"model": cfg.model.to_dict(), "sig": cfg.signatures.to_dict(), "k": cfg.k,
-                         "min_score": cfg.min_score, "n_targets": cfg.n_targets,
-                         "method": cfg.method, "background_size": cfg.background_size}, sort_keys=True).encode())
+    h.update(json.dumps({"meta": meta.__dict__, "k": cfg.k, "min_score": cfg.min_score, "n_targets": cfg.n_targets,
+                         "method": cfg.method, "background_size": cfg.background_size}, sort_keys=True,
+                        default=str).encode())
     for i, t in zip(seeds.ids, seeds.texts):
         h.update(i.encode() + b"\0" + t.encode() + b"\0")
     return h.hexdigest()[:16]
@@ -105,119 +92,97 @@ def load_state(out: Path) -> dict:
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: corrupt state file ({exc}); delete it to re-mine everything") from None
+        raise InputError(f"{p}: corrupt state file ({exc}); delete it to mine everything again") from None
 
 
-def _scan(cfg: MineConfig, ctx: dict) -> list[str]:
+def _seed_model(run: Run, fit: Stage, encode: Step) -> dict:
+    cfg: MineConfig = run.config
     out = Path(cfg.out)
-    seeds = read_seeds(cfg.seeds, cfg)
-    files = list_corpus_files(cfg.corpus)
-    ctx["meta"] = signature_meta(cfg.model, cfg.signatures)
     state = load_state(out)
-    settings = _settings_fingerprint(cfg, seeds)
-    if state.get("settings") != settings:  # new seeds / settings: earlier results are not comparable
-        state = {"settings": settings, "files": {}}
-        (out / BACKGROUND).unlink(missing_ok=True)
-    todo = []
-    fps = {}
-    for f in files:
-        fp = file_fingerprint(f, cfg.hash_files)
-        fps[str(f.resolve())] = fp
-        old = state["files"].get(str(f.resolve()))
-        if old is None or any(old.get(k) != v for k, v in fp.items() if k != "mtime_ns" or not cfg.hash_files):
-            todo.append(str(f))
-        elif cfg.hash_files and old.get("mtime_ns") != fp["mtime_ns"]:
-            old["mtime_ns"] = fp["mtime_ns"]  # touched but identical bytes: nothing to do
-    ctx.update(state=state, fingerprints=fps, seeds=seeds, all_files=[str(f) for f in files])
-    ctx["seed_rows"] = pa.table({"id": seeds.table["id"], "text": seeds.table["text"]}) if todo else pa.table(
-        {"id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
+    settings = _settings_fingerprint(cfg, run["seeds"], run["meta"])
+    saved = out / shared.SEED_MODEL
+    if state.get("settings") == settings and saved.exists():
+        return {"seed_model": SeedModel.load(saved), "state": state, "reset": False}
+    # New seeds / settings: earlier scores are not comparable; results go, the store (signatures) stays.
+    shutil.rmtree(out / MINED_DIR, ignore_errors=True)
+    state = {"settings": settings, "files": {}}
+    json_dump(out / STATE, state)
+    run.values["seed_signatures"] = shared.encode_seeds(run, encode)
+    return {**fit.fn(run), "state": state, "reset": True}
+
+
+def _mine(run: Run, mine: Step, project: Step) -> list[str]:
+    cfg: MineConfig = run.config
+    out, state, sigs = Path(cfg.out), run["state"], run["signatures"]
+    store = sigs.store
+    for key in [k for k in state["files"] if k not in sigs.keys]:  # deleted corpus files: their results go
+        shutil.rmtree(out / MINED_DIR / f"{PARTITION}={state['files'].pop(key)['partition']}", ignore_errors=True)
+    todo = [k for k in sigs.keys if _needs_mining(state["files"].get(k), store.files.get(k))]
+    if todo:
+        n = sum(store.files[k].rows - store.files[k].rejected for k in todo)
+        staged = staging_dir(out, run.run_id, "mined")
+        columns = ["id", "text", "n_tokens", "truncated", "source_file", PARTITION, "feature_ids", "feature_values"]
+        flow = Flow(store.read(todo, columns),
+                    [mine.resolve(run), project], "mine")
+        executor = "local" if n < cfg.resources.light.local_below else run.executor
+        with run.progress.stage("mine", total=n):
+            flow.write_parquet(staged, executor, run.counter, partition_col=PARTITION)
+        _commit(out, staged, todo, store, state)
+    json_dump(out / STATE, state)
     return todo
 
 
-def _background(cfg: MineConfig, ctx: dict, todo: list[str], executor: str) -> dict[str, pa.Table]:
-    """IDF + targets: loaded from background.json, or computed (first run) from the files of this run."""
-    out, meta = Path(cfg.out), ctx["meta"]
-    seeds_enc = ctx["seeds_encoded"]
-    ctx["seed_signatures"] = SeedSignatures.from_table(seeds_enc, meta).to_dict()
-    bg_path = out / BACKGROUND
-    encoded: dict[str, pa.Table] = {}
-    if bg_path.exists():
-        bg = json.loads(bg_path.read_text())
-    else:
-        tables = []
-        for f in todo:
-            recs = read_records(f, cfg.text_column, cfg.id_column, cfg.max_chars, what="corpus")
-            sub = execute(Plan("mine-background", cfg, _file_stages(cfg)[:1]),
-                          {"rows": recs.table.select(["id", "text"])}, executor)
-            tables.append(sub["encoded"])
-            encoded[f] = sub["encoded"]
-        corpus = pa.concat_tables(tables, promote_options="permissive")
-        df, n = background_idf(corpus, meta.d_sae)
-        targets = select_targets(seeds_enc, corpus, meta.d_sae, cfg.n_targets) if cfg.n_targets else []
-        bg = {"df": df, "n_docs": n, "targets": targets, "built_from": todo,
-              "sample": background_sample(corpus, cfg.background_size)}
-        json_dump(bg_path, bg)
-    ctx["background_df"], ctx["background_n"] = bg["df"], bg["n_docs"]
-    ctx["background_sample"] = bg["sample"]
-    ctx["target_ids"] = [t["feature"] for t in bg["targets"]]
-    ctx["target_reference"] = [t["reference"] for t in bg["targets"]]
-    return encoded  # first run: the files were encoded for the background already; not encoded twice
+def _needs_mining(done: dict | None, entry) -> bool:
+    return entry is not None and (done is None or done.get("encoded_at") != entry.encoded_at)
 
 
-def _process_files(cfg: MineConfig, ctx: dict) -> list[dict]:
-    todo = ctx["todo"]
-    if not todo:
-        return []
-    executor = ctx["executor"]
-    pre_encoded = _background(cfg, ctx, todo, executor)
-    out, state = Path(cfg.out), ctx["state"]
-    done = []
-    for f in todo:
-        path = Path(f)
-        recs = read_records(path, cfg.text_column, cfg.id_column, cfg.max_chars, what="corpus")
-        fctx = {k: ctx[k] for k in ("seed_signatures", "target_ids", "target_reference", "background_df",
-                                     "background_n", "background_sample")}
-        fctx["rows"] = recs.table.select(["id", "text"])
-        stages = _file_stages(cfg)
-        if f in pre_encoded:
-            fctx["encoded"], stages = pre_encoded.pop(f), stages[1:]
-        fctx = execute(Plan("mine-file", cfg, stages), fctx, executor)
-        mined = fctx["mined"].sort_by([("mine_score", "descending"), ("id", "ascending")])
-        mined = mined.append_column("source_file", pa.array([str(path)] * mined.num_rows, pa.string()))
-        key = file_key(path)
-        meta = ctx["meta"]
-        target = out / MINED_DIR / f"{key}.parquet"
-        write_table_atomic(mined, target, {"pipeline": "mine", "model": meta.model, "sae": meta.sae,
-                                           "layer": str(meta.layer), "source_file": str(path)})
-        entry = {**ctx["fingerprints"][str(path.resolve())], "rows": len(recs), "mined": mined.num_rows,
-                 "output": str(target), "truncated": recs.n_truncated,
-                 "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        state["files"][str(path.resolve())] = entry
-        json_dump(out / STATE, state)  # after every file: a crash loses at most the file in progress
-        done.append({"file": str(path), **{k: entry[k] for k in ("rows", "mined", "output")}})
-    return done
+def _commit(out: Path, staged: Path, todo: list[str], store, state: dict) -> None:
+    import pyarrow.parquet as pq
+
+    mined_dir = out / MINED_DIR
+    mined_dir.mkdir(parents=True, exist_ok=True)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for key in todo:
+        entry = store.files[key]
+        new, final = staged / f"{PARTITION}={entry.partition}", mined_dir / f"{PARTITION}={entry.partition}"
+        shutil.rmtree(final, ignore_errors=True)
+        mined = 0
+        if new.exists():
+            mined = sum(pq.ParquetFile(p).metadata.num_rows for p in new.rglob("*.parquet"))
+            new.rename(final)
+        state["files"][key] = {"partition": entry.partition, "fingerprint": entry.fingerprint, "rows": entry.rows,
+                               "rejected": entry.rejected, "mined": mined, "quarantined": entry.quarantined,
+                               "encoded_at": entry.encoded_at, "completed_at": now}
 
 
-def _finish(cfg: MineConfig, ctx: dict) -> dict:
-    out = Path(cfg.out)
-    json_dump(out / STATE, ctx["state"])
-    total = sum(e.get("mined", 0) for e in ctx["state"]["files"].values())
-    mark_complete(out, {"files": len(ctx["state"]["files"]), "mined_rows": total})
-    return {"processed": ctx["processed"], "skipped": len(ctx["all_files"]) - len(ctx["todo"]),
-            "mined_total": total, "out": str(out / MINED_DIR), "state": str(out / STATE)}
+def _finish(run: Run) -> dict:
+    cfg: MineConfig = run.config
+    out, state = Path(cfg.out), run["state"]
+    sigs = run["signatures"]
+    t = sigs.totals()
+    done = run["mined_files"]
+    total = sum(e.get("mined", 0) for e in state["files"].values())
+    mark_success(out, run.run_id, {"pipeline": "mine", "files": len(state["files"]), "mined_rows": total,
+                                   "quarantined": sorted(t["quarantined"])})
+    return {"processed": [{"file": k, "rows": state["files"][k]["rows"], "mined": state["files"][k]["mined"],
+                           "output": str(out / MINED_DIR / f"{PARTITION}={state['files'][k]['partition']}")}
+                          for k in done],
+            "skipped": len(sigs.keys) - len(done), "reset": run["reset"], "mined_total": total,
+            "files_encoded": t["files_encoded"], "rejected": t["rejected"], "quarantined": t["quarantined"],
+            "out": str(out / MINED_DIR), "state": str(out / STATE), "run_id": run.run_id}
 
 
 def run(plan: Plan, executor: str | None = None, address: str | None = None) -> dict:
-    cfg: MineConfig = plan.config
-    executor = executor or cfg.executor
-    if executor == "ray":
-        from qscope.pipelines.runtime import init_ray
+    from qscope.pipelines.common import start_run
 
-        init_ray(address)
     t0 = time.perf_counter()
-    (Path(cfg.out) / SUCCESS).unlink(missing_ok=True)
-    ctx = execute(plan, {"executor": executor}, executor)
-    return {**ctx["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": ctx["timings"]}
+    r = execute(plan, start_run(plan.config, executor, address))
+    return {**r["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings}
+
+
+def exit_code(result: dict | None) -> int:
+    """0, or EXIT_QUARANTINED when a corpus file could not be read (the rest was mined)."""
+    return EXIT_QUARANTINED if result and result.get("quarantined") else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_fn(args):
         return plan_or_run(MineConfig, build_plan, run, args)
 
-    return module_main("python -m qscope.pipelines.mine", __doc__, run_fn, argv)
+    return module_main("python -m qscope.pipelines.mine", __doc__, run_fn, argv, exit_code=exit_code)
 
 
 if __name__ == "__main__":

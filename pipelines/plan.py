@@ -1,90 +1,53 @@
 """A pipeline is a `Plan`: a plain list of stages, built from a config before anything runs.
 
-Two kinds of stage:
-- `map`: an operator class run over a table with `ds.map_batches(**stage.map_batches_kwargs())` (Ray) or batch by
-  batch in-process (`executor="local"`); its constructor kwargs may name values that earlier stages produce
-  (`Ref("targets")`), resolved at run time.
-- `driver`: a function of the run context (reading inputs, selecting targets, dedup, writing, the report).
+Each stage says what it reads and what it produces. Small values (`Records` of seeds, a `SeedModel`, targets)
+live on the driver; large ones never do: a corpus stage streams rows through operators into Parquet (a signature
+store, a result) and produces a *handle* to it. `Plan.describe()` (the CLI's `--plan`) shows the whole flow:
 
-Tests assert the plan on CPU without running it (`plan.describe()`, `plan.stage("encode").map_batches_kwargs()`),
-as ray.data.llm's CPU tests do; `execute(plan)` runs it.
+    pipeline classify (executor ray): 6 stages
+       1. read_seeds     driver  config.seeds -> seeds: Records
+       2. encode_seeds   flow    seeds -> EncodeSignatures(cpus=0.5 x1, batch=32) -> seed_signatures: Table
+       ...
+
+Tests assert plans on CPU without running them (`plan.stage("encode_corpus").steps[0].map_batches_kwargs()`),
+as ray.data.llm's CPU tests do; `execute(plan, run)` runs one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import pyarrow as pa
-
 from qscope.errors import InputError
+from qscope.pipelines.flow import Step
+from qscope.pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A constructor argument produced by an earlier stage (looked up in the run context)."""
-
-    key: str
-
-    def __repr__(self) -> str:
-        return f"<{self.key}>"
 
 
 @dataclass
 class Stage:
     name: str
-    kind: str  # "map" | "driver"
-    input: str | None = None
-    """Context key of the input table (map stages)."""
-    output: str | None = None
-    """Context key the result is stored under."""
-    operator: type | None = None
-    constructor_kwargs: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=lambda: {"num_cpus": 0.5, "num_gpus": 0.0, "concurrency": 1})
-    batch_size: int = 16
-    local_below: int = 0
-    """Map stages: run in-process (no actor start-up) when the input has fewer rows than this — model-free
-    steps on small tables finish before a Ray actor would have imported its libraries."""
-    fn: Callable[[dict], Any] | None = None
-    """Driver stages: fn(context) -> value stored under `output`."""
+    kind: str
+    """"driver" (small values on the driver) or "flow" (rows streamed through `steps` by Ray Data / in-process)."""
+    reads: tuple[str, ...]
+    produces: dict[str, str]
+    """Name → what it is (shown by describe)."""
+    fn: Callable[["Run"], dict | None]
+    """fn(run) -> {name: value} for every name in `produces`."""
+    steps: list[Step] = field(default_factory=list)
     doc: str = ""
 
-    def resolved_kwargs(self, ctx: dict) -> dict:
-        def res(v):
-            if isinstance(v, Ref):
-                if v.key not in ctx:
-                    raise InputError(f"stage {self.name}: needs {v.key!r}, which no earlier stage produced")
-                return ctx[v.key]
-            if isinstance(v, dict):
-                return {k: res(x) for k, x in v.items()}
-            return v
-
-        return res(self.constructor_kwargs)
-
-    def map_batches_kwargs(self, ctx: dict | None = None) -> dict:
-        """`ds.map_batches(**kw)` for this stage (constructor refs resolved from ctx when given)."""
-        if self.kind != "map":
-            raise InputError(f"stage {self.name} is a driver stage, not a map_batches stage")
-        kwargs = self.resolved_kwargs(ctx) if ctx is not None else dict(self.constructor_kwargs)
-        return self.operator.map_batches_kwargs(kwargs, self.resources, self.batch_size)
-
     def describe(self) -> str:
-        if self.kind == "driver":
-            return f"{self.name:<16} driver   -> {self.output or '-':<14} {self.doc}"
-        res = self.resources
-        gpu = f" gpus={res['num_gpus']}" if res.get("num_gpus") else ""
-        args = ", ".join(f"{k}={v!r}" for k, v in self.constructor_kwargs.items() if k != "model_spec")
-        if len(args) > 90:
-            args = args[:87] + "..."
-        local = f" in-process below {self.local_below} rows," if self.local_below else ""
-        return (
-            f"{self.name:<16} map      {self.input} -> {self.output}: {self.operator.__name__}"
-            f"(cpus={res['num_cpus']}{gpu} x{res['concurrency']}, batch={self.batch_size}){local} {args}"
-        )
+        reads = ", ".join(self.reads) or "-"
+        made = ", ".join(f"{k}: {v}" for k, v in self.produces.items()) or "-"
+        ops = " -> ".join(s.describe() for s in self.steps)
+        middle = f" -> {ops}" if ops else ""
+        doc = f"   # {self.doc}" if self.doc else ""
+        return f"{self.name:<15} {self.kind:<6} {reads}{middle} -> {made}{doc}"
 
 
 @dataclass
@@ -92,67 +55,78 @@ class Plan:
     pipeline: str
     config: Any
     stages: list[Stage]
+    inputs: tuple[str, ...] = ("config",)
+
+    def __post_init__(self):
+        have = set(self.inputs)
+        for s in self.stages:
+            missing = [r for r in s.reads if r not in have and not r.startswith("config.")]
+            if missing:
+                raise ValueError(f"plan {self.pipeline}: stage {s.name} reads {missing}, produced by no earlier stage")
+            have |= set(s.produces)
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
             if s.name == name:
                 return s
-        raise KeyError(f"no stage {name!r} in plan {[s.name for s in self.stages]}")
+        raise KeyError(f"no stage {name!r} in plan {self.names}")
 
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.stages]
 
     def describe(self) -> str:
-        lines = [f"pipeline {self.pipeline}: {len(self.stages)} stages"]
+        executor = getattr(self.config, "executor", "?")
+        lines = [f"pipeline {self.pipeline} (executor {executor}): {len(self.stages)} stages"]
         lines += [f"  {i + 1:>2}. {s.describe()}" for i, s in enumerate(self.stages)]
         return "\n".join(lines)
 
 
-def run_map_local(stage: Stage, table: pa.Table, ctx: dict) -> pa.Table:
-    """Run a map stage in this process, batch by batch (tests, `executor: local`)."""
-    op = stage.operator(**stage.resolved_kwargs(ctx), resources=stage.resources)
-    outs = [op(table.slice(i, stage.batch_size)) for i in range(0, table.num_rows, stage.batch_size)]
-    outs = [o for o in outs if o.num_rows] or outs[:1]
-    if not outs:
-        return table
-    return pa.concat_tables(outs, promote_options="permissive")
+class Run:
+    """One execution: its id, executor, progress, and the values stages have produced so far."""
+
+    def __init__(self, config: Any, executor: str = "local", run_id: str | None = None,
+                 progress: Progress | None = None):
+        self.config, self.executor = config, executor
+        self.run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        self.progress = progress or Progress(executor)
+        self.values: dict[str, Any] = {"config": config}
+        self.timings: dict[str, float] = {}
+        self.cleanup: list[Callable[[], None]] = []
+        """Run at the end whatever happens (locks are released here)."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.values:
+            raise InputError(f"run {self.run_id}: no value {name!r} (no earlier stage produced it)")
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    @property
+    def counter(self):
+        return self.progress.handle
 
 
-def run_map_ray(stage: Stage, table: pa.Table, ctx: dict) -> pa.Table:
-    """Run a map stage on Ray Data (an actor pool with the stage's fractional resources)."""
-    import ray
-
-    ds = ray.data.from_arrow(table)
-    ds = ds.map_batches(**stage.map_batches_kwargs(ctx))
-    refs = ds.to_arrow_refs()
-    parts = [t for t in ray.get(refs) if t.num_rows]
-    if not parts:
-        return table.slice(0, 0)
-    return pa.concat_tables(parts, promote_options="permissive")
-
-
-def execute(plan: Plan, ctx: dict | None = None, executor: str = "ray", on_stage: Callable | None = None) -> dict:
-    """Run every stage in order; returns the context (all stage outputs, plus `timings`)."""
-    ctx = {} if ctx is None else ctx
-    ctx.setdefault("timings", {})
-    for stage in plan.stages:
-        t0 = time.perf_counter()
-        if stage.kind == "driver":
-            value = stage.fn(ctx)
-        else:
-            table = ctx.get(stage.input)
-            if table is None:
-                raise InputError(f"stage {stage.name}: no input {stage.input!r}")
-            if table.num_rows == 0:
-                value = table
-            else:
-                ray_here = executor == "ray" and table.num_rows >= stage.local_below
-                value = (run_map_ray if ray_here else run_map_local)(stage, table, ctx)
-        if stage.output:
-            ctx[stage.output] = value
-        ctx["timings"][stage.name] = round(time.perf_counter() - t0, 2)
-        log.info("stage %s done in %.1fs", stage.name, ctx["timings"][stage.name])
-        if on_stage:
-            on_stage(stage, ctx)
-    return ctx
+def execute(plan: Plan, run: Run) -> Run:
+    """Run every stage in order; the run's cleanups (lock releases) happen whatever the outcome."""
+    try:
+        for stage in plan.stages:
+            t0 = time.perf_counter()
+            for name in stage.reads:
+                if not name.startswith("config."):
+                    run[name]  # noqa: B018 - fails with a clear message if missing
+            produced = stage.fn(run) or {}
+            unexpected = set(produced) - set(stage.produces)
+            if unexpected:
+                raise RuntimeError(f"stage {stage.name} produced {sorted(unexpected)} it does not declare")
+            run.values.update(produced)
+            run.timings[stage.name] = round(time.perf_counter() - t0, 2)
+            log.info("stage %s done in %.1fs", stage.name, run.timings[stage.name])
+    finally:
+        for fn in reversed(run.cleanup):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a failing cleanup must not hide the run's own error
+                log.exception("cleanup failed")
+    return run

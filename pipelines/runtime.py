@@ -1,35 +1,76 @@
-"""Starting Ray: an embedded local instance by default (safe on 2 cores), or a cluster by address."""
+"""Starting Ray for a run: join the cluster the user already has, or start a private one.
+
+- `address` given (or `RAY_ADDRESS`, as inside `ray job submit`): connect to it.
+- `address="local"`: always start a private embedded Ray (2 CPU slots on a small machine, no dashboard), even
+  when a cluster is running on this machine.
+- neither: join a Ray already running on this machine (`ray start --head`) — without resource arguments, which
+  Ray refuses when connecting — and say so on stderr; with none running, start the private one.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 log = logging.getLogger(__name__)
 
+OBJECT_STORE_BYTES = 512 * 1024 * 1024
+
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
-    """Connect to `address` / `RAY_ADDRESS` if given (a cluster, or inside `ray job submit`), else start an
-    embedded local Ray with at most 2 CPUs' worth of scheduling slots and no dashboard.
-
-    Operators ask for fractional CPUs, so a 2-core local Ray never deadlocks on actor placement.
-    """
+    """Connect or start Ray (see the module doc); returns the `ray` module. Operators ask for fractional CPUs, so
+    a 2-core local Ray never deadlocks on actor placement."""
     import ray
 
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs = dict(include_dashboard=False, log_to_driver=not quiet, configure_logging=True,
-                  logging_level=logging.WARNING)
-    if address:
-        ray.init(address=address, log_to_driver=not quiet, logging_level=logging.WARNING)
+    common = dict(log_to_driver=True, logging_level=logging.WARNING, configure_logging=True)
+    if address and address != "local":
+        ray.init(address=address, **common)
+    elif address is None and _running_cluster() and _join(ray, common):
+        pass
     else:
         n = num_cpus or min(os.cpu_count() or 2, int(os.environ.get("QSCOPE_RAY_CPUS", "2")))
-        ray.init(num_cpus=n, object_store_memory=512 * 1024 * 1024, **kwargs)
+        ray.init(address="local", num_cpus=n, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+                 **common)
+    _quiet_ray_data(quiet)
+    return ray
+
+
+def _join(ray, common: dict) -> bool:
+    try:
+        ray.init(address="auto", **common)
+    except (ConnectionError, RuntimeError) as exc:  # a stale address file of a head that is gone
+        print(f"qscope: the Ray cluster recorded on this machine does not answer ({exc}); starting a private "
+              "one", file=sys.stderr)
+        return False
+    print("qscope: joined the Ray cluster already running on this machine (--address local starts a private "
+          "one instead)", file=sys.stderr)
+    return True
+
+
+def _running_cluster() -> bool:
+    """A Ray head started on this machine (`ray start --head` leaves its address in the session directory)."""
+    try:
+        from ray._private.services import find_bootstrap_address
+
+        return bool(find_bootstrap_address(None))
+    except Exception:  # noqa: BLE001 - an internal helper that moved: behave as if none were running
+        return False
+
+
+def _quiet_ray_data(quiet: bool) -> None:
+    # qscope reports progress itself (pipelines.progress); Ray Data's bars and per-dataset INFO lines would
+    # interleave with it on stderr.
+    import ray
+
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = not quiet
-    ctx.print_on_execution_start = False if quiet else ctx.print_on_execution_start
-    return ray
+    if quiet:
+        ctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def shutdown_ray() -> None:

@@ -49,6 +49,10 @@ class SignatureMeta:
     top_n: int
     d_sae: int
     version: str = "1"
+    sae_hash: str = ""
+    """`SAE.weights_hash()`: two SAEs with one id but other weights never share signatures ("" = unknown)."""
+    max_length: int = 0
+    """Tokens read per text (0 = unknown)."""
 
     def to_metadata(self) -> dict[bytes, bytes]:
         return {f"qscope.{k}".encode(): str(v).encode() for k, v in asdict(self).items()}
@@ -60,17 +64,29 @@ class SignatureMeta:
             return cls(
                 model=md["qscope.model"], sae=md["qscope.sae"], layer=int(md["qscope.layer"]),
                 pooling=md["qscope.pooling"], top_n=int(md["qscope.top_n"]), d_sae=int(md["qscope.d_sae"]),
-                version=md.get("qscope.version", "1"),
+                version=md.get("qscope.version", "1"), sae_hash=md.get("qscope.sae_hash", ""),
+                max_length=int(md.get("qscope.max_length", "0")),
             )
         except KeyError as exc:
             raise InputError(f"{source}: not a qscope signature file (schema metadata lacks {exc})") from exc
 
     def check_compatible(self, other: "SignatureMeta", what: str = "signatures") -> None:
-        for key in ("model", "sae", "layer", "pooling"):
+        """Same feature space: model, SAE (and its weights, when both record them), layer and pooling."""
+        keys = ["model", "sae", "layer", "pooling"] + (["sae_hash"] if self.sae_hash and other.sae_hash else [])
+        for key in keys:
             if getattr(self, key) != getattr(other, key):
                 raise InputError(
                     f"{what} were built with {key}={getattr(other, key)!r}, expected {getattr(self, key)!r}"
                 )
+
+    REUSE_KEYS = ("model", "sae", "sae_hash", "layer", "pooling", "top_n", "max_length", "d_sae")
+
+    def reuse_mismatch(self, stored: "SignatureMeta") -> str | None:
+        """The first setting in which stored signatures differ from what this run would compute (None: reusable)."""
+        for key in self.REUSE_KEYS:
+            if getattr(self, key) != getattr(stored, key):
+                return f"{key}={getattr(stored, key)!r} (this run: {getattr(self, key)!r})"
+        return None
 
 
 def signature_table(

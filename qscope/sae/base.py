@@ -123,6 +123,19 @@ class SAE(nn.Module):
         return self.cfg.sae_id or f"{self.cfg.architecture}-{self.d_in}x{self.d_sae}"
 
     # --- math -----------------------------------------------------------------------------------------
+    def weights_hash(self) -> str:
+        """BLAKE2b over the architecture, config and every weight (as float32 bytes): what signatures computed
+        with this SAE are keyed by, so a retrained SAE under the same id is never mistaken for the old one."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=12)
+        h.update(json.dumps({"arch": self.cfg.architecture, "k": self.cfg.k, "b_dec_in": self.cfg.apply_b_dec_to_input},
+                            sort_keys=True).encode())
+        for name, t in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()
+
     def _check_input(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.d_in:
             raise ShapeMismatchError(

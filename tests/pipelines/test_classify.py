@@ -1,8 +1,15 @@
-"""classify: one score per corpus row (single class) or one per class, via the CLI, in-process and on Ray."""
+"""classify: one score per corpus row (single class) or one per class, via the CLI, in-process and on Ray; bad rows
+set aside; outputs only the result at the result path; one run per output."""
 
 import json
+import subprocess
+import sys
+import time
 
+import polars as pl
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+import pytest
 
 from qscope.cli import main
 
@@ -21,19 +28,76 @@ def test_classify_cli_several_classes_in_process(tmp_path, sae_dir, demo_subset,
     t = pq.read_table(out)
     classes = ["ham", "other"]
     assert res["rows"] == t.num_rows == len(corpus) and res["classes"] == classes
-    assert t["id"].to_pylist() == [r["id"] for r in corpus]
+    assert t["id"].to_pylist() == [r["id"] for r in corpus]  # in-process: corpus order
     assert [c for c in t.column_names if c.startswith("score_")] == [f"score_{c}" for c in classes]
     pred = t["predicted_label"].to_pylist()
     assert pred[0] == "ham" and pred[-1] == "other"  # the seeds' own texts
     assert t.schema.metadata[b"qscope.sae"].decode().startswith("test/")
+    assert t.schema.metadata[b"qscope.run_id"].decode() == res["run_id"]
+    side = tmp_path / "labels.parquet.qscope"
+    assert json.loads((side / "_SUCCESS").read_text())["run_id"] == res["run_id"]
+    assert (side / "_seed_model" / "seed_model.json").exists() and (side / "_signatures" / "_manifest.json").exists()
 
 
-def test_classify_single_class_on_ray(ray_local, tmp_path, sae_dir, demo_subset, capsys):
-    out = tmp_path / "scores.parquet"
+def test_classify_single_class_on_ray_to_a_directory(ray_local, tmp_path, sae_dir, demo_subset, capsys):
+    out = tmp_path / "scores"  # no .parquet suffix: a directory of Parquet parts, and nothing else
     rc = main(["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus",
                str(demo_subset / "corpus.jsonl"), "--out", str(out), "--sae", str(sae_dir), "--max-length", "24"])
     assert rc == 0 and "wrote 24 scored rows" in capsys.readouterr().out
-    t = pq.read_table(out)
-    assert t.column_names[:2] == ["id", "score"] and t.num_rows == 24
-    s = t["score"].to_numpy()
-    assert ((s >= 0) & (s <= 1.0001)).all()
+    assert all(p.suffix == ".parquet" for p in out.iterdir())
+    for t in (pads.dataset(out).to_table(), pl.read_parquet(out).to_arrow()):
+        assert t.column_names[:2] == ["id", "score"] and t.num_rows == 24
+        s = t["score"].to_numpy()
+        assert ((s >= 0) & (s <= 1.0001)).all()
+
+
+def test_bad_rows_are_set_aside_until_max_bad_fraction(tmp_path, sae_dir, demo_subset, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    good = (demo_subset / "corpus.jsonl").read_text()
+    corpus.write_text(good + '{"id": "broken", "text": \n' + json.dumps({"id": "blank", "text": " "}) + "\n")
+    out = tmp_path / "labels.parquet"
+    args = ["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus", str(corpus), "--out", str(out),
+            "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"]
+    assert main(args) == 2  # 1 bad row of 26 is past the default 1%: clear error, no _SUCCESS
+    err = json.loads(capsys.readouterr().out)
+    assert err["error"] == "BadRowsError" and "max_bad_fraction" in err["message"]
+    side = tmp_path / "labels.parquet.qscope"
+    assert not out.exists() and not (side / "_SUCCESS").exists()
+    rejected = pq.read_table(side / "_rejected").to_pylist()
+    assert {r["id"]: r["reject_reason"][:14] for r in rejected} == {"corpus:24": "not valid JSON", "blank": "empty text"}
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_bad_fraction: 0.05\n")
+    assert main(args + ["--config", str(cfg)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["rows"] == 24 and res["rejected"] == 2 and res["bad"] == 1 and pq.read_table(out).num_rows == 24
+    assert res["files_encoded"] == 0  # the failed run's encoding was kept in the store
+
+
+def test_two_runs_on_one_output(tmp_path, sae_dir, demo_subset):
+    """A second classify on the same output is refused at once and names the run holding it."""
+    out = tmp_path / "labels.parquet"
+    base = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(demo_subset / "seeds.jsonl"),
+            "--corpus", str(demo_subset / "corpus.jsonl"), "--out", str(out), "--sae", str(sae_dir),
+            "--max-length", "24", "--executor", "local", "--json"]
+    first = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lock = tmp_path / "labels.parquet.qscope" / "_lock"
+    deadline = time.time() + 120
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    first_out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0 and json.loads(first_out)["rows"] == 24
+    err = json.loads(second.stdout)
+    assert second.returncode == 2 and err["error"] == "OutputBusyError"
+    assert json.loads(first_out)["run_id"] in err["message"]
+
+
+@pytest.mark.parametrize("bad", ["labels.parquet/", "notes"])
+def test_result_path_that_holds_other_files_is_refused(tmp_path, sae_dir, demo_subset, capsys, bad):
+    target = tmp_path / bad.rstrip("/")
+    target.mkdir()
+    (target / "keep.txt").write_text("user data")
+    rc = main(["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus", str(demo_subset / "corpus.jsonl"),
+               "--out", str(target), "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"])
+    assert rc == 2 and (target / "keep.txt").read_text() == "user data"

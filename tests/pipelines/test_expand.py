@@ -106,43 +106,35 @@ def test_cli_reports_bad_input_in_one_line(tiny_expand_config, tmp_path, capsys)
 def test_corpus_signatures_and_index_are_kept_and_reused(tiny_expand_config, tmp_path, demo_subset):
     from pathlib import Path
 
-    import pyarrow as pa
+    import pyarrow.dataset as pads
 
     from qscope.operators import load_index
-    from qscope.pipelines.corpus_store import INDEX_DIR, SIGNATURES_FILE
-    from qscope.signatures import SignatureMeta, read_signatures
+    from qscope.pipelines.expand import INDEX_DIR, SIGNATURES_DIR
+    from qscope.signatures import SignatureMeta
 
     cfg = tiny_expand_config()
     cfg.synthesis.n_samples = 0  # mining only: the corpus store is what is tested
     first = expand.run(expand.build_plan(cfg))
     out = Path(cfg.out)
-    sigs, meta = read_signatures(out / SIGNATURES_FILE)
-    assert sigs.num_rows == 24 and first["corpus_signatures"] == str(out / SIGNATURES_FILE)
+    store = out / SIGNATURES_DIR
+    sigs = pads.dataset(store, partitioning="hive", exclude_invalid_files=True).to_table()
+    assert sigs.num_rows == 24 and first["corpus_signatures"] == str(store)
+    assert first["counts"]["corpus_reused"] == 0
+    meta = SignatureMeta(**json.loads((store / "_manifest.json").read_text())["meta"])
     index = load_index(out / INDEX_DIR, expect=meta)  # kNN over the corpus without re-encoding it
     hits = index.search(sigs["feature_ids"][:1], sigs["feature_values"][:1], k=1)
     assert hits.ids[0, 0] == sigs["id"][0].as_py() and hits.scores[0, 0] > 0.99
 
-    # same corpus with one document edited: only that row is encoded again, the rest is reused
-    rows = [json.loads(x) for x in open(demo_subset / "corpus.jsonl")]
-    rows[3]["text"] = "Edited: a tool that converts audio files between formats."
-    edited = tmp_path / "corpus_edited.jsonl"
-    edited.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    keep = tmp_path / "kept.parquet"
-    keep.write_bytes((out / SIGNATURES_FILE).read_bytes())
-    again = tiny_expand_config(corpus=str(edited), corpus_signatures=str(keep), out=str(tmp_path / "out2"))
+    # other seeds, same corpus, the first run's store: nothing is encoded again
+    seeds = tmp_path / "seeds2.jsonl"
+    seeds.write_text("".join((demo_subset / "seeds.jsonl").read_text().splitlines(keepends=True)[:4]))
+    again = tiny_expand_config(seeds=str(seeds), corpus_signatures=str(store), out=str(tmp_path / "out2"))
     again.synthesis = cfg.synthesis
     second = expand.run(expand.build_plan(again))
-    assert second["counts"]["corpus_reused"] == 23
-    resaved, _ = read_signatures(Path(again.out) / SIGNATURES_FILE)
-    by_id = dict(zip(sigs["id"].to_pylist(), sigs["feature_ids"].to_pylist()))
-    new = dict(zip(resaved["id"].to_pylist(), resaved["feature_ids"].to_pylist()))
-    assert new[rows[3]["id"]] != by_id[rows[3]["id"]]
-    assert all(new[i] == by_id[i] for i in by_id if i != rows[3]["id"])
+    assert second["counts"]["corpus_reused"] == 24 and second["corpus_signatures"] == str(store)
 
-    # signatures from another SAE are refused before any encoding
-    other = pa.Table.from_pandas(sigs.to_pandas(), preserve_index=False).replace_schema_metadata(
-        SignatureMeta(meta.model, "other/sae", meta.layer, meta.pooling, meta.top_n, meta.d_sae).to_metadata())
-    bad = tmp_path / "other.parquet"
-    pq.write_table(other, bad)
-    with pytest.raises(InputError, match="sae="):
-        expand.run(expand.build_plan(tiny_expand_config(corpus_signatures=str(bad), out=str(tmp_path / "out3"))))
+    # a store built with another SAE is refused before any encoding, naming what differs
+    other = tiny_expand_config(corpus_signatures=str(store), out=str(tmp_path / "out3"))
+    other.signatures.top_n = 32
+    with pytest.raises(InputError, match="built with top_n=64"):
+        expand.run(expand.build_plan(other))

@@ -1,0 +1,311 @@
+"""A `Flow` streams row blocks from an input through operators into a sink — on Ray Data, or in this process.
+
+    Flow(CorpusInput(source), [Step(EncodeSignatures, {...}, resources, 32)], stage="encode_corpus")
+        .write_parquet(staging_dir, executor="ray", progress=progress, partition_col="source_key")
+
+On Ray the input is a Ray Data read (`ray_sources`), each step one `map_batches` with the operator's actor pool
+and fractional resources, the sink Ray's Parquet writer (or a streaming iterator whose batches the driver folds
+into something small: a top-k, a sample). In-process (`executor: local`, tests and small runs) the same steps run
+one after another over the same blocks. Nothing here ever materialises the whole stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qscope.operators.base import Resources
+from qscope.pipelines.sources import CorpusSource, iter_corpus
+
+READ_CPUS = 0.25
+"""Read / write tasks ask for a quarter CPU: whole-CPU tasks next to model actors deadlock 2-core machines."""
+ROWS_PER_FILE = 20_000
+"""Parquet parts are at least this many rows (fewer, larger files than one per batch)."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A constructor argument known only when the run gets there (a value an earlier stage produces)."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+@dataclass
+class Step:
+    """One operator over every batch: what the plan shows and `map_batches` runs."""
+
+    operator: type
+    kwargs: dict = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    batch_size: int = 32
+
+    def resolve(self, values) -> "Step":
+        """This step with every `Ref` in its kwargs replaced by the run's value of that name."""
+        kwargs = {k: values[v.name] if isinstance(v, Ref) else v for k, v in self.kwargs.items()}
+        return Step(self.operator, kwargs, self.resources, self.batch_size)
+
+    def map_batches_kwargs(self) -> dict:
+        return self.operator.map_batches_kwargs(self.kwargs, self.resources, self.batch_size)
+
+    def describe(self) -> str:
+        r = self.resources
+        gpu = f" gpus={r.num_gpus}" if r.num_gpus else ""
+        return f"{self.operator.__name__}(cpus={r.num_cpus}{gpu} x{r.concurrency}, batch={self.batch_size})"
+
+
+# --- inputs ------------------------------------------------------------------------------------------------------
+@dataclass
+class CorpusInput:
+    """Corpus files (or an `hf:` dataset), read where the work runs."""
+
+    source: CorpusSource
+    limit: int | None = None
+    """Read at most this many rows."""
+
+    def describe(self) -> str:
+        n = len(self.source.files)
+        return f"corpus {self.source.spec} ({n} file{'s' if n != 1 else ''})" if not self.source.hub else \
+            f"corpus {self.source.spec}"
+
+
+@dataclass
+class ParquetInput:
+    """Parquet parts (a signature store's partitions, a result): `rows` "good" (not rejected), "rejected" or
+    "all"."""
+
+    paths: list[str]
+    base_dir: str
+    columns: list[str] | None = None
+    rows: str = "good"
+
+    def row_filter(self, names=None):
+        """The pushed-down filter on `reject_reason` (None when the parts have no such column or rows="all")."""
+        if self.rows == "all" or (names is not None and "reject_reason" not in names):
+            return None
+        f = pc.field("reject_reason")
+        return f.is_null() if self.rows == "good" else f.is_valid()
+
+    def describe(self) -> str:
+        return f"parquet {self.base_dir} ({len(self.paths)} partition{'s' if len(self.paths) != 1 else ''})"
+
+    def files(self) -> list[str]:
+        out = []
+        for p in self.paths:
+            path = Path(p)
+            out += sorted(str(f) for f in path.rglob("*.parquet")) if path.is_dir() else [str(path)]
+        return out
+
+
+@dataclass
+class TableInput:
+    """A small in-memory table (prompts, candidates), cut into `blocks` so a pool of actors shares it."""
+
+    table: pa.Table
+    blocks: int = 1
+
+    def describe(self) -> str:
+        return f"table ({self.table.num_rows} rows)"
+
+    def slices(self) -> list[pa.Table]:
+        n = max(1, min(self.blocks, self.table.num_rows))
+        size = -(-self.table.num_rows // n) if self.table.num_rows else 1
+        return [self.table.slice(i, size) for i in range(0, max(self.table.num_rows, 1), size)]
+
+
+# --- counting wrapper -------------------------------------------------------------------------------------------
+class Tracked:
+    """Runs one operator and reports rows to the run's progress counter (the first step counts rows in, the last
+    the rejected rows out)."""
+
+    def __init__(self, operator: type, kwargs: dict, stage: str = "", counter=None, count_in: bool = False,
+                 count_rejected: bool = False):
+        self.op = operator(**kwargs)
+        self.stage, self.counter, self.count_in, self.count_rejected = stage, counter, count_in, count_rejected
+
+    def __call__(self, batch) -> pa.Table:
+        n_in = _num_rows(batch)
+        out = self.op(batch)
+        if self.counter is not None and (self.count_in or self.count_rejected):
+            rejected = 0
+            if self.count_rejected and "reject_reason" in out.column_names:
+                rejected = len(out) - out.column("reject_reason").null_count
+            self.counter.add(self.stage, n_in if self.count_in else 0, rejected)
+        return out
+
+    def teardown(self) -> None:
+        self.op.teardown()
+
+
+def _num_rows(batch: Any) -> int:
+    if hasattr(batch, "num_rows"):
+        return batch.num_rows
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values()), []))
+    return len(batch)
+
+
+# --- the flow ---------------------------------------------------------------------------------------------------
+@dataclass
+class Flow:
+    source: CorpusInput | ParquetInput | TableInput
+    steps: list[Step]
+    stage: str
+
+    def describe(self) -> str:
+        return " -> ".join([self.source.describe(), *(s.describe() for s in self.steps)])
+
+    # Ray ----------------------------------------------------------------------------------------------------------
+    def to_ray(self, counter=None):
+        from qscope.pipelines import ray_sources
+
+        ds = ray_sources.read(self.source, READ_CPUS)
+        if isinstance(self.source, CorpusInput) and self.source.limit is not None:
+            ds = ds.limit(self.source.limit)
+        for i, step in enumerate(self.steps):
+            kw = step.map_batches_kwargs()
+            kw["fn_constructor_kwargs"] = {
+                "operator": step.operator, "kwargs": kw["fn_constructor_kwargs"], "stage": self.stage,
+                "counter": counter, "count_in": i == 0, "count_rejected": i == len(self.steps) - 1}
+            kw["fn"] = Tracked
+            ds = ds.map_batches(**kw)
+        return ds
+
+    # in-process ---------------------------------------------------------------------------------------------------
+    def iter_local(self, counter=None) -> Iterator[pa.Table]:
+        if isinstance(self.source, CorpusInput):
+            blocks = _limit(iter_corpus(self.source.source), self.source.limit)
+        elif isinstance(self.source, ParquetInput):
+            blocks = _iter_parquet(self.source)
+        else:
+            blocks = iter(self.source.slices())
+        ops = []
+        try:
+            for i, step in enumerate(self.steps):
+                op = Tracked(step.operator, {**step.kwargs, "resources": step.resources}, self.stage, counter,
+                             i == 0, i == len(self.steps) - 1)
+                ops.append(op)
+                blocks = _apply(op, _rebatch(blocks, step.batch_size))
+            yield from blocks
+        finally:
+            for op in ops:
+                op.teardown()
+
+    # sinks --------------------------------------------------------------------------------------------------------
+    def iter_tables(self, executor: str, counter=None, batch_size: int | None = None) -> Iterator[pa.Table]:
+        """Stream the output to the driver, a batch at a time (for folds into something small)."""
+        if executor == "ray":
+            ds = self.to_ray(counter)
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=batch_size, prefetch_batches=1):
+                yield batch
+        else:
+            yield from self.iter_local(counter)
+
+    def write_parquet(self, path: str | Path, executor: str, counter=None, partition_col: str | None = None,
+                      rows_per_file: int = ROWS_PER_FILE) -> None:
+        """Write the output as Parquet parts under `path` (hive directories `<col>=<value>/` per partition)."""
+        path = Path(path)
+        if executor == "ray":
+            ds = self.to_ray(counter)
+            if partition_col:
+                # Coalesce small operator outputs into blocks of `rows_per_file` (streaming, no shuffle): the
+                # partitioned writer writes one file per block and partition.
+                ds = ds.map_batches(_identity, batch_size=rows_per_file, batch_format="pyarrow", num_cpus=READ_CPUS)
+                ds.write_parquet(str(path), partition_cols=[partition_col], ray_remote_args={"num_cpus": READ_CPUS})
+            else:
+                ds.write_parquet(str(path), min_rows_per_file=rows_per_file, ray_remote_args={"num_cpus": READ_CPUS})
+            return
+        _write_local(self.iter_local(counter), path, partition_col, rows_per_file)
+
+
+def _identity(batch: pa.Table) -> pa.Table:
+    return batch
+
+
+def _rebatch(blocks: Iterator[pa.Table], size: int) -> Iterator[pa.Table]:
+    pending, n = [], 0
+    for b in blocks:
+        if b.num_rows == 0:
+            continue
+        pending.append(b)
+        n += b.num_rows
+        while n >= size:
+            table = pa.concat_tables(pending, promote_options="permissive")
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            pending, n = ([rest] if rest.num_rows else []), rest.num_rows
+    if n:
+        yield pa.concat_tables(pending, promote_options="permissive")
+
+
+def _limit(blocks: Iterator[pa.Table], n: int | None) -> Iterator[pa.Table]:
+    if n is None:
+        yield from blocks
+        return
+    for b in blocks:
+        if n <= 0:
+            return
+        yield b.slice(0, n)
+        n -= b.num_rows
+
+
+def _apply(op: Tracked, batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    for b in batches:
+        out = op(b)
+        if out.num_rows:
+            yield out
+
+
+def _iter_parquet(inp: ParquetInput) -> Iterator[pa.Table]:
+    import pyarrow.dataset as pads
+
+    files = inp.files()
+    if not files:
+        return
+    data = pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=inp.base_dir)
+    expr = inp.row_filter(data.schema.names)
+    for batch in data.to_batches(columns=inp.columns, filter=expr, batch_size=4096):
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+def _write_local(tables: Iterator[pa.Table], path: Path, partition_col: str | None, rows_per_file: int) -> None:
+    import pyarrow.parquet as pq
+
+    path.mkdir(parents=True, exist_ok=True)
+    counter = itertools.count()
+    writer, key, rows = None, None, 0
+    try:
+        for table in tables:
+            groups = _by_value(table, partition_col) if partition_col else [(None, table)]
+            for value, part in groups:
+                if writer is not None and (value != key or rows >= rows_per_file or not part.schema.equals(
+                        writer.schema)):
+                    writer.close()
+                    writer = None
+                if writer is None:
+                    folder = path / f"{partition_col}={value}" if partition_col else path
+                    folder.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(folder / f"part-{next(counter):05d}.parquet", part.schema)
+                    key, rows = value, 0
+                writer.write_table(part)
+                rows += part.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _by_value(table: pa.Table, column: str) -> list[tuple[str, pa.Table]]:
+    values = table.column(column)
+    rest = table.drop_columns([column])
+    out = []
+    for v in pc.unique(values).to_pylist():
+        out.append((v, rest.filter(pc.equal(values, v))))
+    return out

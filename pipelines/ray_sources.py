@@ -1,0 +1,135 @@
+"""Ray Data reads for `flow.Flow` inputs: corpus files through a `FileBasedDatasource` (one read task streams
+its files block by block, any pyarrow filesystem), `hf:` hub datasets shard by shard, Parquet through
+`ray.data.read_parquet`, small tables through `from_arrow`. Imported only when a flow runs on Ray."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pyarrow as pa
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
+
+from qscope.pipelines.sources import (
+    BLOCK_ROWS,
+    ROW_SCHEMA,
+    CorpusSource,
+    RowBuilder,
+    iter_file_rows,
+    load_hub_dataset,
+    open_corpus_file,
+)
+
+
+def read(inp, read_cpus: float):
+    import ray
+
+    from qscope.pipelines.flow import CorpusInput, ParquetInput, TableInput
+
+    if isinstance(inp, CorpusInput):
+        src = inp.source
+        if src.hub is not None:
+            return ray.data.read_datasource(HubDatasource(src), num_cpus=read_cpus)
+        return ray.data.read_datasource(CorpusDatasource(src), num_cpus=read_cpus)
+    if isinstance(inp, ParquetInput):
+        from ray.data.datasource.partitioning import Partitioning
+
+        files = inp.files()
+        if not files:
+            return ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in (inp.columns or ["id"])}))
+        cols = None if inp.columns is None else sorted(set(inp.columns) | ({"reject_reason"} if inp.rows != "all"
+                                                                          else set()), key=_order(inp.columns))
+        ds = ray.data.read_parquet(files, num_cpus=read_cpus, partitioning=Partitioning("hive", base_dir=inp.base_dir))
+        if cols is not None:  # pushed down into the Parquet scan by Ray's optimizer
+            ds = ds.select_columns(cols)
+        if inp.rows != "all":  # pushed down into the Parquet scan by Ray's optimizer
+            from ray.data.expressions import col
+
+            ds = ds.filter(expr=col("reject_reason").is_null() if inp.rows == "good" else
+                           col("reject_reason").is_not_null())
+            if inp.columns is not None and "reject_reason" not in inp.columns:
+                ds = ds.drop_columns(["reject_reason"])
+        return ds
+    if isinstance(inp, TableInput):
+        return ray.data.from_arrow(inp.slices())
+    raise TypeError(f"unknown flow input {type(inp).__name__}")
+
+
+def _order(columns: list[str]):
+    return lambda c: columns.index(c) if c in columns else len(columns)
+
+
+class CorpusDatasource(FileBasedDatasource):
+    """Corpus files → `ROW_SCHEMA` blocks (bad rows kept with their reason, never an exception)."""
+
+    def __init__(self, source: CorpusSource):
+        super().__init__([f.path for f in source.files], filesystem=source.filesystem)
+        self.by_path = {f.path: f for f in source.files}
+        self.text_column, self.id_column, self.max_chars = source.text_column, source.id_column, source.max_chars
+        self._open_errors: dict[str, str] = {}
+
+    def _open_input_source(self, filesystem, path: str, **open_args):
+        file = self.by_path[_strip(path, self.by_path)]
+        try:
+            return open_corpus_file(filesystem, file)
+        except OSError as exc:  # reported as one rejected row by _read_stream
+            self._open_errors[path] = f"unreadable file: {exc}"
+            return pa.BufferReader(b"")
+
+    def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
+        file = self.by_path[_strip(path, self.by_path)]
+        if path in self._open_errors:
+            rows = RowBuilder(file, self.text_column, self.id_column, self.max_chars)
+            rows.reject(-1, self._open_errors.pop(path), f"{file.key}:unreadable")
+            yield rows.flush()
+            return
+        yield from iter_file_rows(f, file, self.text_column, self.id_column, self.max_chars)
+
+    def get_name(self) -> str:
+        return "ReadCorpus"
+
+
+def _strip(path: str, known: dict) -> str:
+    # Ray may hand paths back without the leading "/" that pyarrow's local filesystem listed.
+    if path in known:
+        return path
+    for p in (f"/{path}", path.lstrip("/")):
+        if p in known:
+            return p
+    raise KeyError(path)
+
+
+class HubDatasource(Datasource):
+    """`hf:NAME[:CONFIG][@SPLIT]`: one read task per shard of the streaming dataset."""
+
+    def __init__(self, source: CorpusSource):
+        self.source = source
+        self.n_shards = max(1, int(getattr(load_hub_dataset(source), "n_shards", 1) or 1))
+
+    def estimate_inmemory_data_size(self):
+        return None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
+        n = max(1, min(parallelism, self.n_shards))
+        tasks = []
+        for i in range(n):
+            def read_fn(i=i, n=n):
+                ds = load_hub_dataset(self.source)
+                if n > 1:
+                    ds = ds.shard(num_shards=n, index=i)
+                file = self.source.files[0]
+                rows = RowBuilder(type(file)(f"{file.key}/{i}" if n > 1 else file.key, file.path, "hub"),
+                                  self.source.text_column, self.source.id_column, self.source.max_chars)
+                for r, record in enumerate(ds):
+                    rows.add(r, record)
+                    if len(rows) >= BLOCK_ROWS:
+                        yield rows.flush()
+                if len(rows):
+                    yield rows.flush()
+
+            tasks.append(ReadTask(read_fn, BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None,
+                                                         input_files=None), schema=ROW_SCHEMA))
+        return tasks
+
+    def get_name(self) -> str:
+        return "ReadHuggingFace"

@@ -1,0 +1,194 @@
+"""`SeedModel`: everything small that mining, classification and scoring need — built on the driver from the seeds
+and a bounded sample of the corpus, broadcast to every actor, saved next to the output.
+
+    seeds       the seed signatures (+ labels)                      `SeedSignatures`
+    background  a fixed-size sample of corpus signatures            negatives of the one-class probe, IDF
+    targets     contrastive target features (seeds vs background)   what expand steers and scores with
+
+Its size does not depend on the corpus: a 10M-row corpus gives the same few megabytes as a 2k-row one.
+
+    model = SeedModel.fit(seed_table, background_table, meta, n_targets=8)
+    model.save("out/_seed_model"); SeedModel.load("out/_seed_model")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from qscope.errors import InputError
+from qscope.signatures import SignatureMeta
+
+
+@dataclass
+class SeedSignatures:
+    """Seed signatures (+ optional labels) in plain lists, so they travel inside `fn_constructor_kwargs`."""
+
+    ids: list[str]
+    feature_ids: list[list[int]]
+    feature_values: list[list[float]]
+    meta: dict
+    """`SignatureMeta` fields."""
+    labels: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, meta: SignatureMeta, label_column: str | None = "label") -> "SeedSignatures":
+        missing = [c for c in ("id", "feature_ids", "feature_values") if c not in table.column_names]
+        if missing:
+            raise InputError(f"SeedSignatures: table lacks column(s) {missing}")
+        labels = table.column(label_column).to_pylist() if label_column and label_column in table.column_names else []
+        return cls(table.column("id").to_pylist(), table.column("feature_ids").to_pylist(),
+                   table.column("feature_values").to_pylist(), asdict(meta),
+                   [None if x is None else str(x) for x in labels])
+
+    @property
+    def signature_meta(self) -> SignatureMeta:
+        return SignatureMeta(**self.meta)
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+    @classmethod
+    def coerce(cls, obj: "SeedSignatures | dict") -> "SeedSignatures":
+        return obj if isinstance(obj, cls) else cls(**obj)
+
+    def index(self, **kw):
+        from qscope.index import SignatureIndex
+
+        idx = SignatureIndex(self.signature_meta, **kw)
+        idx.add(self.ids, self.feature_ids, self.feature_values)
+        return idx
+
+
+def select_targets(seeds: SeedSignatures, background: dict, n: int, method: str = "logodds",
+                   min_seed_fraction: float = 0.25, fixed: list[int] | None = None) -> list[dict]:
+    """Contrastive target features (`qscope.targets.select_target_features`): present in many seeds, rarer in the
+    background. [{feature, score, frac_seeds, frac_background, reference, background_mean}]; `reference` is the
+    feature's mean pooled activation on the seeds that contain it (the level scores are measured against)."""
+    from qscope.targets import select_target_features
+
+    d_sae = seeds.signature_meta.d_sae
+    args = (seeds.feature_ids, seeds.feature_values, background["feature_ids"], background["feature_values"], d_sae)
+    if fixed:
+        ranked = {t.feature_id: t for t in select_target_features(*args, top_k=d_sae, min_seed_coverage=0.0,
+                                                                 method=method)}
+        chosen = [(int(f), ranked.get(int(f))) for f in fixed]
+    else:
+        chosen = [(t.feature_id, t) for t in select_target_features(*args, top_k=n, min_seed_coverage=min_seed_fraction,
+                                                                   method=method)]
+    return [{"feature": int(f),
+             "score": None if t is None else round(float(t.score), 4),
+             "frac_seeds": 0.0 if t is None else round(float(t.seed_coverage), 4),
+             "frac_background": 0.0 if t is None else round(float(t.background_coverage), 4),
+             "reference": 1.0 if t is None or t.seed_mean <= 0 else float(t.seed_mean),
+             "background_mean": 0.0 if t is None else float(t.background_mean)} for f, t in chosen]
+
+
+@dataclass
+class SeedModel:
+    seeds: SeedSignatures
+    background: dict
+    """{"ids", "feature_ids", "feature_values"}: the bounded corpus sample."""
+    targets: list[dict] = field(default_factory=list)
+    method: str = "probe"
+    """Seed classifier (`qscope.classify`): probe, centroid or knn."""
+    k: int = 3
+    settings: dict = field(default_factory=dict)
+    """How it was built (sample size, target settings...): provenance, shown in the plan and the report."""
+
+    @classmethod
+    def fit(cls, seeds: pa.Table, background: pa.Table, meta: SignatureMeta, *, n_targets: int = 0,
+            target_method: str = "logodds", min_seed_fraction: float = 0.25, fixed_targets: list[int] | None = None,
+            method: str = "probe", k: int = 3, label_column: str | None = "label") -> "SeedModel":
+        if seeds.num_rows == 0:
+            raise InputError("no seed signatures to build a seed model from")
+        seed_sigs = SeedSignatures.from_table(seeds, meta, label_column)
+        bg = {"ids": background.column("id").to_pylist() if "id" in background.column_names else [],
+              "feature_ids": background.column("feature_ids").to_pylist(),
+              "feature_values": background.column("feature_values").to_pylist()}
+        targets = []
+        if n_targets or fixed_targets:
+            if not bg["feature_ids"]:
+                raise InputError("target features are chosen against the corpus: the corpus has no encoded rows")
+            targets = select_targets(seed_sigs, bg, n_targets, target_method, min_seed_fraction, fixed_targets)
+        settings = {"background_rows": len(bg["feature_ids"]), "n_targets": n_targets, "target_method": target_method,
+                    "min_seed_fraction": min_seed_fraction}
+        return cls(seed_sigs, bg, targets, method, int(k), settings)
+
+    @property
+    def meta(self) -> SignatureMeta:
+        return self.seeds.signature_meta
+
+    @property
+    def target_ids(self) -> list[int]:
+        return [t["feature"] for t in self.targets]
+
+    @property
+    def target_reference(self) -> list[float]:
+        return [t["reference"] for t in self.targets]
+
+    def background_idf(self) -> tuple[list[int], int]:
+        """Document frequency of every latent over the background sample, and its size."""
+        from qscope.index import SignatureVectorizer, as_ragged
+
+        rows = as_ragged(self.background["feature_ids"], self.background["feature_values"], self.meta.d_sae)
+        vec = SignatureVectorizer(self.meta.d_sae).partial_fit(rows)
+        return vec.df.tolist(), vec.n_docs
+
+    def classifier(self, labels: list | None = None):
+        """`qscope.classify.SignatureClassifier` fitted on the seeds (the background sample as negatives)."""
+        from qscope.classify import SignatureClassifier
+
+        labels = list(labels) if labels is not None else ["seed"] * len(self.seeds.ids)
+        bg = self.background if self.background.get("feature_ids") else None
+        return SignatureClassifier(self.meta.d_sae, method=self.method, k=self.k).fit(
+            self.seeds.feature_ids, self.seeds.feature_values, labels,
+            bg["feature_ids"] if bg else None, bg["feature_values"] if bg else None)
+
+    # --- persistence -----------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """`<path>/seed_model.json` + `seeds.parquet` + `background.parquet`, replaced atomically."""
+        import pyarrow.parquet as pq
+
+        from qscope.paths import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
+            (tmp / "seed_model.json").write_text(json.dumps(
+                {"meta": self.seeds.meta, "targets": self.targets, "method": self.method, "k": self.k,
+                 "settings": self.settings}, indent=1))
+            pq.write_table(pa.table({"id": pa.array(self.seeds.ids, pa.string()),
+                                     "label": pa.array(self.seeds.labels or [None] * len(self.seeds.ids), pa.string()),
+                                     **_sig_columns(self.seeds.feature_ids, self.seeds.feature_values)}),
+                           tmp / "seeds.parquet")
+            bg = self.background
+            pq.write_table(pa.table({"id": pa.array(bg.get("ids") or [None] * len(bg["feature_ids"]), pa.string()),
+                                     **_sig_columns(bg["feature_ids"], bg["feature_values"])}),
+                           tmp / "background.parquet")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SeedModel":
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        if not (path / "seed_model.json").exists():
+            raise InputError(f"{path}: not a saved seed model (no seed_model.json)")
+        info = json.loads((path / "seed_model.json").read_text())
+        seeds, bg = pq.read_table(path / "seeds.parquet"), pq.read_table(path / "background.parquet")
+        labels = seeds.column("label").to_pylist()
+        sig = SeedSignatures(seeds.column("id").to_pylist(), seeds.column("feature_ids").to_pylist(),
+                             seeds.column("feature_values").to_pylist(), info["meta"],
+                             labels if any(x is not None for x in labels) else [])
+        background = {"ids": bg.column("id").to_pylist(), "feature_ids": bg.column("feature_ids").to_pylist(),
+                      "feature_values": bg.column("feature_values").to_pylist()}
+        return cls(sig, background, info["targets"], info["method"], info["k"], info.get("settings", {}))
+
+
+def _sig_columns(ids: list, values: list) -> dict[str, Any]:
+    return {"feature_ids": pa.array(ids, pa.list_(pa.int32())), "feature_values": pa.array(values, pa.list_(pa.float32()))}
