@@ -163,6 +163,8 @@ class ModelSpec:
     """Hook layer (default: the SAE's own)."""
     max_length: int = 256
     """Tokens read per text; longer texts are truncated and counted."""
+    allow_model_mismatch: bool = False
+    """Read the SAE on a model other than the one it records (`qscope.models.model_for_sae`)."""
 
     @classmethod
     def coerce(cls, spec: "ModelSpec | dict | None") -> "ModelSpec":
@@ -177,15 +179,11 @@ class ModelSpec:
 @functools.lru_cache(maxsize=4)
 def load_model_and_sae(spec: ModelSpec):
     """(lm, sae, layer) for a spec, loaded once per process (operators in one actor/process share it)."""
-    from qscope.models import LanguageModel
-    from qscope.models.resolve import EMBEDDED_MODELS
+    from qscope.models import LanguageModel, model_for_sae
     from qscope.sae import load_sae
 
     sae = load_sae(spec.sae, layer=spec.layer)
-    model = spec.model
-    if model is None and sae.cfg.model_name in EMBEDDED_MODELS:
-        model = sae.cfg.model_name
-    lm = LanguageModel.load(model, max_length=spec.max_length)
+    lm = LanguageModel.load(model_for_sae(spec.model, sae, spec.allow_model_mismatch), max_length=spec.max_length)
     layer = spec.layer if spec.layer is not None else sae.cfg.hook_layer
     if layer is None:
         raise InputError(f"SAE {sae.sae_id} does not record its layer; set layer in the config")
