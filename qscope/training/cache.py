@@ -74,11 +74,18 @@ def cache_activations(
     shard_texts: int = 2048,
     lm=None,
     progress: bool = True,
+    texts_from: int = 0,
+    max_texts: int | None = None,
 ) -> CacheSummary:
     """Run the LM over `corpus` and store residual activations of `layers` (sink + padding excluded).
 
     Resumable: an existing cache for the same model/layers/corpus/split continues after its last shard.
-    Stops after the shard that reaches `max_tokens` (None = the whole split).
+    Stops after the shard that reaches `max_tokens` (None = the whole split), or after `max_texts` texts (counted
+    from `texts_from`).
+    texts_from: start at this text of the split. Two processes can then fill two caches over disjoint ranges
+    (`max_texts` = the second one's `texts_from`), and training reads both (`TrainConfig.cache` as a list): on a
+    shared 2-core machine two single-threaded LM processes read ~2x the tokens/s of one two-threaded one, whose
+    OpenMP threads wait on each other whenever another job holds a core.
     """
     from qscope.models import LanguageModel
     from qscope.training.activations import iter_lm_activations
@@ -89,15 +96,20 @@ def cache_activations(
     lm = lm or LanguageModel.load(model)
     for layer in layers:
         lm.check_layer(layer)
+    if texts_from < 0 or (max_texts is not None and max_texts < 0):
+        raise InputError(f"texts_from / max_texts must be >= 0 (got {texts_from}, {max_texts})")
     identity = {"model": lm.name, "layers": layers, "d_in": lm.d_model, "corpus": str(Path(corpus).expanduser()),
-                "split": split, "max_length": max_length, "dtype": "float16"}
+                "split": split, "max_length": max_length, "dtype": "float16", "texts_from": int(texts_from)}
     manifest = {**identity, "shards": [], "texts_done": 0, "n_tokens": 0}
     if (out / MANIFEST).exists():
         old = read_manifest(out)
-        if {k: old.get(k) for k in identity} != identity:
-            raise InputError(f"{out} holds a cache for {({k: old.get(k) for k in identity})}; asked for {identity}")
-        manifest = old
-    texts = read_texts(corpus, split)
+        have = {k: old.get(k, 0 if k == "texts_from" else None) for k in identity}  # caches before texts_from
+        if have != identity:
+            raise InputError(f"{out} holds a cache for {have}; asked for {identity}")
+        manifest = {**old, "texts_from": int(texts_from)}
+    texts = read_texts(corpus, split)[texts_from:]
+    if max_texts is not None:
+        texts = texts[:max_texts]
     n_tokens, start_tokens, t0 = manifest["n_tokens"], manifest["n_tokens"], time.time()
     bar = _bar(progress, max_tokens, n_tokens)
     while manifest["texts_done"] < len(texts) and (max_tokens is None or n_tokens < max_tokens):
@@ -167,3 +179,4 @@ class ActivationCache:
         if layer not in self.layers:
             raise InputError(f"activation cache {self.path} has layers {self.layers}, not {layer}")
         return [np.load(self.path / f"layer{layer}" / s["name"], mmap_mode="r") for s in self.manifest["shards"]]
+

@@ -68,8 +68,9 @@ class TrainConfig:
     """Text corpus (.parquet / .jsonl with a `text` column) to stream activations from."""
     split: str | None = "train"
     """Corpus split to train on (rows whose `split` column equals it); None = all rows."""
-    cache: str | None = None
-    """Activation cache directory (built by `cache_activations`); used instead of streaming when set."""
+    cache: str | list[str] | None = None
+    """Activation cache directory (built by `cache_activations`), or a list of them read as one (caches filled in
+    parallel over disjoint text ranges); used instead of streaming when set."""
     heldout_cache: str | None = None
     """Activation cache of held-out text for calibration (batchtopk) and final metrics."""
     heldout_split: str | None = "heldout"
@@ -136,14 +137,22 @@ class TrainConfig:
             raise TrainConfigError(f"need 0 < batch_size <= max_tokens (got {self.batch_size}, {self.max_tokens})")
         if self.cache is None and self.corpus is None:
             raise TrainConfigError("no training data: set `cache` (activation cache dir) or `corpus` (text file)")
-        if self.cache is not None and not (Path(self.cache).expanduser() / "manifest.json").exists():
-            raise TrainConfigError(f"activation cache {self.cache} not found (no manifest.json); build it with "
-                                   "qscope.training.cache_activations or set `corpus` to stream instead")
+        for cache in self.cache_paths:
+            if not (Path(cache).expanduser() / "manifest.json").exists():
+                raise TrainConfigError(f"activation cache {cache} not found (no manifest.json); build it with "
+                                       "qscope.training.cache_activations or set `corpus` to stream instead")
         if self.cache is None and not Path(self.corpus).expanduser().exists():
             raise TrainConfigError(f"corpus {self.corpus} not found (build it with scripts/build_sae_corpus.py)")
         if self.export is not None and len(self.layers) > 1:
             raise TrainConfigError("`export` names one directory: use it with a single layer (else out/layer{L})")
         return self
+
+    @property
+    def cache_paths(self) -> list[str]:
+        """`cache` as a list (empty when streaming)."""
+        if self.cache is None:
+            return []
+        return [self.cache] if isinstance(self.cache, str) else list(self.cache)
 
     @property
     def total_steps(self) -> int:

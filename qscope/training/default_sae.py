@@ -34,9 +34,14 @@ def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: fl
     Each stage trains from scratch for `epochs` passes over the cache (capped by the config's max_tokens).
     """
     from qscope.models import LanguageModel
-    from qscope.training import TrainConfig, Trainer, cache_activations
+    from qscope.training import TrainConfig, TrainConfigError, Trainer, cache_activations
 
     base = TrainConfig.from_yaml(config)
+    if not isinstance(base.cache, str):
+        raise TrainConfigError(
+            f"{config}: `cache` is {base.cache!r}; the staged build grows one cache. With several caches filled in "
+            "parallel, run `qscope train-sae CONFIG`, then `python -m qscope.training.default_sae --config CONFIG "
+            "--readme-only`")
     lm = LanguageModel.load(base.model)
     held = cache_activations(base.heldout_cache, base.corpus, base.layers, split=base.heldout_split,
                              max_tokens=heldout_tokens, lm=lm, shard_texts=256, progress=False)
@@ -66,6 +71,31 @@ def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: fl
         if train.texts_done and train.n_tokens < target:  # the split is exhausted: later stages add nothing
             break
     return infos
+
+
+def readme_for_run(config: str | Path) -> Path:
+    """Write the README of an SAE trained by `qscope train-sae CONFIG` (finished run: out/metrics.json), from the
+    run's metrics and its caches' manifests; nothing is trained or loaded besides the model's config."""
+    from qscope.models import resolve_model_dir
+    from qscope.training import TrainConfig, TrainConfigError
+    from qscope.training.cache import read_manifest
+
+    cfg = TrainConfig.from_yaml(config)
+    metrics_file = Path(cfg.out).expanduser() / "metrics.json"
+    if not metrics_file.exists() or not cfg.export or len(cfg.layers) != 1:
+        raise TrainConfigError(f"{config}: needs a finished single-layer run with `export` ({metrics_file} missing?)")
+    metrics = json.loads(metrics_file.read_text())
+    heldout = metrics["heldout"].get(str(cfg.layers[0]))
+    if not heldout:
+        raise TrainConfigError(f"{metrics_file}: the run has not exported (no held-out metrics)")
+    manifests = [read_manifest(c) for c in cfg.cache_paths]
+    info = {"train_cache_tokens": sum(m["n_tokens"] for m in manifests),
+            "train_texts": sum(m["texts_done"] for m in manifests), "tokens_per_s": metrics["tokens_per_s"],
+            "steps": metrics["steps"], "tokens": metrics["tokens"]}
+    directory, _ = resolve_model_dir(cfg.model)
+    model_cfg = json.loads((Path(directory) / "config.json").read_text())
+    return write_readme(Path(cfg.export).expanduser(), cfg, info, heldout, model=cfg.model,
+                        d_in=int(model_cfg["hidden_size"]), n_layers=int(model_cfg["num_hidden_layers"]))
 
 
 @dataclass(frozen=True)
@@ -177,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout-tokens", type=int, default=50_000, help="tokens to cache from the held-out split")
     p.add_argument("--epochs", type=float, default=2.0, help="passes over the cache per stage (capped by max_tokens)")
     p.add_argument("--fresh", action="store_true", help="ignore existing training checkpoints")
+    p.add_argument("--readme-only", action="store_true",
+                   help="only write the README of the config's finished `qscope train-sae` run")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.readme_only:
+        print(readme_for_run(args.config))
+        return 0
     stages = [int(x) for x in args.stages.split(",") if x]
     print(json.dumps(build(args.config, stages, args.heldout_tokens, args.epochs, not args.fresh)))
     return 0

@@ -21,23 +21,37 @@ def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class CacheSource:
-    """Batches of rows drawn without replacement across all shards of a cache (new permutation each epoch)."""
+    """Batches of rows drawn without replacement across all shards of one or several caches (new permutation each
+    epoch). Several caches (`path` a list) are read as one: e.g. two caches filled in parallel over disjoint text
+    ranges (`cache_activations(texts_from=...)`); they must hold the same model, layers and width."""
 
     def __init__(self, path, layers: Sequence[int], batch_size: int, seed: int = 0):
-        self.cache = ActivationCache(path)
+        from qscope.errors import InputError
+
+        paths = [path] if isinstance(path, (str, bytes)) or not isinstance(path, Sequence) else list(path)
+        if not paths:
+            raise InputError("no activation cache given")
+        self.caches = [ActivationCache(p) for p in paths]
+        self.cache = self.caches[0]  # its manifest names the model (Trainer._model_name)
+        for other in self.caches[1:]:
+            if (other.manifest.get("model"), other.d_in) != (self.cache.manifest.get("model"), self.cache.d_in):
+                raise InputError(f"caches {self.cache.path} and {other.path} hold different models or widths: "
+                                 f"{self.cache.manifest.get('model')}/{self.cache.d_in} vs "
+                                 f"{other.manifest.get('model')}/{other.d_in}")
         self.layers, self.batch_size, self.seed = list(layers), batch_size, seed
-        self.arrays = {layer: self.cache.layer_arrays(layer) for layer in self.layers}
+        self.arrays = {layer: [a for c in self.caches for a in c.layer_arrays(layer)] for layer in self.layers}
         self.d_in = self.cache.d_in
-        self.starts = np.cumsum([0] + self.cache.shard_sizes)
+        self.n_tokens = sum(c.n_tokens for c in self.caches)
+        self.starts = np.cumsum([0] + [n for c in self.caches for n in c.shard_sizes])
         self.epoch, self.position = 0, 0
-        self._perm = _permutation(self.cache.n_tokens, seed, 0)
+        self._perm = _permutation(self.n_tokens, seed, 0)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._perm = _permutation(self.cache.n_tokens, self.seed, self.epoch)
+        self._perm = _permutation(self.n_tokens, self.seed, self.epoch)
 
     def rows(self, index: torch.Tensor) -> dict[int, torch.Tensor]:
         """Gather global row ids from the memory-mapped shards (sorted per shard for sequential reads)."""
@@ -52,7 +66,7 @@ class CacheSource:
     def sample(self, n: int, seed: int) -> dict[int, torch.Tensor]:
         """A random sample (for the normalization scale and b_dec), independent of the training order."""
         g = torch.Generator().manual_seed(seed + 7919)
-        return self.rows(torch.randperm(self.cache.n_tokens, generator=g)[: min(n, self.cache.n_tokens)])
+        return self.rows(torch.randperm(self.n_tokens, generator=g)[: min(n, self.n_tokens)])
 
     def next_batch(self) -> dict[int, torch.Tensor]:
         take: list[torch.Tensor] = []
@@ -64,7 +78,7 @@ class CacheSource:
             self.position += len(chunk)
             if self.position >= len(self._perm):  # epoch boundary: a fresh permutation
                 self.epoch, self.position = self.epoch + 1, 0
-                self._perm = _permutation(self.cache.n_tokens, self.seed, self.epoch)
+                self._perm = _permutation(self.n_tokens, self.seed, self.epoch)
         # Rows come back shard-sorted; the order inside a batch does not matter for the loss.
         return self.rows(torch.cat(take))
 

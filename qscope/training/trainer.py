@@ -74,10 +74,11 @@ class Trainer:
         if cfg.cache:
             from qscope.training.cache import read_manifest
 
-            have = read_manifest(cfg.cache)["layers"]
-            missing = sorted(set(cfg.layers) - set(have))
-            if missing:
-                raise TrainConfigError(f"cache {cfg.cache} holds layers {have}, not {missing}")
+            for cache in cfg.cache_paths:
+                have = read_manifest(cache)["layers"]
+                missing = sorted(set(cfg.layers) - set(have))
+                if missing:
+                    raise TrainConfigError(f"cache {cache} holds layers {have}, not {missing}")
             return CacheSource(cfg.cache, cfg.layers, cfg.batch_size, cfg.seed)
         from qscope.training.text import read_texts
 
