@@ -42,7 +42,8 @@ class Resources:
     concurrency: int = 1
     """Actors in the pool (ActorPoolStrategy size)."""
     threads: int = 0
-    """torch threads per actor; 0 = as Ray sets them (OMP_NUM_THREADS = max(1, int(num_cpus)), i.e. 1 for a
+    """torch threads per actor of a model operator; 0 = the machine's cores / the pool size (Ray alone would set
+    OMP_NUM_THREADS = max(1, int(num_cpus)), i.e. 1 for a
     fractional actor). A lone model actor on a small machine may use every core: set it to the core count."""
 
     def to_dict(self) -> dict:
@@ -89,6 +90,8 @@ class Operator:
     """Base class: `resources`, lazy `setup()` once per actor, `process(table) -> table`."""
 
     name: ClassVar[str] = "operator"
+    uses_torch: ClassVar[bool] = False
+    """A model operator: its torch thread count is set before `setup()` (see `Resources.threads`)."""
     default_resources: ClassVar[Resources] = Resources()
 
     def __init__(self, resources: Resources | dict | None = None):
@@ -97,6 +100,12 @@ class Operator:
         self.resources = resources or self.default_resources
         self._ready = False
         self._lock = threading.Lock()
+
+    def auto_threads(self) -> int:
+        # Ray gives a fractional-CPU actor OMP_NUM_THREADS=1: a lone model actor would use one core of many.
+        import os
+
+        return max(1, (os.cpu_count() or 1) // max(1, int(self.resources.concurrency)))
 
     def setup(self) -> None:
         """Load heavy state (model, SAE, index). Called once, before the first batch."""
@@ -111,10 +120,11 @@ class Operator:
         if not self._ready:
             with self._lock:
                 if not self._ready:
-                    if self.resources.threads:
+                    threads = self.resources.threads or (self.auto_threads() if self.uses_torch else 0)
+                    if threads:
                         import torch
 
-                        torch.set_num_threads(int(self.resources.threads))
+                        torch.set_num_threads(int(threads))
                     self.setup()
                     self._ready = True
         return self.process(as_table(batch))

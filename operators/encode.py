@@ -31,6 +31,7 @@ class EncodeSignatures(Operator):
     """
 
     name: ClassVar[str] = "encode_signatures"
+    uses_torch: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ class SteeredGenerate(Operator):
     """
 
     name: ClassVar[str] = "steered_generate"
+    uses_torch: ClassVar[bool] = True
 
     def __init__(
         self,

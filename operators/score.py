@@ -31,6 +31,7 @@ class ScoreTargetFeatures(Operator):
     """
 
     name: ClassVar[str] = "score_target_features"
+    uses_torch: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -127,8 +127,8 @@ class ResourceConfig(ConfigBase):
     batch_size: int = 16
     """Rows per map_batches call."""
     threads: int = 0
-    """torch threads per actor (0 = Ray's default: 1 for a fractional actor). Stages run one after another, so
-    a single model actor may use every core of a small machine."""
+    """torch threads per model actor (0 = the node's cores / concurrency; Ray alone would give a fractional actor
+    one thread). Model stages run one after another, so a single model actor may use every core."""
     local_below: int = 0
     """Run the step in the driver process when its input has fewer rows (skips actor start-up; model-free steps)."""
 

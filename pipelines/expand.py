@@ -274,7 +274,8 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
     t0 = time.perf_counter()
     r = execute(plan, start_run(plan.config, executor, address))
     return {**r["result"], "rows": r["final"].num_rows, "counts": _counts(r), "targets": r["seed_model"].target_ids,
-            "run_id": r.run_id, "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings}
+            "run_id": r.run_id, "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings,
+            "throughput": r.progress.stats()}
 
 
 def config_from_args(args) -> ExpandConfig:

@@ -177,7 +177,8 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
 
     t0 = time.perf_counter()
     r = execute(plan, start_run(plan.config, executor, address))
-    return {**r["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings}
+    return {**r["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings,
+            "throughput": r.progress.stats()}
 
 
 def exit_code(result: dict | None) -> int:

@@ -20,18 +20,32 @@ INTERVAL_S = float(os.environ.get("QSCOPE_PROGRESS_INTERVAL", "10"))
 
 
 class Counter:
-    """Rows processed and rejected per stage."""
+    """Rows processed and rejected per stage, and when the first and the last batch were counted."""
 
     def __init__(self):
         self.rows: dict[str, int] = defaultdict(int)
         self.rejected: dict[str, int] = defaultdict(int)
+        self.span: dict[str, list[float]] = {}
 
     def add(self, stage: str, rows: int, rejected: int = 0) -> None:
+        now = time.time()
         self.rows[stage] += int(rows)
         self.rejected[stage] += int(rejected)
+        if rows:
+            first_last = self.span.setdefault(stage, [now, now])
+            first_last[1] = now
 
     def get(self, stage: str) -> tuple[int, int]:
         return self.rows.get(stage, 0), self.rejected.get(stage, 0)
+
+    def stats(self) -> dict[str, dict]:
+        """Per stage: rows, and rows/s between the first and the last counted batch (start-up excluded)."""
+        out = {}
+        for stage, (first, last) in self.span.items():
+            rows = self.rows[stage]
+            out[stage] = {"rows": rows, "first": first, "last": last,
+                          "rows_per_s": round(rows / (last - first), 1) if last > first else None}
+        return out
 
 
 class CounterHandle:
@@ -56,8 +70,9 @@ def _ray_counter():
 class Progress:
     """Progress of one run. `with progress.stage("encode_corpus", total=N): ...` reports while the block runs."""
 
-    def __init__(self, executor: str = "local", stream=None, interval_s: float = INTERVAL_S, enabled: bool = True):
-        self.executor, self.stream, self.interval_s, self.enabled = executor, stream or sys.stderr, interval_s, enabled
+    def __init__(self, executor: str = "local", stream=None, interval_s: float | None = None, enabled: bool = True):
+        self.executor, self.stream, self.enabled = executor, stream or sys.stderr, enabled
+        self.interval_s = INTERVAL_S if interval_s is None else interval_s
         self._local = Counter()
         self._actor = None
 
@@ -68,6 +83,17 @@ class Progress:
                 self._actor = _ray_counter()
             return CounterHandle(self._actor)
         return CounterHandle(self._local)
+
+    def stats(self) -> dict[str, dict]:
+        """`Counter.stats()` of this run (from the Ray actor when the run is on Ray)."""
+        try:
+            if self.executor == "ray" and self._actor is not None:
+                import ray
+
+                return ray.get(self._actor.stats.remote())
+            return self._local.stats()
+        except Exception:  # noqa: BLE001 - statistics are a report, never a reason to fail
+            return {}
 
     def counts(self, stage: str) -> tuple[int, int]:
         if self.executor == "ray" and self._actor is not None:

@@ -82,8 +82,8 @@ def schema_markdown() -> str:
               "| key | meaning |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in FILE_METADATA.items()]
     lines += ["", "Next to it: `targets.json` (target features with AUROC, effect size, seed / background firing rates "
-              "and the reference activation), `report.html`, `corpus_signatures.parquet` + `corpus.index/` (the "
-              "corpus's signatures and their `SignatureIndex`, reusable with `corpus_signatures:`; see "
+              "and the reference activation), `report.html`, `corpus_signatures/` + `corpus.index/` (the "
+              "corpus's signature store and its `SignatureIndex`, reusable with `corpus_signatures:`; see "
               "[pipelines.md](pipelines.md)), and `_SUCCESS` (written last; trust the directory only when it exists).",
               ""]
     return "\n".join(lines)

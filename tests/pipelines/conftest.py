@@ -1,4 +1,13 @@
+import contextlib
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +66,63 @@ def tiny_expand_config(tmp_path, sae_dir, demo_subset):
         return cfg
 
     return make
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_ray_head(extra_env: dict | None = None):
+    """A real `ray start --head` (2 CPUs, dashboard on a free port, private temp dir); yields (ray_bin, dashboard
+    address, env). Ends only this head's processes: `ray stop` would stop every Ray on the machine."""
+    venv_bin = Path(sys.executable).parent
+    ray_bin = shutil.which("ray", path=str(venv_bin)) or shutil.which("ray")
+    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
+    dash = _free_port()
+    temp = Path("/tmp") / f"qsray{dash}"  # short: Ray's socket paths have a length limit
+    if "RAY_TMPDIR" in (extra_env or {}):  # where `ray.init()` looks for "the cluster running on this machine"
+        temp = Path(extra_env["RAY_TMPDIR"]) / "ray"
+    start = [ray_bin, "start", "--head", "--num-cpus=2", f"--port={_free_port()}", "--include-dashboard=true",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
+             # The session's own local Ray (ray_local) already holds the default agent ports (52365 ...); a second
+             # head's job agent would then never come up ("No available agent").
+             f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+             f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
+    try:
+        r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            pytest.fail(f"ray start failed (job submission needs ray[default]): {r.stdout[-1500:]}{r.stderr[-1500:]}")
+        yield ray_bin, f"http://127.0.0.1:{dash}", env
+    finally:
+        _kill_processes_mentioning(str(temp))
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _kill_processes_mentioning(marker: str) -> None:
+    def pids():
+        out = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if marker.encode() in (d / "cmdline").read_bytes():
+                        out.append(int(d.name))
+                except OSError:
+                    pass
+        return out
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        time.sleep(3)
+
+
+@pytest.fixture
+def ray_head_factory():
+    """`with ray_head_factory(extra_env) as (ray_bin, address, env):` a real local Ray head (see local_ray_head)."""
+    return local_ray_head

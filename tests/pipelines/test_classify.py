@@ -101,3 +101,17 @@ def test_result_path_that_holds_other_files_is_refused(tmp_path, sae_dir, demo_s
     rc = main(["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus", str(demo_subset / "corpus.jsonl"),
                "--out", str(target), "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"])
     assert rc == 2 and (target / "keep.txt").read_text() == "user data"
+
+
+def test_progress_is_reported_on_stderr(tmp_path, sae_dir, demo_subset, capsys, monkeypatch):
+    from qscope.pipelines import progress
+
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.05)
+    rc = main(["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus", str(demo_subset / "corpus.jsonl"),
+               "--out", str(tmp_path / "x.parquet"), "--sae", str(sae_dir), "--max-length", "24", "--executor",
+               "local", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0 and json.loads(captured.out)["throughput"]["encode_corpus"]["rows"] == 24
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("[qscope] encode_corpus:")]
+    assert lines and "24 rows" in lines[-1] and "rows/s" in lines[-1] and "done in" in lines[-1]
+    assert any("classify: 24 / 24 rows (100.0%)" in ln for ln in captured.err.splitlines())

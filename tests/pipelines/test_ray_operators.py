@@ -57,3 +57,30 @@ def test_killed_writer_leaves_only_complete_shards(tmp_path):
         assert pq.read_table(s).num_rows == 200_000
     final = pq.read_table(finalize_shards(tmp_path, "out.parquet"))
     assert final.num_rows == 200_000 * len(shards) and (tmp_path / "_SUCCESS").exists()
+
+
+def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, sae_dir, demo_subset, tmp_path):
+    """A user's own Ray Data ETL reuses a qscope run's SeedModel and gets the run's scores (docs/pipelines.md)."""
+    import ray
+
+    from qscope.operators import Classify
+    from qscope.pipelines import classify
+    from qscope.pipelines.config import ClassifyConfig
+    from qscope.seed_model import SeedModel
+
+    cfg = ClassifyConfig.from_dict({"seeds": str(demo_subset / "seeds.jsonl"), "corpus": str(demo_subset / "corpus.jsonl"),
+                                    "out": str(tmp_path / "labels.parquet"), "executor": "local",
+                                    "model": {"sae": str(sae_dir), "max_length": 24}})
+    classify.run(classify.build_plan(cfg))
+    model = SeedModel.load(tmp_path / "labels.parquet.qscope" / "_seed_model")
+    expected = dict(zip(*pq.read_table(tmp_path / "labels.parquet", columns=["id", "score"]).to_pydict().values()))
+
+    spec = {"sae": str(sae_dir), "max_length": 24}
+    ds = ray.data.read_json(str(demo_subset / "corpus.jsonl"))
+    ds = ds.map_batches(**EncodeSignatures.map_batches_kwargs({"model_spec": spec, "pooling": "sum", "top_n": 256},
+                                                              {"num_cpus": 0.5}, batch_size=8))
+    ds = ds.map_batches(**Classify.map_batches_kwargs({"seed_model": model}, {"num_cpus": 0.25}, batch_size=8))
+    ds.select_columns(["id", "score"]).write_parquet(str(tmp_path / "mine"))
+    got = dict(zip(*pq.read_table(tmp_path / "mine").to_pydict().values()))
+    assert got.keys() == expected.keys()
+    assert all(abs(got[i] - expected[i]) < 1e-5 for i in got)

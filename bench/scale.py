@@ -1,0 +1,195 @@
+"""Does the classify pipeline stream? Peak memory and steady-state throughput at 10k, 100k and 1M corpus rows, side
+by side in one run, plus the framework's overhead against a bare loop of the same operators.
+
+    .venv/bin/python bench/scale.py                              # 10k, 100k, 1M rows + embedded-model overhead
+    .venv/bin/python bench/scale.py --sizes 10000,100000 --embedded-rows 0
+
+A tiny random LM (2 blocks, width 64, SmolLM2's tokenizer) and a random TopK SAE keep the model cheap, so what is
+measured is the pipeline: reading, the Ray Data stream, the signature store, the seed model, classification, the
+result. Each size runs `qscope classify` in a fresh process on a fresh embedded Ray; a sampler sums the PSS of
+that process and every process under it (the driver, Ray's GCS / raylet, every worker and actor — shared
+object-store pages counted once) every 0.2 s. Steady-state rows/s = corpus rows / (last classified batch − first
+encoded batch), from the run's own counters: Ray start-up, model loads and the final merge are excluded.
+
+Goals (issue 10): peak PSS at 1M <= 1.2x at 10k; steady rows/s at 1M >= 0.8x at 10k; embedded model on 5k rows:
+pipeline encode rows/s >= 0.85x a bare in-process loop of EncodeSignatures on the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = [f"{a}{b}" for a in ("ra", "mo", "ki", "tu", "se", "lo", "an", "ve", "pi", "do") for b in
+         ("dio", "tor", "lan", "mex", "sun", "ber", "cal", "fin", "gor", "hul", "zet", "pra")]
+
+
+def make_tiny_model(work: Path) -> tuple[Path, Path]:
+    """A 2-block Llama of width 64 with SmolLM2's tokenizer, and a random TopK SAE on its block 1."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from qscope.models.resolve import embedded_model_dir
+    from qscope.sae import SAE, SAEConfig
+
+    model_dir, sae_dir = work / "tiny-lm", work / "tiny-sae"
+    if not (model_dir / "config.json").exists():
+        tok = AutoTokenizer.from_pretrained(embedded_model_dir("smollm2-135m"))
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        LlamaForCausalLM(cfg).save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+    if not (sae_dir / "cfg.json").exists():
+        torch.manual_seed(1)
+        sae = SAE.from_config(SAEConfig(architecture="topk", d_in=64, d_sae=512, k=8, hook_layer=1,
+                                        sae_id="bench/tiny-topk", model_name=str(model_dir)))
+        sae.save(sae_dir)
+    return model_dir, sae_dir
+
+
+def make_corpus(path: Path, rows: int, seed: int = 0) -> Path:
+    if path.exists():
+        return path
+    rng = random.Random(seed)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        for i in range(rows):
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 24)))
+            f.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
+    tmp.rename(path)
+    return path
+
+
+class TreeSampler:
+    """Peak summed PSS (and the driver's own peak RSS) of a process and all its descendants."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        import psutil
+
+        self.root, self.interval = psutil.Process(pid), interval
+        self.peak_pss = self.peak_driver_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                self.peak_driver_rss = max(self.peak_driver_rss, self.root.memory_info().rss)
+            except psutil.Error:
+                break
+            total = 0
+            for p in procs:
+                try:
+                    total += p.memory_full_info().pss
+                except psutil.Error:
+                    pass
+            self.peak_pss = max(self.peak_pss, total)
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, config: Path, tag: str) -> dict:
+    out = work / f"out-{tag}" / "labels.parquet"
+    cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
+           "--out", str(out), "--model", str(model), "--sae", str(sae), "--config", str(config),
+           "--address", "local", "--json"]
+    env = {**os.environ, "QSCOPE_PROGRESS_INTERVAL": "30"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    sampler = TreeSampler(proc.pid)
+    stdout, stderr = proc.communicate()
+    sampler.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"classify failed ({tag}):\n{stdout}\n{stderr[-3000:]}")
+    res = json.loads(stdout)
+    th = res["throughput"]
+    span = th["classify"]["last"] - th["encode_corpus"]["first"]
+    return {"rows": res["rows"], "peak_pss_mb": sampler.peak_pss / 2**20,
+            "driver_rss_mb": sampler.peak_driver_rss / 2**20, "wall_s": time.perf_counter() - t0,
+            "steady_rows_s": res["rows"] / span, "encode_rows_s": th["encode_corpus"]["rows_per_s"],
+            "classify_rows_s": th["classify"]["rows_per_s"]}
+
+
+def bare_loop(corpus: Path, batch_size: int) -> float:
+    """EncodeSignatures over the same rows in this process, every core: the framework-free reference."""
+    import torch
+
+    from qscope.operators import EncodeSignatures
+    from qscope.pipelines.flow import _rebatch
+    from qscope.pipelines.sources import iter_corpus, resolve_corpus
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    op = EncodeSignatures(model_spec={"max_length": 48}, pooling="sum", top_n=256, batch_size=batch_size)
+    batches = list(_rebatch(iter_corpus(resolve_corpus(str(corpus))), batch_size))
+    op(batches[0].slice(0, 2))  # load the model outside the timing, as the pipeline's steady state does
+    t0 = time.perf_counter()
+    n = sum(op(b).num_rows for b in batches)
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--embedded-rows", type=int, default=5000, help="0 skips the embedded-model overhead check")
+    ap.add_argument("--workdir", default=None, help="keep corpora / tiny model here between runs")
+    args = ap.parse_args(argv)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="qscope-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    model, sae = make_tiny_model(work)
+    seeds = make_corpus(work / "seeds.jsonl", 20, seed=99)
+    tiny_cfg = work / "tiny.yaml"
+    tiny_cfg.write_text("model: {max_length: 32}\nresources:\n  encode: {batch_size: 256, num_cpus: 0.5}\n"
+                        "  light: {batch_size: 2048, num_cpus: 0.25, local_below: 0}\n")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    for n in sizes:
+        corpus = make_corpus(work / f"corpus-{n}.jsonl", n)
+        r = run_classify(work, corpus, seeds, model, sae, tiny_cfg, f"tiny-{n}")
+        rows.append((n, r))
+        print(f"  {n:>9,} rows: peak PSS {r['peak_pss_mb']:7.0f} MB (driver RSS {r['driver_rss_mb']:5.0f} MB), "
+              f"steady {r['steady_rows_s']:8,.0f} rows/s (encode {r['encode_rows_s']:,.0f}, classify "
+              f"{r['classify_rows_s']:,.0f}), wall {r['wall_s']:.0f} s", flush=True)
+    base = rows[0][1]
+    print("\nclassify, tiny random LM + SAE (side by side, one run):")
+    print(f"{'rows':>10} {'peak PSS MB':>12} {'vs first':>9} {'driver RSS MB':>14} {'steady rows/s':>14} {'vs first':>9}")
+    for n, r in rows:
+        print(f"{n:>10,} {r['peak_pss_mb']:>12.0f} {r['peak_pss_mb'] / base['peak_pss_mb']:>9.2f} "
+              f"{r['driver_rss_mb']:>14.0f} {r['steady_rows_s']:>14,.0f} {r['steady_rows_s'] / base['steady_rows_s']:>9.2f}")
+    if args.embedded_rows:
+        corpus = make_corpus(work / f"embedded-{args.embedded_rows}.jsonl", args.embedded_rows, seed=7)
+        cfg = work / "embedded.yaml"
+        cfg.write_text("model: {max_length: 48}\nresources:\n  encode: {batch_size: 32, num_cpus: 0.5}\n")
+        emb_model = "smollm2-135m"
+        out = work / "out-embedded" / "labels.parquet"
+        cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
+               "--out", str(out), "--model", emb_model, "--config", str(cfg), "--address", "local", "--json"]
+        res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+        pipe = res["throughput"]["encode_corpus"]["rows_per_s"]
+        bare = bare_loop(corpus, 32)
+        print(f"\nembedded SmolLM2-135M + shipped SAE, {args.embedded_rows:,} rows, max_length 48, batch 32:")
+        print(f"  pipeline (Ray actor, streaming) {pipe:8.1f} rows/s | bare loop (same operator, in-process) "
+              f"{bare:8.1f} rows/s | ratio {pipe / bare:.2f}")
+    print(f"\nload average: {os.getloadavg()[0]:.2f}; work dir: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""A Ray cluster already running on the machine: qscope joins it (and says so), or starts a private one when asked —
+never a traceback (`ValueError: When connecting to an existing cluster, num_cpus ... must not be provided`)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_classify_with_a_running_cluster(ray_head_factory, tmp_path, sae_dir, demo_subset):
+    # RAY_TMPDIR isolates the head's address file, which is how `ray.init()` finds "the cluster on this machine".
+    ray_tmp = Path("/tmp") / f"qsrt{tmp_path.name[-6:]}"
+    ray_tmp.mkdir(exist_ok=True)
+    with ray_head_factory({"RAY_TMPDIR": str(ray_tmp)}) as (_, _, env):
+        env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+        base = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(demo_subset / "seeds.jsonl"),
+                "--corpus", str(demo_subset / "corpus.jsonl"), "--sae", str(sae_dir), "--max-length", "24", "--json"]
+        joined = subprocess.run(base + ["--out", str(tmp_path / "a.parquet")], env=env, capture_output=True,
+                                text=True, timeout=900, cwd=ROOT)
+        assert joined.returncode == 0, joined.stderr[-3000:]
+        assert json.loads(joined.stdout)["rows"] == 24 and "joined the Ray cluster" in joined.stderr
+        private = subprocess.run(base + ["--out", str(tmp_path / "b.parquet"), "--address", "local"], env=env,
+                                 capture_output=True, text=True, timeout=900, cwd=ROOT)
+        assert private.returncode == 0, private.stderr[-3000:]
+        assert "joined" not in private.stderr and pq.read_table(tmp_path / "b.parquet").num_rows == 24
