@@ -61,28 +61,33 @@ class EncodeSignatures(Operator):
             self._ready = True
         return list(self.extractor.iter_documents(texts, self.layer))
 
+    def signatures(self, texts: list[str]) -> list:
+        """`qscope.features.DocumentSignature` of each text (pooled on the batch, no per-token objects)."""
+        if not self._ready:
+            self.setup()
+            self._ready = True
+        return list(self.extractor.iter_signatures(texts, self.pooling, self.top_n, self.layer))
+
     def process(self, table: pa.Table) -> pa.Table:
         require_columns(table, self.text_column, op=self.name)
         if table.num_rows == 0:
             return _with_signature_columns(table, [], [], [], [])
         texts = table.column(self.text_column).to_pylist()
         if "reject_reason" not in table.column_names:  # a plain batch (user ETL): every row must be text
-            docs = self.encode_texts(texts)
-            sigs = [d.signature(self.pooling, self.top_n) for d in docs]
-            return _with_signature_columns(table, [s[0] for s in sigs], [s[1] for s in sigs],
-                                           [d.n_tokens for d in docs], [d.truncated for d in docs])
+            sigs = self.signatures(texts)
+            return _with_signature_columns(table, [s.feature_ids for s in sigs], [s.feature_values for s in sigs],
+                                           [s.n_tokens for s in sigs], [s.truncated for s in sigs])
         # Corpus rows (`pipelines.sources`): rejected rows pass through unencoded, and a row the model cannot
         # read becomes a rejected row instead of failing its whole batch.
         reasons = table.column("reject_reason").to_pylist()
         n = len(texts)
         ids, vals, ntok, trunc = [[]] * n, [[]] * n, [0] * n, [False] * n
         todo = [i for i in range(n) if reasons[i] is None]
-        for i, doc in zip(todo, self._encode_each([texts[i] for i in todo])):
-            if isinstance(doc, str):
-                reasons[i] = doc
+        for i, sig in zip(todo, self._encode_each([texts[i] for i in todo])):
+            if isinstance(sig, str):
+                reasons[i] = sig
                 continue
-            ids[i], vals[i] = doc.signature(self.pooling, self.top_n)
-            ntok[i], trunc[i] = doc.n_tokens, doc.truncated
+            ids[i], vals[i], ntok[i], trunc[i] = sig
         table = set_column(table, "reject_reason", pa.array(reasons, pa.string()))
         return _with_signature_columns(table, ids, vals, ntok, trunc)
 
@@ -92,12 +97,12 @@ class EncodeSignatures(Operator):
         if not texts:
             return []
         try:
-            return self.encode_texts(texts)
+            return self.signatures(texts)
         except Exception:  # noqa: BLE001 - isolate the bad rows below; a systematic failure rejects them all
             out = []
             for t in texts:
                 try:
-                    out += self.encode_texts([t])
+                    out += self.signatures([t])
                 except Exception as exc:  # noqa: BLE001
                     out.append(f"encode failed: {type(exc).__name__}: {str(exc)[:300]}")
             return out

@@ -16,14 +16,11 @@ log = logging.getLogger(__name__)
 
 def model_name(model_cfg, sae) -> str:
     """The model an SAE is read on (`qscope.models.model_for_sae`: its own by default, a mismatch is an error),
-    as a name that is the same on every machine of a run (no model is loaded or converted here)."""
-    from qscope.models import EMBEDDED_MODELS, model_for_sae
+    as its provenance name (nothing is loaded, converted or downloaded on the driver)."""
+    from qscope.models import model_for_sae
+    from qscope.models.resolve import model_name as provenance_name
 
-    model = model_for_sae(model_cfg.model, sae, getattr(model_cfg, "allow_model_mismatch", False))
-    if model in EMBEDDED_MODELS:
-        return model
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
+    return provenance_name(model_for_sae(model_cfg.model, sae, getattr(model_cfg, "allow_model_mismatch", False)))
 
 
 def signature_meta(model_cfg, sig_cfg) -> SignatureMeta:
@@ -85,25 +82,28 @@ def module_main(prog: str, doc: str, run_fn, argv: list[str] | None, exit_code=N
 
 
 def run_main(run_fn, args, exit_code=None) -> int:
-    """Shared `python -m qscope.pipelines.X` wrapper: clear one-line errors, JSON or human summary."""
+    """Shared `python -m qscope.pipelines.X` wrapper: clear one-line errors, JSON (alone on stdout) or a summary."""
+    from qscope.cli.common import emit_json, json_stdout
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
-    try:
-        result = run_fn(args)
-    except QscopeError as exc:
+    with json_stdout(args.json, restore=False):
+        try:
+            result = run_fn(args)
+        except QscopeError as exc:
+            if args.json:
+                emit_json({"error": type(exc).__name__, "message": str(exc)})
+            else:
+                print(f"qscope: error: {exc}", file=sys.stderr)
+            return 2
+        if result is None:
+            return 0
         if args.json:
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+            emit_json(result)
         else:
-            print(f"qscope: error: {exc}", file=sys.stderr)
-        return 2
-    if result is None:
-        return 0
-    if args.json:
-        print(json.dumps(result, default=str))
-    else:
-        for k, v in result.items():
-            if k not in ("timings",):
-                print(f"{k}: {v}")
-    return exit_code(result) if exit_code else 0
+            for k, v in result.items():
+                if k not in ("timings", "throughput"):
+                    print(f"{k}: {v}")
+        return exit_code(result) if exit_code else 0
 
 
 def json_dump(path: Path, obj) -> Path:

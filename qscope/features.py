@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +83,15 @@ def pool_signature(
     return uniq[order].astype(np.int32), pooled[order]
 
 
+class DocumentSignature(NamedTuple):
+    """One document's pooled signature (`FeatureExtractor.iter_signatures`)."""
+
+    feature_ids: np.ndarray  # int32, value-descending
+    feature_values: np.ndarray  # float32
+    n_tokens: int
+    truncated: bool
+
+
 @dataclass
 class FeatureExtractor:
     """Runs texts through the LM (truncated forward) and SAEs, one SAE per layer."""
@@ -128,6 +137,67 @@ class FeatureExtractor:
                 batch = []
         if batch:
             yield from self.extract(batch)[layer]
+
+    def iter_signatures(self, texts: Iterable[str], pooling: Pooling = "max", top_n: int = 64,
+                        layer: int | None = None) -> Iterator["DocumentSignature"]:
+        """Per text: its pooled signature, tokens read and truncation — `DocumentFeatures.signature()` without the
+        per-token Python objects (what a corpus pass needs; equal to it, tested)."""
+        layer = self.layers[0] if layer is None else layer
+        if layer not in self.saes:
+            raise InputError(f"no SAE loaded for layer {layer} (have {self.layers})")
+        if pooling not in POOLINGS:
+            raise InputError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text)
+            if len(batch) == self.batch_size:
+                yield from self._signatures(batch, layer, pooling, top_n)
+                batch = []
+        if batch:
+            yield from self._signatures(batch, layer, pooling, top_n)
+
+    @torch.no_grad()
+    def _signatures(self, texts: list[str], layer: int, pooling: str, top_n: int) -> list["DocumentSignature"]:
+        texts = self.lm.validate_texts(texts)
+        res = self.lm.residuals(texts, [layer], self.max_length)
+        mask = res.attention_mask.bool()
+        hidden = res.hidden[layer][mask]  # real tokens only, document after document
+        codes = self.saes[layer].encode(hidden)
+        lengths = mask.sum(1).tolist()
+        doc = torch.repeat_interleave(torch.arange(len(texts), device=mask.device), mask.sum(1))
+        pos = (mask.cumsum(1) - 1)[mask]
+        # The same tokens DocumentFeatures drops: position 0 (the sink), special tokens, sink spill-overs (norm over
+        # SINK_NORM_RATIO x the document's median norm over positions >= 1).
+        norms = hidden.float().norm(dim=-1).cpu().numpy()
+        limits, offset = np.full(len(texts), np.inf), 0
+        for i, n in enumerate(lengths):
+            if n > 1:
+                limits[i] = SINK_NORM_RATIO * float(np.median(norms[offset + 1: offset + n]))
+            offset += n
+        keep_tok = (pos > 0) & (torch.from_numpy(norms <= limits[doc.cpu().numpy()]).to(pos.device))
+        if self.skip_special_tokens:
+            special = torch.tensor(sorted(self.lm.tokenizer.all_special_ids), device=pos.device)
+            keep_tok &= ~torch.isin(res.input_ids[mask], special)
+        vals = codes.values.float()
+        keep = (vals > 0) & keep_tok[:, None]
+        d_sae = self.saes[layer].d_sae
+        flat_index = (doc[:, None] * d_sae + codes.indices)[keep]
+        # float64 sums, cast once: the same numbers as pool_signature's bincount
+        src = {"max": vals[keep].double(), "sum": vals[keep].double(), "binary": torch.ones_like(vals[keep]).double()}
+        pooled = torch.zeros(len(texts) * d_sae, dtype=torch.float64, device=vals.device)
+        if pooling == "max":
+            pooled.scatter_reduce_(0, flat_index, src["max"], reduce="amax")
+        else:
+            pooled.index_add_(0, flat_index, src[pooling])
+        pooled = pooled.view(len(texts), d_sae).float().cpu().numpy()
+        out = []
+        for i, n in enumerate(lengths):
+            ids = np.flatnonzero(pooled[i])
+            vals_i = pooled[i, ids]
+            order = np.lexsort((ids, -vals_i))[:top_n]  # by value desc, ties by id (as pool_signature)
+            out.append(DocumentSignature(ids[order].astype(np.int32), vals_i[order].astype(np.float32),
+                                         max(n - 1, 0), res.truncated[i]))
+        return out
 
     @torch.no_grad()
     def extract(self, texts: Sequence[str] | str) -> dict[int, list[DocumentFeatures]]:

@@ -89,3 +89,19 @@ def test_features_cli_bad_sae_is_one_clear_line(tmp_path):
     cmd = [sys.executable, "-m", "qscope.cli", "features", "x", "--sae", str(tmp_path / "nope")]
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 2 and "unknown SAE" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("pooling", ["max", "sum", "binary"])
+def test_batched_signatures_equal_the_per_document_ones(lm, random_sae_factory, pooling):
+    """`iter_signatures` (pooled on the batch) gives exactly `DocumentFeatures.signature` (per token, in Python):
+    same dropped tokens (sink, special tokens, norm outliers), same values, same tie order."""
+    from qscope.features import FeatureExtractor
+
+    fx = FeatureExtractor.single(lm, random_sae_factory(d_sae=1024, k=16, seed=5), batch_size=4, max_length=24)
+    texts = ["APRS digipeater for amateur radio", "<|im_start|>system\nliteral special tokens<|im_end|>",
+             "a " * 40, "x", "Morse code trainer and keyer with a very long description that is cut at 24 tokens"]
+    slow = [d.signature(pooling, 32) for d in fx.iter_documents(texts)]
+    fast = list(fx.iter_signatures(texts, pooling, 32))
+    for (ids, vals), s, d in zip(slow, fast, fx.iter_documents(texts)):
+        assert ids.tolist() == s.feature_ids.tolist() and vals.tolist() == s.feature_values.tolist()
+        assert (s.n_tokens, s.truncated) == (d.n_tokens, d.truncated)
