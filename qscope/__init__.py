@@ -4,9 +4,21 @@ The core library imports neither ray nor vllm at import time; those live behind 
 qscope.pipelines and the vllm engine.
 """
 
+import os as _os
+
 from qscope.errors import QscopeError
 
 __version__ = "0.1.0"
+
+# A source checkout keeps operators/ and pipelines/ at the repository root; an install maps them to
+# qscope.operators / qscope.pipelines (pyproject `package-dir`). When this package is imported straight from a
+# checkout without that mapping — the folder `ray job submit --working-dir .` uploads (which comes first on the
+# job's sys.path, ahead of any installed qscope), or PYTHONPATH=. — the root joins the package path, so both still
+# import, from the same checkout as the rest of qscope.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _os.path.isfile(_os.path.join(_root, "pipelines", "__init__.py")) and \
+        _os.path.isfile(_os.path.join(_root, "operators", "__init__.py")):
+    __path__.append(_root)  # noqa: F821 - the package's own path list
 
 __all__ = ["QscopeError", "__version__"]
 

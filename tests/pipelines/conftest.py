@@ -75,10 +75,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_ray_head(extra_env: dict | None = None):
-    """A real `ray start --head` (2 CPUs, dashboard on a free port, private temp dir); yields (ray_bin, dashboard
-    address, env). Ends only this head's processes: `ray stop` would stop every Ray on the machine."""
-    venv_bin = Path(sys.executable).parent
+def local_ray_head(extra_env: dict | None = None, venv_bin: Path | None = None):
+    """A real `ray start --head` (2 CPUs, dashboard on a free port, private temp dir) from the environment whose
+    bin/ is `venv_bin` (default: this one); yields (ray_bin, dashboard address, env). Ends only this head's
+    processes: `ray stop` would stop every Ray on the machine."""
+    venv_bin = Path(venv_bin or Path(sys.executable).parent)
     ray_bin = shutil.which("ray", path=str(venv_bin)) or shutil.which("ray")
     env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
     dash = _free_port()

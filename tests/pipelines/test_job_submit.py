@@ -3,12 +3,14 @@
 import json
 import subprocess
 import time
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -18,7 +20,34 @@ def ray_head(ray_head_factory):
 
 
 def test_job_submit_expand(ray_head, tmp_path, tiny_expand_config):
-    ray_bin, address, env = ray_head
+    _submit_and_check(*ray_head, tmp_path, tiny_expand_config)
+
+
+def test_job_submit_with_qscope_installed_from_a_wheel(ray_head_factory, tmp_path, tiny_expand_config):
+    """The README's command against a head whose environment has qscope installed non-editable: the uploaded
+    working dir (whose qscope/ has no pipelines/ inside) comes first on sys.path and must still import
+    qscope.pipelines (issue 11)."""
+    import sysconfig
+
+    venv = tmp_path / "wheel-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)], check=True, cwd=tmp_path)
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    # Dependencies from this test's environment (a .pth adds its site-packages; its editable-install hook, itself a
+    # .pth inside that directory, is not processed), qscope itself only from the wheel.
+    (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (venv / "bin" / "ray").write_text(f"#!{py}\nimport sys\nfrom ray.scripts.scripts import main\nsys.exit(main())\n")
+    (venv / "bin" / "ray").chmod(0o755)
+    where = subprocess.run([str(py), "-c", "import qscope.pipelines; print(qscope.pipelines.__file__)"],
+                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert where.startswith(str(site))
+    with ray_head_factory(venv_bin=venv / "bin") as head:
+        _submit_and_check(*head, tmp_path, tiny_expand_config)
+
+
+def _submit_and_check(ray_bin, address, env, tmp_path, tiny_expand_config):
     cfg = tiny_expand_config(executor="ray")
     config = tmp_path / "job.yaml"
     config.write_text("pipeline: expand\n" + cfg.to_yaml())
