@@ -50,8 +50,8 @@ EOF
 
 # --- agree ----------------------------------------------------------------------------------------------------
 if has_step agree; then
-  for DTYPE in ${SMOKE_DTYPES:-float32 bfloat16}; do
-    if "$PY" - "$DEVICE" "$DTYPE" <<'EOF' 2>"$OUT/agree-$DTYPE.log" | tee "$OUT/agree-$DTYPE.txt"; then
+  # A file, not stdin: vLLM spawns its engine process, which re-imports the main module.
+  cat >"$OUT/agree.py" <<'EOF'
 import json, sys
 import torch
 from qscope.generation import make_engine
@@ -59,42 +59,50 @@ from qscope.models import LanguageModel
 from qscope.sae import DEFAULT_SAE_ID, load_sae
 from qscope.steering import activate, clamp, suppress
 
-device, dtype = sys.argv[1], sys.argv[2]
-exact = dtype == "float32"
-lm = LanguageModel.load(dtype=getattr(torch, dtype), device=device)
-sae = load_sae(DEFAULT_SAE_ID).to(device)
-prompts = ["Write a short poem about the sea.", "What is the capital of France?", "Describe a busy train station.",
-           "Give me three tips for learning to cook.", "Why is the sky blue?", "Tell me a story about a lost dog.",
-           "How do vaccines work?", "Plan a picnic for four people."]
-res = lm.residuals(prompts, [15])
-mask = res.attention_mask.bool().clone()
-mask[:, 0] = False
-with torch.no_grad():
-    dense = sae.encode_dense(res.hidden[15][mask].to(sae.W_enc.dtype))
-strong = dense.max(0).values.topk(3).indices.tolist()  # the features that fire hardest on these prompts
-ivs = [None, activate(strong[0], 1.0), suppress(strong[1], 1.0) + clamp(strong[2], 0.5),
-       activate(strong[0], 2.0, positions="generated"), activate(strong[0], 0.0), None,
-       activate(strong[2], 1.0, positions="prompt"), suppress(strong[0], 1.0)]
-hf = make_engine("hf", lm=lm, saes={15: sae}, batch_size=1)
-extra = {"gpu_memory_utilization": 0.5} if device == "cuda" else {}
-vl = make_engine("vllm", lm=lm, saes={15: sae}, dtype=dtype, max_model_len=1024, **extra)
-try:
-    mixed = vl.generate(prompts, intervention=ivs, max_new_tokens=24)
-    plain = vl.generate(prompts, max_new_tokens=24)
-finally:
-    vl.close()
-agree, rows = 0, []
-for p, iv, got in zip(prompts, ivs, mixed):
-    ref = hf.generate([p], intervention=iv, max_new_tokens=24)[0].token_ids
-    diverge = next((i for i, (a, b) in enumerate(zip(ref, got.token_ids)) if a != b),
-                   None if len(ref) == len(got.token_ids) else min(len(ref), len(got.token_ids)))
-    agree += diverge is None
-    rows.append({"intervention": iv.to_dict() if iv else None, "first_divergence": diverge})
-zero_ok = mixed[4].text.encode() == plain[4].text.encode() and mixed[0].token_ids == plain[0].token_ids
-print(json.dumps({"device": device, "dtype": dtype, "agree": agree, "of": len(prompts),
-                  "strength0_and_unsteered_byte_identical": zero_ok, "rows": rows}))
-sys.exit(0 if (agree == len(prompts) and zero_ok) or not exact else 1)
+
+def main():
+    device, dtype = sys.argv[1], sys.argv[2]
+    exact = dtype == "float32"
+    lm = LanguageModel.load(dtype=getattr(torch, dtype), device=device)
+    sae = load_sae(DEFAULT_SAE_ID).to(device)
+    prompts = ["Write a short poem about the sea.", "What is the capital of France?", "Describe a busy train station.",
+               "Give me three tips for learning to cook.", "Why is the sky blue?", "Tell me a story about a lost dog.",
+               "How do vaccines work?", "Plan a picnic for four people."]
+    res = lm.residuals(prompts, [15])
+    mask = res.attention_mask.bool().clone()
+    mask[:, 0] = False
+    with torch.no_grad():
+        dense = sae.encode_dense(res.hidden[15][mask].to(sae.W_enc.dtype))
+    strong = dense.max(0).values.topk(3).indices.tolist()  # the features that fire hardest on these prompts
+    ivs = [None, activate(strong[0], 1.0), suppress(strong[1], 1.0) + clamp(strong[2], 0.5),
+           activate(strong[0], 2.0, positions="generated"), activate(strong[0], 0.0), None,
+           activate(strong[2], 1.0, positions="prompt"), suppress(strong[0], 1.0)]
+    hf = make_engine("hf", lm=lm, saes={15: sae}, batch_size=1)
+    extra = {"gpu_memory_utilization": 0.5} if device == "cuda" else {}
+    vl = make_engine("vllm", lm=lm, saes={15: sae}, dtype=dtype, max_model_len=1024, **extra)
+    try:
+        mixed = vl.generate(prompts, intervention=ivs, max_new_tokens=24)
+        plain = vl.generate(prompts, max_new_tokens=24)
+    finally:
+        vl.close()
+    agree, rows = 0, []
+    for p, iv, got in zip(prompts, ivs, mixed):
+        ref = hf.generate([p], intervention=iv, max_new_tokens=24)[0].token_ids
+        diverge = next((i for i, (a, b) in enumerate(zip(ref, got.token_ids)) if a != b),
+                       None if len(ref) == len(got.token_ids) else min(len(ref), len(got.token_ids)))
+        agree += diverge is None
+        rows.append({"intervention": iv.to_dict() if iv else None, "first_divergence": diverge})
+    zero_ok = mixed[4].text.encode() == plain[4].text.encode() and mixed[0].token_ids == plain[0].token_ids
+    print(json.dumps({"device": device, "dtype": dtype, "agree": agree, "of": len(prompts),
+                      "strength0_and_unsteered_byte_identical": zero_ok, "rows": rows}))
+    sys.exit(0 if (agree == len(prompts) and zero_ok) or not exact else 1)
+
+
+if __name__ == "__main__":  # vLLM spawns its engine process, which re-imports this file
+    main()
 EOF
+  for DTYPE in ${SMOKE_DTYPES:-float32 bfloat16}; do
+    if "$PY" "$OUT/agree.py" "$DEVICE" "$DTYPE" 2>"$OUT/agree-$DTYPE.log" | tee "$OUT/agree-$DTYPE.txt"; then
       note "agree $DTYPE: ok ($(grep -o '"agree": [0-9]*, "of": [0-9]*' "$OUT/agree-$DTYPE.txt" | tail -1))"
     else
       note "agree $DTYPE: FAILED (see $OUT/agree-$DTYPE.txt / .log)"; FAILED=1

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 PROMPTS = [
@@ -162,6 +163,7 @@ def main() -> None:
             engine.close()
         rows[kind] = {f"{name}_tok_s": round(v, 1) for name, v in tps.items()}
         rows[kind].update({f"{name}_ratio": round(v, 3) for name, v in ratios.items()})
+        print(f"{kind}: {json.dumps(rows[kind])}", file=sys.stderr, flush=True)  # partial results of long runs
     result = {"device": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(), "dtype": dtype,
               "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "load_avg_1m": [round(load_start, 1), round(os.getloadavg()[0], 1)], "prompts": args.prompts,
