@@ -135,7 +135,9 @@ cfg["resources"]["generate"] = {"num_cpus": 1, "num_gpus": gpu, "concurrency": 1
 yaml.safe_dump(cfg, open(cfg_path, "w"), sort_keys=False)
 EOF
   rm -rf "$OUT/demo-gpu"
-  if "$PY" -m qscope.pipelines.expand --config "$OUT/demo-gpu.yaml" >"$OUT/demo.txt" 2>"$OUT/demo.log" \
+  # A private Ray (it sees this machine's GPUs) unless SMOKE_RAY_ADDRESS names a cluster to join.
+  if "$PY" -m qscope.pipelines.expand --config "$OUT/demo-gpu.yaml" --address "${SMOKE_RAY_ADDRESS:-local}" \
+       >"$OUT/demo.txt" 2>"$OUT/demo.log" \
        && [[ -e "$OUT/demo-gpu/_SUCCESS" ]]; then
     note "demo (synthesis.engine: vllm, generate on $DEVICE): ok, $(ls "$OUT/demo-gpu")"
   else
