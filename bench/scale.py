@@ -35,27 +35,10 @@ WORDS = [f"{a}{b}" for a in ("ra", "mo", "ki", "tu", "se", "lo", "an", "ve", "pi
 
 def make_tiny_model(work: Path) -> tuple[Path, Path]:
     """A 2-block Llama of width 64 with SmolLM2's tokenizer, and a random TopK SAE on its block 1."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from qscope.models.tiny import make_tiny_lm, make_tiny_sae
 
-    from qscope.models.resolve import embedded_model_dir
-    from qscope.sae import SAE, SAEConfig
-
-    model_dir, sae_dir = work / "tiny-lm", work / "tiny-sae"
-    if not (model_dir / "config.json").exists():
-        tok = AutoTokenizer.from_pretrained(embedded_model_dir("smollm2-135m"))
-        torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        LlamaForCausalLM(cfg).save_pretrained(model_dir)
-        tok.save_pretrained(model_dir)
-    if not (sae_dir / "cfg.json").exists():
-        torch.manual_seed(1)
-        sae = SAE.from_config(SAEConfig(architecture="topk", d_in=64, d_sae=512, k=8, hook_layer=1,
-                                        sae_id="bench/tiny-topk", model_name=str(model_dir)))
-        sae.save(sae_dir)
-    return model_dir, sae_dir
+    model = make_tiny_lm(work / "tiny-lm")
+    return model, make_tiny_sae(work / "tiny-sae", model)
 
 
 def make_corpus(path: Path, rows: int, seed: int = 0) -> Path:

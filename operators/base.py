@@ -45,6 +45,10 @@ class Resources:
     """torch threads per actor of a model operator; 0 = the machine's cores / the pool size (Ray alone would set
     OMP_NUM_THREADS = max(1, int(num_cpus)), i.e. 1 for a
     fractional actor). A lone model actor on a small machine may use every core: set it to the core count."""
+    retries: int = 3
+    """How often a dead actor is restarted and its batch retried (a lost node, an OOM kill) before the run fails:
+    bounded, so an actor that dies on every attempt cannot keep a run going forever. Errors raised by operator
+    code are not retried: they fail the run at once."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,6 +152,7 @@ class Operator:
         }
         if res.num_gpus:
             kw["num_gpus"] = res.num_gpus
+        kw["max_restarts"] = kw["max_task_retries"] = int(res.retries)
         kwargs.pop("resources", None)
         # Callable classes always run in an actor pool in Ray Data; the pool size is the concurrency.
         try:
@@ -175,6 +180,10 @@ class ModelSpec:
     """Tokens read per text; longer texts are truncated and counted."""
     allow_model_mismatch: bool = False
     """Read the SAE on a model other than the one it records (`qscope.models.model_for_sae`)."""
+    device: str = "auto"
+    """auto: the actor's GPU when Ray gave it one (num_gpus > 0), else the CPU; or "cpu", "cuda", "cuda:1"."""
+    dtype: str = "auto"
+    """auto: bfloat16 on a GPU, float32 on the CPU; or bfloat16 / float16 / float32."""
 
     @classmethod
     def coerce(cls, spec: "ModelSpec | dict | None") -> "ModelSpec":
@@ -187,14 +196,20 @@ class ModelSpec:
 
 
 @functools.lru_cache(maxsize=4)
-def load_model_and_sae(spec: ModelSpec):
-    """(lm, sae, layer) for a spec, loaded once per process (operators in one actor/process share it)."""
+def load_model_and_sae(spec: ModelSpec, features_only: bool = False):
+    """(lm, sae, layer) for a spec, loaded once per process (operators in one actor/process share it), on the
+    spec's device and dtype. features_only: keep only the decoder blocks up to the SAE's layer (reading
+    features never runs the rest; generation needs them all)."""
     from qscope.models import LanguageModel, model_for_sae
+    from qscope.models.language_model import resolve_device
     from qscope.sae import load_sae
 
     sae = load_sae(spec.sae, layer=spec.layer)
-    lm = LanguageModel.load(model_for_sae(spec.model, sae, spec.allow_model_mismatch), max_length=spec.max_length)
     layer = spec.layer if spec.layer is not None else sae.cfg.hook_layer
     if layer is None:
         raise InputError(f"SAE {sae.sae_id} does not record its layer; set layer in the config")
-    return lm, sae, int(layer)
+    device = resolve_device(spec.device)
+    lm = LanguageModel.load(model_for_sae(spec.model, sae, spec.allow_model_mismatch), dtype=spec.dtype,
+                            device=device, max_length=spec.max_length,
+                            max_layer=int(layer) if features_only else None)
+    return lm, sae.to(device), int(layer)

@@ -49,7 +49,7 @@ class EncodeSignatures(Operator):
     def setup(self) -> None:
         from qscope.features import FeatureExtractor
 
-        self.lm, self.sae, self.layer = load_model_and_sae(self.model_spec)
+        self.lm, self.sae, self.layer = load_model_and_sae(self.model_spec, features_only=True)
         self.extractor = FeatureExtractor.single(
             self.lm, self.sae, self.layer, batch_size=self.batch_size, max_length=self.model_spec.max_length
         )
@@ -66,7 +66,13 @@ class EncodeSignatures(Operator):
         if not self._ready:
             self.setup()
             self._ready = True
-        return list(self.extractor.iter_signatures(texts, self.pooling, self.top_n, self.layer))
+        # Batched by length: texts of similar length share a forward pass, so little compute goes to padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        sigs = list(self.extractor.iter_signatures([texts[i] for i in order], self.pooling, self.top_n, self.layer))
+        out = [None] * len(texts)
+        for i, sig in zip(order, sigs):
+            out[i] = sig
+        return out
 
     def process(self, table: pa.Table) -> pa.Table:
         require_columns(table, self.text_column, op=self.name)

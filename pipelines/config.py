@@ -110,10 +110,17 @@ class ModelConfig(ConfigBase):
     """Tokens read per text; longer texts are truncated (and counted in the `truncated` column)."""
     allow_model_mismatch: bool = False
     """Read the SAE on a model other than the one it records (a fine-tune, a renamed copy): off, that is an error."""
+    device: str = "auto"
+    """Model actors: auto = the GPU Ray gave the actor (resources num_gpus > 0), else the CPU."""
+    dtype: str = "auto"
+    """auto = bfloat16 on a GPU, float32 on the CPU; or bfloat16 / float16 / float32."""
+
+    def validate(self) -> None:
+        _choice("model.dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
 
     def spec(self) -> dict:
         return {"model": self.model, "sae": self.sae, "layer": self.layer, "max_length": self.max_length,
-                "allow_model_mismatch": self.allow_model_mismatch}
+                "allow_model_mismatch": self.allow_model_mismatch, "device": self.device, "dtype": self.dtype}
 
 
 @dataclass
@@ -131,6 +138,8 @@ class ResourceConfig(ConfigBase):
     one thread). Model stages run one after another, so a single model actor may use every core."""
     local_below: int = 0
     """Run the step in the driver process when its input has fewer rows (skips actor start-up; model-free steps)."""
+    retries: int = 3
+    """Restarts of a dead actor (lost node, OOM kill) before the run fails; errors in operator code fail at once."""
 
     def validate(self) -> None:
         _positive("num_cpus", self.num_cpus)
@@ -140,7 +149,7 @@ class ResourceConfig(ConfigBase):
 
     def resources(self) -> dict:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "concurrency": self.concurrency,
-                "threads": self.threads}
+                "threads": self.threads, "retries": self.retries}
 
 
 @dataclass

@@ -12,6 +12,9 @@ one after another over the same blocks. Nothing here ever materialises the whole
 from __future__ import annotations
 
 import itertools
+import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +22,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from qscope.errors import QscopeError
 from qscope.operators.base import Resources
 from qscope.pipelines.sources import CorpusSource, iter_corpus
 
@@ -129,6 +133,7 @@ class Tracked:
                  count_rejected: bool = False):
         self.op = operator(**kwargs)
         self.stage, self.counter, self.count_in, self.count_rejected = stage, counter, count_in, count_rejected
+        self.node = _node_id() if counter is not None and count_in else None
 
     def __call__(self, batch) -> pa.Table:
         n_in = _num_rows(batch)
@@ -137,11 +142,22 @@ class Tracked:
             rejected = 0
             if self.count_rejected and "reject_reason" in out.column_names:
                 rejected = len(out) - out.column("reject_reason").null_count
-            self.counter.add(self.stage, n_in if self.count_in else 0, rejected)
+            self.counter.add(self.stage, n_in if self.count_in else 0, rejected, self.node,
+                             out.num_rows if self.count_rejected else 0)
         return out
 
     def teardown(self) -> None:
         self.op.teardown()
+
+
+def _node_id() -> str | None:
+    """The Ray node this actor runs on (None in-process): the run reports how many nodes each stage used."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _num_rows(batch: Any) -> int:
@@ -175,7 +191,11 @@ class Flow:
                 "operator": step.operator, "kwargs": kw["fn_constructor_kwargs"], "stage": self.stage,
                 "counter": counter, "count_in": i == 0, "count_rejected": i == len(self.steps) - 1}
             kw["fn"] = Tracked
-            ds = ds.map_batches(**kw)
+            with warnings.catch_warnings():
+                # max_restarts / max_task_retries (bounded retries) have no named parameter in Ray 2.60 yet; Ray's
+                # own actor pool reads them from these kwargs.
+                warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+                ds = ds.map_batches(**kw)
         return ds
 
     # in-process ---------------------------------------------------------------------------------------------------
@@ -203,26 +223,110 @@ class Flow:
         """Stream the output to the driver, a batch at a time (for folds into something small)."""
         if executor == "ray":
             ds = self.to_ray(counter)
-            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=batch_size, prefetch_batches=1):
-                yield batch
+            with _operator_errors(self.stage):
+                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=batch_size, prefetch_batches=1):
+                    yield batch
         else:
             yield from self.iter_local(counter)
 
     def write_parquet(self, path: str | Path, executor: str, counter=None, partition_col: str | None = None,
                       rows_per_file: int = ROWS_PER_FILE) -> None:
-        """Write the output as Parquet parts under `path` (hive directories `<col>=<value>/` per partition)."""
+        """Write the output as Parquet parts under `path` (hive directories `<col>=<value>/` per partition).
+
+        On a cluster every node must see `path` (a shared filesystem): the rows Ray's write tasks report are held
+        against the rows visible here (`check_written`), so parts stranded on another node's disk are an error."""
         path = Path(path)
         if executor == "ray":
             ds = self.to_ray(counter)
-            if partition_col:
-                # Coalesce small operator outputs into blocks of `rows_per_file` (streaming, no shuffle): the
-                # partitioned writer writes one file per block and partition.
-                ds = ds.map_batches(_identity, batch_size=rows_per_file, batch_format="pyarrow", num_cpus=READ_CPUS)
-                ds.write_parquet(str(path), partition_cols=[partition_col], ray_remote_args={"num_cpus": READ_CPUS})
-            else:
-                ds.write_parquet(str(path), min_rows_per_file=rows_per_file, ray_remote_args={"num_cpus": READ_CPUS})
+            with _operator_errors(self.stage):
+                written = _write_ray(ds, path, partition_col, rows_per_file)
+            if written is not None:
+                check_written(path, written, self.stage)
             return
         _write_local(self.iter_local(counter), path, partition_col, rows_per_file)
+
+
+def check_written(path: str | Path, expected: int, stage: str) -> int:
+    """The rows in the Parquet parts under `path` — which must be every row the stage's writers wrote. Fewer means
+    parts were written where this driver cannot see them (a node's local disk): an error, never a silent loss."""
+    import pyarrow.parquet as pq
+
+    found = sum(pq.ParquetFile(p).metadata.num_rows for p in Path(path).rglob("*.parquet"))
+    if found != expected:
+        raise OutputNotSharedError(
+            f"stage {stage}: its writers wrote {expected:,} rows but {found:,} are in {path}: parts written on "
+            "other nodes are not visible here. On a multi-node cluster put `out` (and corpus_signatures) on a "
+            "filesystem every node mounts at the same path (NFS, a shared disk)")
+    return found
+
+
+class OutputNotSharedError(QscopeError):
+    """Rows written by actors on other nodes are missing from the driver's view of the output."""
+
+
+def _write_ray(ds, path: Path, partition_col: str | None, rows_per_file: int) -> int | None:
+    """Ray's Parquet writer; returns the rows its write tasks reported written (None where Ray cannot say)."""
+    if partition_col:
+        # Coalesce small operator outputs into blocks of `rows_per_file` (streaming, no shuffle): the partitioned
+        # writer writes one file per block and partition.
+        ds = ds.map_batches(_identity, batch_size=rows_per_file, batch_format="pyarrow", num_cpus=READ_CPUS)
+    sink = _counting_sink(str(path), [partition_col] if partition_col else None,
+                          None if partition_col else rows_per_file)
+    if sink is None:  # a Ray without the datasink class: write, but nothing to cross-check against
+        ds.write_parquet(str(path), partition_cols=[partition_col] if partition_col else None,
+                         ray_remote_args={"num_cpus": READ_CPUS})
+        return None
+    ds.write_datasink(sink, ray_remote_args={"num_cpus": READ_CPUS})
+    return sink.rows_written
+
+
+def _counting_sink(path: str, partition_cols, min_rows_per_file):
+    """Ray's ParquetDatasink, remembering how many rows its write tasks wrote (`on_write_complete` runs on the
+    driver): the number `check_written` holds against what the driver can see."""
+    try:
+        from ray.data._internal.datasource.parquet_datasink import ParquetDatasink
+    except ImportError:
+        return None
+
+    class CountingParquetDatasink(ParquetDatasink):
+        rows_written = None
+
+        def on_write_complete(self, write_result):
+            super().on_write_complete(write_result)
+            self.rows_written = int(write_result.num_rows)
+
+    return CountingParquetDatasink(path, partition_cols=partition_cols, min_rows_per_file=min_rows_per_file)
+
+
+class OperatorError(QscopeError):
+    """An operator failed on Ray: the error its code raised (not retried), or an actor that kept dying."""
+
+
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$", re.M)
+
+
+@contextmanager
+def _operator_errors(stage: str):
+    """Ray reports an operator's error wrapped in its own (`RayTaskError(UserCodeException)`, traceback as text):
+    name the stage and the operator's own exception instead."""
+    try:
+        yield
+    except QscopeError:
+        raise
+    except Exception as exc:
+        from ray.exceptions import ActorDiedError, RayError
+
+        if not isinstance(exc, RayError):
+            raise
+        text = str(exc)
+        raised = [m for m in _RAISED.findall(text) if not m[0].startswith("ray.")]
+        if raised:
+            kind, message = raised[-1]
+            raise OperatorError(f"stage {stage}: {kind.rsplit('.', 1)[-1]}: {message.strip()}") from exc
+        if isinstance(exc, ActorDiedError):
+            raise OperatorError(f"stage {stage}: an actor died more often than its retries allow (resources "
+                                f".retries); see the Ray worker logs for why (out of memory, a lost node)") from exc
+        raise OperatorError(f"stage {stage}: {type(exc).__name__}: {text.splitlines()[0][:500]}") from exc
 
 
 def _identity(batch: pa.Table) -> pa.Table:

@@ -26,11 +26,16 @@ class Counter:
         self.rows: dict[str, int] = defaultdict(int)
         self.rejected: dict[str, int] = defaultdict(int)
         self.span: dict[str, list[float]] = {}
+        self.nodes: dict[str, set] = defaultdict(set)
+        self.out: dict[str, int] = defaultdict(int)
 
-    def add(self, stage: str, rows: int, rejected: int = 0) -> None:
+    def add(self, stage: str, rows: int, rejected: int = 0, node: str | None = None, out: int = 0) -> None:
         now = time.time()
         self.rows[stage] += int(rows)
         self.rejected[stage] += int(rejected)
+        self.out[stage] += int(out)
+        if node:
+            self.nodes[stage].add(node)
         if rows:
             first_last = self.span.setdefault(stage, [now, now])
             first_last[1] = now
@@ -38,12 +43,16 @@ class Counter:
     def get(self, stage: str) -> tuple[int, int]:
         return self.rows.get(stage, 0), self.rejected.get(stage, 0)
 
+    def rows_out(self, stage: str) -> int:
+        return self.out.get(stage, 0)
+
     def stats(self) -> dict[str, dict]:
         """Per stage: rows, and rows/s between the first and the last counted batch (start-up excluded)."""
         out = {}
         for stage, (first, last) in self.span.items():
             rows = self.rows[stage]
-            out[stage] = {"rows": rows, "first": first, "last": last,
+            out[stage] = {"rows": rows, "rows_out": self.out[stage], "first": first, "last": last,
+                          "nodes": len(self.nodes[stage]) or None,
                           "rows_per_s": round(rows / (last - first), 1) if last > first else None}
         return out
 
@@ -54,11 +63,11 @@ class CounterHandle:
     def __init__(self, target):
         self.target = target
 
-    def add(self, stage: str, rows: int, rejected: int = 0) -> None:
+    def add(self, stage: str, rows: int, rejected: int = 0, node: str | None = None, out: int = 0) -> None:
         if isinstance(self.target, Counter):
-            self.target.add(stage, rows, rejected)
+            self.target.add(stage, rows, rejected, node, out)
         else:
-            self.target.add.remote(stage, rows, rejected)
+            self.target.add.remote(stage, rows, rejected, node, out)
 
 
 def _ray_counter():
@@ -94,6 +103,14 @@ class Progress:
             return self._local.stats()
         except Exception:  # noqa: BLE001 - statistics are a report, never a reason to fail
             return {}
+
+    def rows_out(self, stage: str) -> int:
+        """Rows the stage's last operator emitted (what its sink must have written)."""
+        if self.executor == "ray" and self._actor is not None:
+            import ray
+
+            return ray.get(self._actor.rows_out.remote(stage))
+        return self._local.rows_out(stage)
 
     def counts(self, stage: str) -> tuple[int, int]:
         if self.executor == "ray" and self._actor is not None:

@@ -6,6 +6,7 @@ Hook point convention (as Qwen-Scope): layer L = the residual stream *after* dec
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -37,8 +38,60 @@ def _block_output(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+           "float32": torch.float32, "fp32": torch.float32}
+
+
+def resolve_device(device: str | None) -> str:
+    """"auto" / None → "cuda" when this process sees a GPU (Ray gives a GPU actor its own), else "cpu"."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
+    """"auto" / None → bfloat16 on a GPU, float32 on the CPU; or a torch dtype or its name."""
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(sorted(_DTYPES))}")
+    return _DTYPES[dtype]
+
+
+def _keep_blocks(config, max_layer: int) -> int:
+    """Shorten a model config to blocks 0..max_layer (per-layer lists such as Qwen3.5's `layer_types` too)."""
+    cfg = getattr(config, "text_config", None) or config
+    n = int(cfg.num_hidden_layers)
+    if not 0 <= max_layer < n:
+        raise InputError(f"layer {max_layer} out of range: the model has layers 0..{n - 1}")
+    keep = max_layer + 1
+    for key, value in list(vars(cfg).items()):
+        if isinstance(value, list) and len(value) == n and key.endswith(("layer_types", "_layers_block_type")):
+            setattr(cfg, key, value[:keep])
+    cfg.num_hidden_layers = keep
+    return keep
+
+
+@contextlib.contextmanager
+def _quiet_load_report(quiet: bool):
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 class LanguageModel:
     """Wraps a Hugging Face causal LM + tokenizer for feature reading and generation."""
+
+    blocks_kept: int | None = None
+    """Set by `load(max_layer=...)`: only blocks 0..blocks_kept-1 exist (feature reading, not generation)."""
 
     def __init__(self, model, tokenizer, name: str, max_length: int = 512, prepend_bos: bool = True):
         self.model = model.eval()
@@ -62,21 +115,33 @@ class LanguageModel:
     def load(
         cls,
         spec: str | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: str = "cpu",
+        dtype: torch.dtype | str | None = torch.float32,
+        device: str | None = "cpu",
         max_length: int = 512,
+        max_layer: int | None = None,
     ) -> "LanguageModel":
-        """Load by embedded name (default `smollm2-135m`), local HF directory, GGUF file, or hub id."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Load by embedded name (default `smollm2-135m`), local HF directory, GGUF file, or hub id.
+
+        device None / "auto": the GPU when this process sees one, else the CPU; dtype None / "auto": bfloat16 on a
+        GPU, float32 on the CPU (or a name: "bfloat16", "float16", "float32"). max_layer: load only the decoder
+        blocks 0..max_layer — what reading features at that layer needs (the deeper blocks never run, so they
+        are never materialised: about half the weights for a middle layer). Such a model cannot generate."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         spec = spec or DEFAULT_MODEL
+        device, dtype = resolve_device(device), resolve_dtype(dtype, device)
         source, name = resolve_model_dir(spec)
         try:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+            config = AutoConfig.from_pretrained(source)
+            kept = _keep_blocks(config, max_layer) if max_layer is not None else None
+            with _quiet_load_report(kept is not None):  # the deeper blocks' weights are left out on purpose
+                model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype).to(device)
             tokenizer = AutoTokenizer.from_pretrained(source)
         except OSError as exc:
             raise ModelLoadError(f"could not load model {spec!r} from {source}: {exc}") from exc
-        return cls(model, tokenizer, name=name, max_length=max_length)
+        lm = cls(model, tokenizer, name=name, max_length=max_length)
+        lm.blocks_kept = kept
+        return lm
 
     # --- structure ----------------------------------------------------------------------------------
     @property

@@ -74,3 +74,23 @@ def test_publish_replaces_parts_and_never_deletes_other_files(tmp_path):
     with pytest.raises(InputError, match="holds more than Parquet parts"):
         publish_parts(_parts(tmp_path / "s3", 1), result, "r3")
     assert (result / "notes.txt").read_text() == "mine"
+
+
+def test_rows_written_where_the_driver_cannot_see_them_are_an_error(tmp_path):
+    from qscope.pipelines.flow import OutputNotSharedError, check_written
+
+    staged = _parts(tmp_path / "staged", 2)
+    assert check_written(staged, 6, "encode_corpus") == 6
+    # a writer on another node reported 3 more rows than this machine can see (its disk is not shared)
+    with pytest.raises(OutputNotSharedError, match="wrote 9 rows but 6 are in .*shared"):
+        check_written(staged, 9, "encode_corpus")
+
+
+def test_ray_writer_counts_match_the_files(ray_local, tmp_path):
+    from qscope.pipelines.flow import Flow, TableInput
+
+    table = pa.table({"id": [str(i) for i in range(500)], "source_key": [f"k{i % 3}" for i in range(500)]})
+    Flow(TableInput(table, 5), [], "w").write_parquet(tmp_path / "parts", "ray", partition_col="source_key")
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["source_key=k0", "source_key=k1",
+                                                                     "source_key=k2"]
+    assert sum(pq.read_table(p).num_rows for p in (tmp_path / "parts").rglob("*.parquet")) == 500
