@@ -4,6 +4,7 @@ batch with per-row interventions (HF here; vLLM in the `vllm`-marked test at the
 from __future__ import annotations
 
 import functools
+import os
 
 import pyarrow as pa
 import pytest
@@ -57,9 +58,14 @@ def test_tensor_parallel_ray_engine_gets_a_placement_group_per_actor():
 def test_placement_group_strategy_on_real_ray():
     """The function Ray Data calls per actor creates a placement group of the planned bundles (logical GPUs)."""
     ray = pytest.importorskip("ray")
+    from ray._private.services import find_bootstrap_address
+
+    if not ray.is_initialized() and (os.environ.get("RAY_ADDRESS") or find_bootstrap_address(None)):
+        pytest.skip("another Ray cluster runs on this machine (its resources are not ours to place groups on)")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+        # a private cluster even if one runs on this machine (joining it would refuse num_gpus)
+        ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         args = placement_group_strategy(placement_bundles(2))
         strategy = args["scheduling_strategy"]
