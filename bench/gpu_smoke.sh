@@ -12,13 +12,16 @@
 #          request against the HF engine alone. float32 must agree exactly (exit 1 otherwise); bfloat16 prints
 #          the agreement rate only (HF and vLLM use different bf16 kernels, so rounding may flip a late token).
 #   bench  bench/steering.py --device cuda: steered / unsteered and mixed-batch / unsteered throughput, HF and vLLM.
-#   demo   configs/demo.yaml with synthesis.engine: vllm and the generate stage on one GPU; checks _SUCCESS.
+#   encode the corpus passes on a GPU (issue 11): `qscope classify` and configs/mine.yaml with the encode actor on
+#          one GPU (bf16, blocks up to the hook layer); encode rows/s and tokens/s from the runs' own counters, and
+#          how far the GPU classify scores move from a CPU run.
+#   demo   configs/demo.yaml with synthesis.engine: vllm, the generate, encode and score stages on one GPU.
 # Output: everything under $SMOKE_OUT (default /tmp/qscope-gpu-smoke), a summary at the end. Exit 0 = all passed.
 set -euo pipefail
 
 PY=${PYTHON:-python3}
 DEVICE=${SMOKE_DEVICE:-cuda}
-STEPS=${SMOKE_STEPS:-agree,bench,demo}
+STEPS=${SMOKE_STEPS:-agree,bench,encode,demo}
 OUT=${SMOKE_OUT:-/tmp/qscope-gpu-smoke}
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -120,6 +123,54 @@ if has_step bench; then
   fi
 fi
 
+# --- encode ---------------------------------------------------------------------------------------------------
+if has_step encode; then
+  # classify (encode + classify) and mine (encode + mine) with the encode actor on one GPU, then classify on the CPU
+  # for comparison: encode rows/s and tokens/s from the runs' own counters, and how far the GPU scores move.
+  "$PY" - "$OUT" "$DEVICE" <<'EOF'
+import sys
+import yaml
+out, device = sys.argv[1:]
+gpu = 1 if device == "cuda" else 0
+encode = {"num_cpus": 1, "num_gpus": gpu, "concurrency": 1, "batch_size": 64}
+yaml.safe_dump({"resources": {"encode": encode}, "model": {"max_length": 64}}, open(f"{out}/classify-gpu.yaml", "w"))
+mine = yaml.safe_load(open("configs/mine.yaml"))
+mine["out"] = f"{out}/mine-gpu"
+mine["resources"]["encode"] = encode
+yaml.safe_dump(mine, open(f"{out}/mine-gpu.yaml", "w"), sort_keys=False)
+yaml.safe_dump({"model": {"max_length": 64, "device": "cpu"}}, open(f"{out}/classify-cpu.yaml", "w"))
+EOF
+  rm -rf "$OUT"/labels-*.parquet* "$OUT/mine-gpu"
+  ok=1
+  for kind in gpu cpu; do
+    "$PY" -m qscope.cli classify --seeds data/demo/seeds.jsonl --corpus data/demo/corpus.jsonl \
+        --out "$OUT/labels-$kind.parquet" --config "$OUT/classify-$kind.yaml" --address "${SMOKE_RAY_ADDRESS:-local}" \
+        --json >"$OUT/classify-$kind.json" 2>"$OUT/classify-$kind.log" || ok=0
+  done
+  "$PY" -m qscope.pipelines.mine --config "$OUT/mine-gpu.yaml" --address "${SMOKE_RAY_ADDRESS:-local}" --json \
+      >"$OUT/mine.json" 2>"$OUT/mine.log" || ok=0
+  if [[ $ok == 1 ]] && summary=$("$PY" - "$OUT" <<'EOF'
+import json, sys
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+out = sys.argv[1]
+parts = []
+for name, store in (("classify", f"{out}/labels-gpu.parquet.qscope/_signatures"), ("mine", f"{out}/mine-gpu/corpus_signatures")):
+    th = json.load(open(f"{out}/{name if name == 'mine' else 'classify-gpu'}.json"))["throughput"]["encode_corpus"]
+    tokens = ds.dataset(store, partitioning="hive").to_table(columns=["n_tokens"]).column("n_tokens").to_numpy().mean()
+    parts.append(f"{name} encode {th['rows_per_s']} rows/s = {th['rows_per_s'] * tokens:,.0f} tokens/s")
+gpu, cpu = (pq.read_table(f"{out}/labels-{k}.parquet", columns=["id", "score"]).to_pydict() for k in ("gpu", "cpu"))
+ref = dict(zip(cpu["id"], cpu["score"]))
+parts.append(f"max |score gpu - cpu| = {max(abs(s - ref[i]) for i, s in zip(gpu['id'], gpu['score'])):.3f}")
+print("; ".join(parts))
+EOF
+); then
+    note "encode ($DEVICE): $summary"
+  else
+    note "encode: FAILED (see $OUT/classify-*.log, $OUT/mine.log)"; FAILED=1
+  fi
+fi
+
 # --- demo -----------------------------------------------------------------------------------------------------
 if has_step demo; then
   "$PY" - "$OUT/demo-gpu.yaml" "$OUT/demo-gpu" "$DEVICE" <<'EOF'
@@ -132,6 +183,8 @@ cfg["out"] = out
 cfg["synthesis"]["engine"] = "vllm"
 cfg["synthesis"]["engine_kwargs"] = {"max_model_len": 1024}
 cfg["resources"]["generate"] = {"num_cpus": 1, "num_gpus": gpu, "concurrency": 1, "batch_size": 64}
+for stage in ("encode", "score"):  # the model stages on the GPU too (bf16, only the blocks up to the hook layer)
+    cfg["resources"][stage] = {"num_cpus": 1, "num_gpus": gpu, "concurrency": 1, "batch_size": 64}
 yaml.safe_dump(cfg, open(cfg_path, "w"), sort_keys=False)
 EOF
   rm -rf "$OUT/demo-gpu"

@@ -8,8 +8,9 @@ A tiny random LM (2 blocks, width 64, SmolLM2's tokenizer) and a random TopK SAE
 measured is the pipeline: reading, the Ray Data stream, the signature store, the seed model, classification, the
 result. Each size runs `qscope classify` in a fresh process on a fresh embedded Ray; a sampler sums the PSS of
 that process and every process under it (the driver, Ray's GCS / raylet, every worker and actor — shared
-object-store pages counted once) every 0.2 s. Steady-state rows/s = corpus rows / (last classified batch − first
-encoded batch), from the run's own counters: Ray start-up, model loads and the final merge are excluded.
+object-store pages counted once) every 0.2 s. Steady-state rows/s = corpus rows / (time from the first to the last
+batch of the encode pass + the same for the classify pass), from the run's own counters: Ray start-up, model
+loads, the seed-model fit between the passes and the final merge are excluded.
 
 Goals (issue 10): peak PSS at 1M <= 1.2x at 10k; steady rows/s at 1M >= 0.8x at 10k; embedded model on 5k rows:
 pipeline encode rows/s >= 0.85x a bare in-process loop of EncodeSignatures on the same cores.
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +64,9 @@ class TreeSampler:
 
         self.root, self.interval = psutil.Process(pid), interval
         self.peak_pss = self.peak_driver_rss = 0
+        self.at_peak: list[tuple[int, str]] = []  # (PSS, process) at the peak: where the memory is
+        self.verbose = bool(os.environ.get("QSCOPE_BENCH_VERBOSE"))
+        self._t0 = self._next_report = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -75,13 +80,21 @@ class TreeSampler:
                 self.peak_driver_rss = max(self.peak_driver_rss, self.root.memory_info().rss)
             except psutil.Error:
                 break
-            total = 0
+            total, each = 0, []
             for p in procs:
                 try:
-                    total += p.memory_full_info().pss
+                    pss = p.memory_full_info().pss
+                    total += pss
+                    each.append((pss, " ".join(p.cmdline()[:3])[:60]))
                 except psutil.Error:
                     pass
-            self.peak_pss = max(self.peak_pss, total)
+            if total > self.peak_pss:
+                self.peak_pss, self.at_peak = total, sorted(each, reverse=True)
+            if self.verbose and time.monotonic() >= self._next_report:  # where the memory is, once a minute
+                self._next_report = time.monotonic() + 60
+                top = ", ".join(f"{n} {p / 2**20:.0f}MB" for p, n in sorted(each, reverse=True)[:5])
+                print(f"    [{time.monotonic() - self._t0:5.0f}s] PSS {total / 2**20:.0f} MB: {top}", file=sys.stderr,
+                      flush=True)
             self._stop.wait(self.interval)
 
     def stop(self):
@@ -104,7 +117,13 @@ def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, 
         raise SystemExit(f"classify failed ({tag}):\n{stdout}\n{stderr[-3000:]}")
     res = json.loads(stdout)
     th = res["throughput"]
-    span = th["classify"]["last"] - th["encode_corpus"]["first"]
+    # Steady state: the time rows were flowing through the corpus stages (encode, then classify), from each
+    # stage's first counted batch to its last; actor start-up, model loads and the seed-model fit between the two
+    # passes are excluded (they do not grow with the corpus).
+    span = sum(th[s]["last"] - th[s]["first"] for s in ("encode_corpus", "classify"))
+    if os.environ.get("QSCOPE_BENCH_VERBOSE"):
+        top = ", ".join(f"{n} {p / 2**20:.0f}MB" for p, n in sampler.at_peak[:8])
+        print(f"    at peak ({len(sampler.at_peak)} processes): {top}", file=sys.stderr)
     return {"rows": res["rows"], "peak_pss_mb": sampler.peak_pss / 2**20,
             "driver_rss_mb": sampler.peak_driver_rss / 2**20, "wall_s": time.perf_counter() - t0,
             "steady_rows_s": res["rows"] / span, "encode_rows_s": th["encode_corpus"]["rows_per_s"],
@@ -133,6 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--embedded-rows", type=int, default=5000, help="0 skips the embedded-model overhead check")
     ap.add_argument("--workdir", default=None, help="keep corpora / tiny model here between runs")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved pipeline / bare-loop rounds (embedded model)")
     args = ap.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="qscope-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -160,16 +180,20 @@ def main(argv=None) -> int:
         corpus = make_corpus(work / f"embedded-{args.embedded_rows}.jsonl", args.embedded_rows, seed=7)
         cfg = work / "embedded.yaml"
         cfg.write_text("model: {max_length: 48}\nresources:\n  encode: {batch_size: 32, num_cpus: 0.5}\n")
-        emb_model = "smollm2-135m"
-        out = work / "out-embedded" / "labels.parquet"
-        cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
-               "--out", str(out), "--model", emb_model, "--config", str(cfg), "--address", "local", "--json"]
-        res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
-        pipe = res["throughput"]["encode_corpus"]["rows_per_s"]
-        bare = bare_loop(corpus, 32)
-        print(f"\nembedded SmolLM2-135M + shipped SAE, {args.embedded_rows:,} rows, max_length 48, batch 32:")
-        print(f"  pipeline (Ray actor, streaming) {pipe:8.1f} rows/s | bare loop (same operator, in-process) "
-              f"{bare:8.1f} rows/s | ratio {pipe / bare:.2f}")
+        pipe, bare = [], []
+        for r in range(args.rounds):  # interleaved rounds: load drift hits both sides alike
+            out = work / f"out-embedded-{r}" / "labels.parquet"
+            cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
+                   "--out", str(out), "--model", "smollm2-135m", "--config", str(cfg), "--address", "local", "--json"]
+            res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+            pipe.append(res["throughput"]["encode_corpus"]["rows_per_s"])
+            bare.append(bare_loop(corpus, 32))
+            print(f"  round {r + 1}: pipeline {pipe[-1]:.1f} rows/s, bare loop {bare[-1]:.1f} rows/s", flush=True)
+        p, b = statistics.median(pipe), statistics.median(bare)
+        print(f"\nembedded SmolLM2-135M + shipped SAE, {args.embedded_rows:,} rows, max_length 48, batch 32, "
+              f"median of {args.rounds} interleaved rounds:")
+        print(f"  pipeline (Ray actor, streaming) {p:8.1f} rows/s | bare loop (same operator, in-process) "
+              f"{b:8.1f} rows/s | ratio {p / b:.2f}")
     print(f"\nload average: {os.getloadavg()[0]:.2f}; work dir: {work}")
     return 0
 

@@ -28,6 +28,9 @@ from qscope.pipelines.sources import CorpusSource, iter_corpus
 
 READ_CPUS = 0.25
 """Read / write tasks ask for a quarter CPU: whole-CPU tasks next to model actors deadlock 2-core machines."""
+IO_TASKS_PER_ACTOR = 2
+"""Concurrent read / write tasks per actor of the flow's widest step (at least 2): enough to keep the actors fed,
+and a bound on the worker processes, so memory does not grow with the number of files or blocks."""
 ROWS_PER_FILE = 20_000
 """Parquet parts are at least this many rows (fewer, larger files than one per batch)."""
 
@@ -178,11 +181,15 @@ class Flow:
     def describe(self) -> str:
         return " -> ".join([self.source.describe(), *(s.describe() for s in self.steps)])
 
+    @property
+    def io_concurrency(self) -> int:
+        return IO_TASKS_PER_ACTOR * max([1, *(s.resources.concurrency for s in self.steps)])
+
     # Ray ----------------------------------------------------------------------------------------------------------
     def to_ray(self, counter=None):
         from qscope.pipelines import ray_sources
 
-        ds = ray_sources.read(self.source, READ_CPUS)
+        ds = ray_sources.read(self.source, READ_CPUS, self.io_concurrency)
         if isinstance(self.source, CorpusInput) and self.source.limit is not None:
             ds = ds.limit(self.source.limit)
         for i, step in enumerate(self.steps):
@@ -239,7 +246,7 @@ class Flow:
         if executor == "ray":
             ds = self.to_ray(counter)
             with _operator_errors(self.stage):
-                written = _write_ray(ds, path, partition_col, rows_per_file)
+                written = _write_ray(ds, path, partition_col, rows_per_file, self.io_concurrency)
             if written is not None:
                 check_written(path, written, self.stage)
             return
@@ -264,19 +271,20 @@ class OutputNotSharedError(QscopeError):
     """Rows written by actors on other nodes are missing from the driver's view of the output."""
 
 
-def _write_ray(ds, path: Path, partition_col: str | None, rows_per_file: int) -> int | None:
+def _write_ray(ds, path: Path, partition_col: str | None, rows_per_file: int, concurrency: int) -> int | None:
     """Ray's Parquet writer; returns the rows its write tasks reported written (None where Ray cannot say)."""
     if partition_col:
         # Coalesce small operator outputs into blocks of `rows_per_file` (streaming, no shuffle): the partitioned
         # writer writes one file per block and partition.
-        ds = ds.map_batches(_identity, batch_size=rows_per_file, batch_format="pyarrow", num_cpus=READ_CPUS)
+        ds = ds.map_batches(_identity, batch_size=rows_per_file, batch_format="pyarrow", num_cpus=READ_CPUS,
+                            concurrency=concurrency)
     sink = _counting_sink(str(path), [partition_col] if partition_col else None,
                           None if partition_col else rows_per_file)
     if sink is None:  # a Ray without the datasink class: write, but nothing to cross-check against
         ds.write_parquet(str(path), partition_cols=[partition_col] if partition_col else None,
-                         ray_remote_args={"num_cpus": READ_CPUS})
+                         ray_remote_args={"num_cpus": READ_CPUS}, concurrency=concurrency)
         return None
-    ds.write_datasink(sink, ray_remote_args={"num_cpus": READ_CPUS})
+    ds.write_datasink(sink, ray_remote_args={"num_cpus": READ_CPUS}, concurrency=concurrency)
     return sink.rows_written
 
 

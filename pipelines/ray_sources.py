@@ -11,17 +11,17 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
 
 from qscope.pipelines.sources import (
-    BLOCK_ROWS,
     ROW_SCHEMA,
     CorpusSource,
     RowBuilder,
     iter_file_rows,
+    iter_hub,
     load_hub_dataset,
     open_corpus_file,
 )
 
 
-def read(inp, read_cpus: float):
+def read(inp, read_cpus: float, concurrency: int | None = None):
     import ray
 
     from qscope.pipelines.flow import CorpusInput, ParquetInput, TableInput
@@ -29,8 +29,8 @@ def read(inp, read_cpus: float):
     if isinstance(inp, CorpusInput):
         src = inp.source
         if src.hub is not None:
-            return ray.data.read_datasource(HubDatasource(src), num_cpus=read_cpus)
-        return ray.data.read_datasource(CorpusDatasource(src), num_cpus=read_cpus)
+            return ray.data.read_datasource(HubDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
+        return ray.data.read_datasource(CorpusDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
     if isinstance(inp, ParquetInput):
         from ray.data.datasource.partitioning import Partitioning
 
@@ -39,7 +39,8 @@ def read(inp, read_cpus: float):
             return ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in (inp.columns or ["id"])}))
         cols = None if inp.columns is None else sorted(set(inp.columns) | ({"reject_reason"} if inp.rows != "all"
                                                                           else set()), key=_order(inp.columns))
-        ds = ray.data.read_parquet(files, num_cpus=read_cpus, partitioning=Partitioning("hive", base_dir=inp.base_dir))
+        ds = ray.data.read_parquet(files, num_cpus=read_cpus, concurrency=concurrency,
+                                   partitioning=Partitioning("hive", base_dir=inp.base_dir))
         if cols is not None:  # pushed down into the Parquet scan by Ray's optimizer
             ds = ds.select_columns(cols)
         if inp.rows != "all":  # pushed down into the Parquet scan by Ray's optimizer
@@ -114,18 +115,7 @@ class HubDatasource(Datasource):
         tasks = []
         for i in range(n):
             def read_fn(i=i, n=n):
-                ds = load_hub_dataset(self.source)
-                if n > 1:
-                    ds = ds.shard(num_shards=n, index=i)
-                file = self.source.files[0]
-                rows = RowBuilder(type(file)(f"{file.key}/{i}" if n > 1 else file.key, file.path, "hub"),
-                                  self.source.text_column, self.source.id_column, self.source.max_chars)
-                for r, record in enumerate(ds):
-                    rows.add(r, record)
-                    if len(rows) >= BLOCK_ROWS:
-                        yield rows.flush()
-                if len(rows):
-                    yield rows.flush()
+                yield from iter_hub(self.source, shard=(i, n))
 
             tasks.append(ReadTask(read_fn, BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None,
                                                          input_files=None), schema=ROW_SCHEMA))

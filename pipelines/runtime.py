@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
 def _join(ray, common: dict) -> bool:
     try:
         ray.init(address="auto", **common)
-    except (ConnectionError, RuntimeError) as exc:  # a stale address file of a head that is gone
+    except (ConnectionError, RuntimeError) as exc:  # a head that went away between the check and the join
         print(f"qscope: the Ray cluster recorded on this machine does not answer ({exc}); starting a private "
               "one", file=sys.stderr)
         return False
@@ -52,12 +53,30 @@ def _join(ray, common: dict) -> bool:
 
 
 def _running_cluster() -> bool:
-    """A Ray head started on this machine (`ray start --head` leaves its address in the session directory)."""
+    """A Ray head started on this machine (`ray start --head` leaves its address in the temp directory) that
+    still answers. A head that crashed or was killed leaves the file behind, and `ray.init(address="auto")` on it
+    retries for minutes before failing: a quick TCP connect to its GCS port tells the two apart."""
     try:
         from ray._private.services import find_bootstrap_address
 
-        return bool(find_bootstrap_address(None))
+        address = find_bootstrap_address(None)
     except Exception:  # noqa: BLE001 - an internal helper that moved: behave as if none were running
+        return False
+    if not address:
+        return False
+    if _answers(address):
+        return True
+    print(f"qscope: the Ray cluster recorded on this machine ({address}) does not answer; starting a private one",
+          file=sys.stderr)
+    return False
+
+
+def _answers(address: str, timeout: float = 2.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
         return False
 
 

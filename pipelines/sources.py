@@ -517,9 +517,15 @@ def load_hub_dataset(source: CorpusSource):
                          f"{str(exc)[:300]})") from None
 
 
-def iter_hub(source: CorpusSource, block_rows: int = BLOCK_ROWS) -> Iterator[pa.Table]:
-    ds = load_hub_dataset(source)
-    rows = RowBuilder(source.files[0], source.text_column, source.id_column, source.max_chars)
+def iter_hub(source: CorpusSource, block_rows: int = BLOCK_ROWS, shard: tuple[int, int] | None = None
+             ) -> Iterator[pa.Table]:
+    """Blocks of an `hf:` corpus; `shard` = (index, count) reads one shard of the streaming dataset (its rows are
+    keyed `<spec>/<index>` so ids stay unique)."""
+    ds, file = load_hub_dataset(source), source.files[0]
+    if shard is not None and shard[1] > 1:
+        ds = ds.shard(num_shards=shard[1], index=shard[0])
+        file = CorpusFile(f"{file.key}/{shard[0]}", file.path, "hub")
+    rows = RowBuilder(file, source.text_column, source.id_column, source.max_chars)
     for n, record in enumerate(ds):
         rows.add(n, record)
         if len(rows) >= block_rows:

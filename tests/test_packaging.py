@@ -26,6 +26,18 @@ def test_every_package_folder_is_listed_in_pyproject():
     assert found - listed == set(), f"folders with __init__.py missing from pyproject packages: {found - listed}"
 
 
+def test_test_modules_have_unique_basenames():
+    # Test folders are not packages, so pytest imports each module by its basename: two `test_x.py` in different
+    # folders stop the whole collection ("import file mismatch") on a clean checkout.
+    seen: dict[str, Path] = {}
+    clashes = []
+    for f in sorted((ROOT / "tests").rglob("test_*.py")):
+        if f.name in seen:
+            clashes.append(f"{seen[f.name].relative_to(ROOT)} and {f.relative_to(ROOT)}")
+        seen.setdefault(f.name, f)
+    assert not clashes, f"test modules sharing a basename: {clashes}"
+
+
 @pytest.mark.slow
 def test_non_editable_install_imports_all_three(tmp_path):
     """`pip install .` (no -e) into a fresh venv: qscope, qscope.operators and qscope.pipelines import from it,

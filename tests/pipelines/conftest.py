@@ -22,7 +22,7 @@ def ray_local():
     from qscope.pipelines.runtime import init_ray
 
     started = not ray.is_initialized()
-    init_ray(num_cpus=2)
+    init_ray(address="local", num_cpus=2)  # private: never join a cluster someone left on the machine
     yield ray
     if started:
         ray.shutdown()

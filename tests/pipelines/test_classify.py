@@ -115,3 +115,17 @@ def test_progress_is_reported_on_stderr(tmp_path, sae_dir, demo_subset, capsys, 
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("[qscope] encode_corpus:")]
     assert lines and "24 rows" in lines[-1] and "rows/s" in lines[-1] and "done in" in lines[-1]
     assert any("classify: 24 / 24 rows (100.0%)" in ln for ln in captured.err.splitlines())
+
+
+def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, sae_dir, demo_subset, capsys):
+    datasets = pytest.importorskip("datasets")
+    rows = [json.loads(x) for x in (demo_subset / "corpus.jsonl").read_text().splitlines()]
+    datasets.Dataset.from_list([{"doc": r["id"], "body": r["text"]} for r in rows]).save_to_disk(str(tmp_path / "hf"))
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"body": r["text"]}) + "\n" for r in rows[:3]))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("text_column: body\nid_column: doc\n")
+    rc = main(["classify", "--seeds", str(seeds), "--corpus", str(tmp_path / "hf"), "--out", str(tmp_path / "o.parquet"),
+               "--config", str(cfg), "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["rows"] == 24
+    assert sorted(pq.read_table(tmp_path / "o.parquet")["id"].to_pylist()) == sorted(r["id"] for r in rows)

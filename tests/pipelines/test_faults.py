@@ -79,6 +79,7 @@ CLUSTER_SCRIPT = textwrap.dedent("""
     import json, sys, threading, time
     from pathlib import Path
     from ray.cluster_utils import Cluster
+    from qscope.cli.common import emit_json, json_stdout
     from qscope.pipelines import classify
     from qscope.pipelines.config import ClassifyConfig
 
@@ -102,11 +103,13 @@ CLUSTER_SCRIPT = textwrap.dedent("""
             cluster.remove_node(workers[1])
             print("removed a worker node", file=sys.stderr, flush=True)
         threading.Thread(target=kill_a_worker, daemon=True).start()
-    result = classify.run(plan, address=cluster.address)
-    print(json.dumps(result), flush=True)
-    import ray
-    ray.shutdown()
-    cluster.shutdown()
+    # As the CLI does: stdout holds the one JSON document; Ray's log lines about the lost node go to stderr.
+    with json_stdout(restore=False):
+        result = classify.run(plan, address=cluster.address)
+        emit_json(result)
+        import ray
+        ray.shutdown()
+        cluster.shutdown()
 """)
 
 

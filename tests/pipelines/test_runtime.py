@@ -2,6 +2,8 @@
 never a traceback (`ValueError: When connecting to an existing cluster, num_cpus ... must not be provided`)."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +31,22 @@ def test_classify_with_a_running_cluster(ray_head_factory, tmp_path, sae_dir, de
                                  capture_output=True, text=True, timeout=900, cwd=ROOT)
         assert private.returncode == 0, private.stderr[-3000:]
         assert "joined" not in private.stderr and pq.read_table(tmp_path / "b.parquet").num_rows == 24
+
+
+def test_a_stale_cluster_address_starts_a_private_ray_at_once(tmp_path, sae_dir, demo_subset):
+    # A head that crashed leaves `ray_current_cluster` behind; joining it would retry for minutes.
+    ray_tmp = Path("/tmp") / f"qsst{tmp_path.name[-6:]}"
+    ray_tmp.mkdir(exist_ok=True)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (ray_tmp / "ray").mkdir(exist_ok=True)
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(ray_tmp)}
+    cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(demo_subset / "seeds.jsonl"),
+           "--corpus", str(demo_subset / "corpus.jsonl"), "--sae", str(sae_dir), "--max-length", "24", "--json",
+           "--out", str(tmp_path / "a.parquet")]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"(127.0.0.1:{port}) does not answer" in run.stderr and "joined" not in run.stderr
+    assert pq.read_table(tmp_path / "a.parquet").num_rows == 24
