@@ -232,6 +232,9 @@ class Trainer:
             sae_id = (cfg.sae_id or f"{model_name}-l{{layer}}").replace("{layer}", str(layer))
             meta = {"trained_by": "qscope.training", "training_architecture": s.architecture,
                     "input_scale_folded": self.scales[layer], "training_tokens": self.step * cfg.batch_size,
+                    # distinct tokens behind those steps (the cache's size; None when streaming, which reads the
+                    # corpus window by window): the two differ when training cycles over a cache for several epochs
+                    "distinct_training_tokens": getattr(self.source, "n_tokens", None),
                     "k": s.k, "lr": s.resolved_lr(), "batch_size": cfg.batch_size,
                     "data": cfg.cache or cfg.corpus, "split": cfg.split}
             sae_cfg = SAEConfig(arch, self.d_in, s.d_sae, s.k if arch == "topk" else None, True, model_name,
