@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--write-stats", action="store_true", help="compute feature statistics, write feature_stats.safetensors")
     p.add_argument("--stats-tokens", type=int, default=100_000, help="tokens for feature statistics (default 100000)")
     p.add_argument("--top-examples", type=int, default=0, help="keep the k top-activating token ids per feature")
+    p.add_argument("--stats-cache", default=None,
+                   help="compute the feature statistics from this activation cache (e.g. the held-out cache the SAE "
+                   "was trained with) instead of running the LM over --texts: seconds instead of minutes on a CPU")
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -41,6 +44,7 @@ def run(args) -> int:
     from qscope.evaluation import (
         compute_feature_stats,
         evaluate_sae,
+        feature_stats_from_cache,
         load_texts,
         sae_directory,
         write_feature_stats,
@@ -55,6 +59,14 @@ def run(args) -> int:
     sae = load_sae(spec, layer=args.layer)
     # Resolve where the card/stats go before spending minutes on evaluation.
     out_dir = sae_directory(spec) if (args.write_card or args.write_stats) else None
+    if args.stats_cache:  # checked before minutes of evaluation
+        from qscope.errors import InputError
+        from qscope.training.cache import read_manifest
+
+        read_manifest(args.stats_cache)
+        if not args.write_stats or args.top_examples:
+            raise InputError("--stats-cache goes with --write-stats and without --top-examples (a cache keeps no "
+                             "token ids)")
     texts = load_texts(args.texts, sae_dir=_local_dir(spec))
     lm = LanguageModel.load(model_for_sae(args.model, sae, args.allow_model_mismatch), max_length=args.max_length)
     check_sae_fits(lm, sae)
@@ -65,7 +77,10 @@ def run(args) -> int:
     )
     out = result.to_json()
     stats = None
-    if args.write_stats:
+    if args.write_stats and args.stats_cache:
+        stats = feature_stats_from_cache(sae, args.stats_cache, layer=result.layer, n_tokens=args.stats_tokens)
+        out["feature_stats"] = str(write_feature_stats(stats, out_dir))
+    elif args.write_stats:
         stats = compute_feature_stats(
             lm, sae, texts, layer=result.layer, n_tokens=args.stats_tokens, batch_tokens=args.batch_tokens,
             max_length=args.max_length, top_k=args.top_examples, seed=args.seed, progress=progress,

@@ -100,3 +100,20 @@ def test_on_real_lm_matches_direct_encoding(lm, demo_texts, planted):
     live = stats.count > 0
     assert (stats.quantiles[live, -1] <= stats.max_activation[live] + 1e-6).all()
     assert (stats.top_values[live, 0] == stats.max_activation[live]).all()
+
+
+def test_from_activation_cache_equals_direct_encoding(planted, tmp_path):
+    from qscope.evaluation import feature_stats_from_cache
+    from qscope.training.cache import write_activation_cache
+
+    sae = planted.random_topk(32, d_sae=128, k=4)
+    x = np.random.default_rng(0).normal(size=(1000, 32)).astype(np.float16)
+    cache = write_activation_cache(tmp_path / "cache", {planted.layer: x}, shard_tokens=300)  # 4 shards
+    stats = feature_stats_from_cache(sae, cache, n_tokens=700, batch_tokens=128)
+    with torch.no_grad():
+        dense = sae.encode_dense(torch.from_numpy(x[:700].astype(np.float32)))
+    assert stats.n_tokens == 700 and stats.metadata["layer"] == planted.layer
+    np.testing.assert_array_equal(stats.count, (dense > 0).sum(0).numpy())
+    np.testing.assert_allclose(stats.max_activation, dense.max(0).values.numpy(), rtol=1e-6)
+    with pytest.raises(InputError, match="d_in"):
+        feature_stats_from_cache(planted.random_topk(16, d_sae=64, k=4), cache)

@@ -148,3 +148,24 @@ def test_eval_sae_json_on_a_fresh_machine(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["sae"] == "qscope/smollm2-135m-l15" and out["n_tokens"] >= 128 and out["explained_variance"] > 0.5
+
+
+def test_cli_eval_sae_stats_from_an_activation_cache(tmp_path, capsys, monkeypatch, lm, demo_texts, planted):
+    import numpy as np
+
+    from qscope.models import LanguageModel
+    from qscope.training.cache import write_activation_cache
+
+    monkeypatch.setattr(LanguageModel, "load", classmethod(lambda cls, *a, **k: lm))  # reuse the session model
+    sae_dir = planted.random_topk(lm.d_model, d_sae=64, k=4).save(tmp_path / "sae")
+    texts = tmp_path / "t.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in demo_texts[:2]))
+    x = np.random.default_rng(0).normal(size=(300, lm.d_model)).astype(np.float16)
+    cache = write_activation_cache(tmp_path / "cache", {planted.layer: x})
+    base = ["eval-sae", str(sae_dir), "--texts", str(texts), "--tokens", "24", "--json"]
+    assert main([*base, "--stats-cache", str(cache)]) == 2  # without --write-stats: refused before evaluating
+    assert "--stats-cache goes with --write-stats" in json.loads(capsys.readouterr().out)["message"]
+    assert main([*base, "--write-stats", "--stats-cache", str(cache), "--stats-tokens", "250"]) == 0
+    capsys.readouterr()
+    stats = load_feature_stats(sae_dir)
+    assert stats.n_tokens == 250 and "activation cache" in stats.metadata["text_source"]
