@@ -210,7 +210,7 @@ class Flow:
         if isinstance(self.source, CorpusInput):
             blocks = _limit(iter_corpus(self.source.source), self.source.limit)
         elif isinstance(self.source, ParquetInput):
-            blocks = _iter_parquet(self.source)
+            blocks = iter_parquet(self.source)
         else:
             blocks = iter(self.source.slices())
         ops = []
@@ -375,17 +375,34 @@ def _apply(op: Tracked, batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
             yield out
 
 
-def _iter_parquet(inp: ParquetInput) -> Iterator[pa.Table]:
+def iter_parquet(inp: ParquetInput, files: list[str] | None = None, batch_rows: int = 4096) -> Iterator[pa.Table]:
+    """`inp`'s rows (or those of `files`, a subset of its parts), `batch_rows` at a time: hive partition columns
+    added, the column selection and the `reject_reason` filter applied in the scan."""
     import pyarrow.dataset as pads
 
-    files = inp.files()
+    files = inp.files() if files is None else files
     if not files:
         return
-    data = pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=inp.base_dir)
+    data = pads.dataset(files, format="parquet", partitioning=_string_partitions(files, inp.base_dir),
+                        partition_base_dir=inp.base_dir)
     expr = inp.row_filter(data.schema.names)
-    for batch in data.to_batches(columns=inp.columns, filter=expr, batch_size=4096):
+    for batch in data.to_batches(columns=inp.columns, filter=expr, batch_size=batch_rows):
         if batch.num_rows:
             yield pa.Table.from_batches([batch])
+
+
+def _string_partitions(files: list[str], base_dir: str):
+    """Hive partition columns as strings: inferred types would differ between parts (a file key "2024" is an int)."""
+    import pyarrow.dataset as pads
+
+    names = []
+    for f in files:
+        rel = Path(f).relative_to(base_dir) if Path(f).is_relative_to(base_dir) else Path(f).name
+        for part in Path(rel).parts[:-1]:
+            name = part.split("=", 1)[0]
+            if "=" in part and name not in names:
+                names.append(name)
+    return pads.partitioning(pa.schema([(n, pa.string()) for n in names]), flavor="hive")
 
 
 def _write_local(tables: Iterator[pa.Table], path: Path, partition_col: str | None, rows_per_file: int) -> None:
