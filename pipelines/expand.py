@@ -29,6 +29,7 @@ from qscope.operators.select import best_rows
 from qscope.operators.writer import Provenance, add_provenance, write_table_atomic
 from qscope.pipelines import stages as shared
 from qscope.pipelines.common import json_dump
+from qscope.pipelines.describe import describe_stage
 from qscope.pipelines.config import ExpandConfig
 from qscope.pipelines.flow import Flow, Ref, Step, TableInput
 from qscope.pipelines.outputs import SUCCESS, mark_success
@@ -95,6 +96,8 @@ def build_plan(cfg: ExpandConfig) -> Plan:
               lambda run: {"result": _write(run)},
               doc=f"{OUTPUT_FILE} (atomic), {TARGETS_FILE}, {REPORT_FILE}, then _SUCCESS"),
     ]
+    if cfg.report:  # labels + dashboards of the targets for report.html, before `write`
+        stages.insert(len(stages) - 1, describe_stage(cfg, ("seeds", "seed_model", *(r for r in reads if r == "mined"))))
     return Plan("expand", cfg, stages)
 
 
@@ -234,7 +237,8 @@ def _write(run: Run) -> dict:
 
         summary = {"run_id": run.run_id, "model": meta.model, "sae": meta.sae, "layer": meta.layer,
                    "counts": counts, "timings": run.timings}
-        report = write_report(out / REPORT_FILE, path, run.get("seeds_scored"), targets, summary)
+        report = write_report(out / REPORT_FILE, path, run.get("seeds_scored"), targets, summary,
+                              features=run.get("feature_notes"))
     mark_success(out, run.run_id, {"pipeline": "expand", "rows": table.num_rows, "files": [OUTPUT_FILE]})
     result = {"parquet": str(path), "report": str(report) if report else None,
               "corpus_signatures": str(run["signatures"].store.root)}

@@ -31,6 +31,13 @@ def _check_output(out_dir, result):
     html = (out_dir / "report.html").read_text()
     assert "data:image/png;base64," in html and "Target features" in html and "Output schema" in html
     assert not [p for p in out_dir.rglob("*") if ".tmp-" in str(p)]
+    # The report names the target features: label, quality, dashboard link (labelled in a worker, not the driver)
+    notes = {n["feature"]: n for n in json.loads((out_dir / "_feature_notes.json").read_text())}
+    assert set(notes) == set(result["targets"])
+    for f, n in notes.items():
+        assert n["label"] and n["dashboard"] == f"dashboards/feature-{f}.html" and (out_dir / n["dashboard"]).exists()
+        assert f'<a href="dashboards/feature-{f}.html">{f}</a>' in html
+    assert 'class="lab"' in html or any(html.count(n["label"].split()[0]) for n in notes.values())
     return t
 
 

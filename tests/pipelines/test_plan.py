@@ -29,7 +29,7 @@ def test_demo_plan_stages_operators_and_resources():
     assert kind == "expand"
     plan = expand.build_plan(cfg)
     assert plan.names == ["claim_output", "read_seeds", "encode_seeds", "encode_corpus", "seed_model", "mine",
-                          "index", "build_prompts", "generate", "score", "select", "write"]
+                          "index", "build_prompts", "generate", "score", "select", "describe_features", "write"]
     ops = {s.name: [st.operator for st in s.steps] for s in plan.stages if s.steps}
     assert ops == {"encode_seeds": [EncodeSignatures], "encode_corpus": [EncodeSignatures],
                    "seed_model": [SampleByHash], "mine": [MineBySignature, TopRows], "generate": [SteeredGenerate],
