@@ -8,9 +8,10 @@ A tiny random LM (2 blocks, width 64, SmolLM2's tokenizer) and a random TopK SAE
 measured is the pipeline: reading, the Ray Data stream, the signature store, the seed model, classification, the
 result. Each size runs `qscope classify` in a fresh process on a fresh embedded Ray; a sampler sums the PSS of
 that process and every process under it (the driver, Ray's GCS / raylet, every worker and actor — shared
-object-store pages counted once) every 0.2 s. Steady-state rows/s = corpus rows / (time from the first to the last
-batch of the encode pass + the same for the classify pass), from the run's own counters: Ray start-up, model
-loads, the seed-model fit between the passes and the final merge are excluded.
+object-store pages counted once) every second (reading smaps is not free: a faster sampler slows the run it
+measures). Steady-state rows/s = corpus rows / (time from the first to the last batch of the encode pass + the same
+for the classify pass), from the run's own counters: Ray start-up, model loads, the seed-model fit between the
+passes and the final merge are excluded.
 
 Goals (issue 10): peak PSS at 1M <= 1.2x at 10k; steady rows/s at 1M >= 0.8x at 10k; embedded model on 5k rows:
 pipeline encode rows/s >= 0.85x a bare in-process loop of EncodeSignatures on the same cores.
@@ -59,7 +60,7 @@ def make_corpus(path: Path, rows: int, seed: int = 0) -> Path:
 class TreeSampler:
     """Peak summed PSS (and the driver's own peak RSS) of a process and all its descendants."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    def __init__(self, pid: int, interval: float = 1.0):
         import psutil
 
         self.root, self.interval = psutil.Process(pid), interval
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
     model, sae = make_tiny_model(work)
     seeds = make_corpus(work / "seeds.jsonl", 20, seed=99)
     tiny_cfg = work / "tiny.yaml"
-    tiny_cfg.write_text("model: {max_length: 32}\nresources:\n  encode: {batch_size: 256, num_cpus: 0.5}\n"
+    tiny_cfg.write_text("model: {max_length: 16}\nresources:\n  encode: {batch_size: 256, num_cpus: 0.5}\n"
                         "  light: {batch_size: 2048, num_cpus: 0.25, local_below: 0}\n")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []

@@ -386,9 +386,18 @@ def iter_parquet(inp: ParquetInput, files: list[str] | None = None, batch_rows: 
     data = pads.dataset(files, format="parquet", partitioning=_string_partitions(files, inp.base_dir),
                         partition_base_dir=inp.base_dir)
     expr = inp.row_filter(data.schema.names)
+    pending, rows = [], 0
+    # Batches come one row group at a time (a few hundred rows in Ray-written parts): gather them into blocks of
+    # about `batch_rows`, or every block downstream pays a task / actor call for a few hundred rows.
     for batch in data.to_batches(columns=inp.columns, filter=expr, batch_size=batch_rows):
         if batch.num_rows:
-            yield pa.Table.from_batches([batch])
+            pending.append(batch)
+            rows += batch.num_rows
+        if rows >= batch_rows:
+            yield pa.Table.from_batches(pending)
+            pending, rows = [], 0
+    if rows:
+        yield pa.Table.from_batches(pending)
 
 
 def _string_partitions(files: list[str], base_dir: str):
