@@ -93,6 +93,13 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
 _CLASSIFY_METHODS = ("probe", "centroid", "knn")
 
 
+def _score_or_auto(name: str, value: Any, allow_none: bool = False) -> None:
+    if value == "auto" or (allow_none and value is None):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name} must be a number or 'auto'{' or null' if allow_none else ''}, got {value!r}")
+
+
 def _choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise InputError(f"{name} must be one of {list(allowed)}, got {value!r}")
@@ -207,14 +214,21 @@ class MiningConfig(ConfigBase):
     """Seed similarity = mean cosine to the k nearest seeds (also the knn method's k)."""
     max_results: int = 50
     """Keep at most this many mined rows (best first)."""
-    min_score: float = 0.5
-    """Mined rows need mine_score >= this (probe: a probability)."""
+    min_score: float | str = "auto"
+    """Mined rows need mine_score >= this (probe: a probability). "auto": the cut-off whose estimated precision is
+    `target_precision`, set from the seeds' own held-out scores against the background sample (cross-validation;
+    `qscope.classify.precision_cutoff`); the estimate (precision, recall, expected rows) is in the summary."""
+    target_precision: float = 0.8
+    """Precision the "auto" cut-off aims for (also the synthesis filter's `min_seed_score: auto`)."""
     background_size: int = 2000
     """Corpus rows sampled as the classifier's background."""
 
     def validate(self) -> None:
         _choice("mining.method", self.method, _CLASSIFY_METHODS)
         _positive("mining.background_size", self.background_size)
+        _score_or_auto("mining.min_score", self.min_score)
+        if not 0.0 < float(self.target_precision) <= 1.0:
+            raise InputError(f"mining.target_precision must be in (0, 1], got {self.target_precision!r}")
 
 
 @dataclass
@@ -223,9 +237,16 @@ class SynthesisConfig(ConfigBase):
     """How many new samples to generate (before filtering)."""
     engine: str = "hf"
     """Generation engine: hf (CPU default) or vllm."""
-    strengths: list[float] = field(default_factory=lambda: [0.0, 2.0])
+    strengths: list[float] | str = field(default_factory=lambda: [0.0, 2.0])
     """Steering strengths; samples cycle through them. 1.0 = the feature's typical activation on the seeds
-    (its mean pooled max activation over the seeds it fires on), passed to the intervention as `scale`."""
+    (its mean pooled max activation over the seeds it fires on), passed to the intervention as `scale`.
+    "auto": a pilot sweep picks the strength (see `auto_strengths`)."""
+    auto_strengths: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])
+    """`strengths: auto`: the grid a pilot sweep tries (`pilot_samples` generations each, scored like the outputs:
+    the seed classifier on the re-encoded text with the steered features removed, plus the text checks); the
+    strength with the most samples passing the filter wins (ties: the smaller), and the run uses it alone."""
+    pilot_samples: int = 8
+    """Generations per strength in the `auto` pilot sweep."""
     features_per_sample: int = 2
     """How many target features each sample's intervention activates."""
     n_shots: int = 2
@@ -256,20 +277,35 @@ class SynthesisConfig(ConfigBase):
         if self.engine not in ENGINES:
             raise InputError(f"synthesis.engine must be one of {ENGINES}, got {self.engine!r}")
         _positive("synthesis.n_samples", self.n_samples, allow_zero=True)
-        if not self.strengths:
+        if isinstance(self.strengths, str):
+            if self.strengths != "auto":
+                raise InputError(f"synthesis.strengths must be a list of numbers or 'auto', got {self.strengths!r}")
+            if not self.auto_strengths:
+                raise InputError("synthesis.auto_strengths must list at least one strength")
+            _positive("synthesis.pilot_samples", self.pilot_samples)
+        elif not self.strengths:
             raise InputError("synthesis.strengths must list at least one strength (0.0 = unsteered)")
 
 
 @dataclass
 class FilterConfig(ConfigBase):
-    min_target_score: float = 0.2
-    """Keep generated samples with target_score >= this."""
+    min_target_score: float = 0.0
+    """Keep samples with target_score >= this. The target features' activation is what steering raises, so on
+    steered text it says little about being on topic (bench/synthesis.py); min_seed_score is the filter that
+    holds up against independent judges."""
+    min_seed_score: float | str | None = "auto"
+    """... and seed_score >= this: the seed classifier (the probe that mines) on the re-encoded text, with the
+    features a sample was steered with removed from its signature. "auto": the mining cut-off for
+    `mining.target_precision` (from the seeds' held-out scores); null: off."""
     min_seed_similarity: float = 0.0
     """... and seed_similarity >= this."""
     min_chars: int = 20
     """... and at least this many characters."""
     min_distinct_word_ratio: float = 0.4
     """... and distinct words / words at least this (drops degenerate, repetitive generations)."""
+
+    def validate(self) -> None:
+        _score_or_auto("filter.min_seed_score", self.min_seed_score, allow_none=True)
 
 
 @dataclass

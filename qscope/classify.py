@@ -163,3 +163,119 @@ def mine_corpus(seed_feature_ids: Any, seed_feature_values: Any, corpus_feature_
     order = np.lexsort((np.arange(len(scores)), -scores))
     return MineResult(order[:top] if top is not None else order, scores)
 
+
+
+# --- a cut-off for a stated precision (mining) ---------------------------------------------------------------
+class CutoffEstimate(NamedTuple):
+    """A score cut-off chosen for a target precision from held-out scores (see `precision_cutoff`)."""
+
+    cutoff: float
+    """Keep rows with score >= cutoff (inf when no cut-off reaches the target: keep nothing)."""
+    target_precision: float
+    est_precision: float
+    """Estimated precision of the rows kept at `cutoff` (nan when nothing is kept)."""
+    est_recall: float
+    """Share of the seeds' held-out scores at or above `cutoff` (recall, if corpus positives resemble the seeds)."""
+    est_pass_fraction: float
+    """Share of the background (a uniform corpus sample) at or above `cutoff`: expected yield / corpus size."""
+    est_prevalence: float
+    """Estimated share of the corpus that belongs with the seeds."""
+    reached: bool
+    """False when no cut-off reaches the target: `cutoff` is then the most precise one found."""
+
+    def to_dict(self) -> dict:
+        return {k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in self._asdict().items()}
+
+
+def precision_cutoff(pos_scores: Any, background_scores: Any, target_precision: float = 0.8,
+                     min_recall: float = 0.1, min_count: int = 5) -> CutoffEstimate:
+    """The lowest score cut-off whose estimated precision on the corpus is >= `target_precision`.
+
+    Inputs are held-out scores (each row scored by a classifier that did not train on it): `pos_scores` of the
+    seeds (labelled positives) and `background_scores` of a uniform corpus sample (unlabelled: a mix of positives
+    at an unknown prevalence pi and negatives). With r(t) = share of seeds >= t and b(t) = share of background
+    >= t, b(t) = pi r(t) + (1 - pi) fpr(t), so precision(t) = pi r(t) / b(t) and pi <= b(t) / r(t) at every t.
+    pi is estimated by that bound's minimum over cut-offs that keep >= `min_recall` of the seeds and >= `min_count`
+    background rows (tight where precision is ~1; the positive-unlabelled "best bin" estimate), with one
+    pseudo-count in the background so a cut-off above every background row does not imply pi = 0. The cut-off is
+    the lowest one whose estimated precision reaches the target (low cut-offs are measured on many rows). Assumes the seeds look like the corpus's positives
+    (positives "selected completely at random"); with 20 seeds recall moves in steps of 0.05, so read the
+    estimates as estimates.
+    """
+    if not 0.0 < target_precision <= 1.0:
+        raise InputError(f"target precision must be in (0, 1], got {target_precision}")
+    pos = np.sort(np.asarray(pos_scores, np.float64))
+    bg = np.sort(np.asarray(background_scores, np.float64))
+    if len(pos) == 0 or len(bg) == 0:
+        raise InputError("a precision cut-off needs held-out scores of seeds and of background rows")
+    cands = np.unique(np.r_[pos, bg])[::-1]  # every score is a candidate cut-off, highest first
+    recall = 1.0 - np.searchsorted(pos, cands, side="left") / len(pos)
+    bg_pass = (len(bg) - np.searchsorted(bg, cands, side="left") + 1.0) / (len(bg) + 1.0)
+    ok = recall >= min_recall
+    if not ok.any():
+        ok[-1] = True
+    n_above = bg_pass * (len(bg) + 1.0) - 1.0
+    est = ok & (n_above >= min_count)  # ratios over a handful of rows are noise, and their minimum is biased low
+    sel = est if est.any() else ok
+    prevalence = float(min(1.0, np.min(bg_pass[sel] / recall[sel])))
+    precision = np.minimum(1.0, prevalence * recall / bg_pass)
+    # the lowest cut-off that reaches the target: low cut-offs are where both rates are measured on many rows
+    cand = np.flatnonzero(ok)
+    reaching = precision[cand] >= target_precision
+    if reaching.any():
+        i = int(cand[np.flatnonzero(reaching)[-1]])
+        reached = True
+    else:
+        i = int(cand[np.argmax(precision[cand])])
+        reached = False
+    cut = float(cands[i])
+    return CutoffEstimate(cut, float(target_precision), float(precision[i]), float(recall[i]),
+                          float((bg >= cut).mean()), prevalence, reached)
+
+
+def heldout_scores(seed_feature_ids: Any, seed_feature_values: Any, background_ids: Any, background_values: Any,
+                   d_sae: int, folds: int = 5, seed: int = 0, **kw) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold one-class scores: seeds and background are split into `folds` parts; each part is scored by a
+    classifier (`SignatureClassifier(**kw)`) fitted on the other parts' seeds against the other parts'
+    background. Returns (seed scores, background scores), in input order."""
+    seeds = as_ragged(seed_feature_ids, seed_feature_values, d_sae)
+    bg = as_ragged(background_ids, background_values, d_sae)
+    n_s, n_b = seeds.n_rows, bg.n_rows
+    folds = max(2, min(int(folds), n_s))
+    if n_s < 2 or n_b < folds:
+        raise InputError(f"held-out scores need >= 2 seeds and >= {folds} background rows (got {n_s}, {n_b})")
+    rng = np.random.default_rng(seed)
+    fs = rng.permutation(np.arange(n_s) % folds)
+    fb = rng.permutation(np.arange(n_b) % folds)
+    out_s, out_b = np.zeros(n_s), np.zeros(n_b)
+    seed_fids, seed_vals = _rows(seeds)
+    bg_fids, bg_vals = _rows(bg)
+    for f in range(folds):
+        ts, tb = np.flatnonzero(fs != f), np.flatnonzero(fb != f)
+        clf = SignatureClassifier(d_sae, **kw).fit([seed_fids[i] for i in ts], [seed_vals[i] for i in ts],
+                                                   ["seed"] * len(ts), [bg_fids[i] for i in tb],
+                                                   [bg_vals[i] for i in tb])
+        hs, hb = np.flatnonzero(fs == f), np.flatnonzero(fb == f)
+        out_s[hs] = clf.decision_scores([seed_fids[i] for i in hs], [seed_vals[i] for i in hs]).scores[:, 0]
+        out_b[hb] = clf.decision_scores([bg_fids[i] for i in hb], [bg_vals[i] for i in hb]).scores[:, 0]
+    return out_s, out_b
+
+
+def _rows(r) -> tuple[list, list]:
+    """Per-row (ids, values) arrays of a ragged batch."""
+    return [r.row(i)[0] for i in range(r.n_rows)], [r.row(i)[1] for i in range(r.n_rows)]
+
+
+def without_features(feature_ids: Any, feature_values: Any, exclude: Sequence[Sequence[int]]) -> tuple[list, list]:
+    """Each row's signature without the latents in its `exclude` list (e.g. the features a generated sample was
+    steered with, so a score reads what the text says rather than what the steering put there)."""
+    r = as_ragged(feature_ids, feature_values)
+    if len(exclude) != r.n_rows:
+        raise InputError(f"{len(exclude)} exclusion lists for {r.n_rows} signatures")
+    fids, vals = [], []
+    for i, ex in enumerate(exclude):
+        f, v = r.row(i)
+        keep = ~np.isin(f, np.asarray(list(ex or []), np.int64))
+        fids.append(f[keep])
+        vals.append(v[keep])
+    return fids, vals

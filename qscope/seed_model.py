@@ -149,6 +149,29 @@ class SeedModel:
             self.seeds.feature_ids, self.seeds.feature_values, labels,
             bg["feature_ids"] if bg else None, bg["feature_values"] if bg else None)
 
+    def heldout_scores(self, folds: int = 5, seed: int = 0):
+        """Out-of-fold seed-classifier scores of the seeds and of the background sample (each scored by a
+        classifier fitted without it): what `mining_cutoff` calibrates on. One-class seed models only."""
+        from qscope.classify import heldout_scores
+
+        if len({x for x in self.seeds.labels if x is not None}) > 1:
+            raise InputError("held-out mining scores need one class of seeds")
+        bg = self.background
+        if not bg.get("feature_ids"):
+            raise InputError("held-out mining scores need the background sample")
+        return heldout_scores(self.seeds.feature_ids, self.seeds.feature_values, bg["feature_ids"],
+                              bg["feature_values"], self.meta.d_sae, folds=folds, seed=seed, method=self.method,
+                              k=self.k)
+
+    def mining_cutoff(self, target_precision: float = 0.8, folds: int = 5, seed: int = 0):
+        """The seed-classifier score cut-off whose estimated precision on the corpus is >= `target_precision`
+        (`qscope.classify.precision_cutoff` on `heldout_scores`), with the estimated precision, recall, prevalence
+        and the share of the corpus expected to pass."""
+        from qscope.classify import precision_cutoff
+
+        pos, bg = self.heldout_scores(folds, seed)
+        return precision_cutoff(pos, bg, target_precision)
+
     # --- persistence -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """`<path>/seed_model.json` + `seeds.parquet` + `background.parquet`, replaced atomically."""

@@ -4,7 +4,7 @@ Read it with polars:
 
     import polars as pl
     df = pl.read_parquet("out/demo/samples.parquet")
-    df.filter(pl.col("source") == "synthesized").sort("target_score", descending=True).select("text", "target_score")
+    df.filter(pl.col("source") == "synthesized").sort("seed_score", descending=True).select("text", "seed_score")
     df.explode("target_features").group_by("target_features").len()        # coverage per target feature
     import pyarrow.parquet as pq; pq.read_schema("out/demo/samples.parquet").metadata   # run metadata (qscope.*)
 """
@@ -24,6 +24,9 @@ OUTPUT_COLUMNS: list[tuple[str, pa.DataType, str]] = [
      "mean cosine (IDF-weighted signatures, corpus IDF) to the k most similar seeds"),
     ("mine_score", pa.float32(),
      "mined rows: the seed classifier's score (probe: probability of belonging with the seeds); null otherwise"),
+    ("seed_score", pa.float32(),
+     "the seed classifier's score of the re-encoded text, without the features the row was steered with (the "
+     "filter's `min_seed_score` reads it; for mined rows it is mine_score, re-read)"),
     ("seed_ids", pa.list_(pa.string()),
      "synthesized: the seeds shown in the few-shot prompt; mined: the nearest seed"),
     ("target_features", pa.list_(pa.int32()), "features the generation was steered towards (empty = unsteered)"),
@@ -70,7 +73,7 @@ def schema_markdown() -> str:
         "```python",
         "import polars as pl",
         'df = pl.read_parquet("out/demo/samples.parquet")',
-        'df.filter(pl.col("source") == "synthesized").sort("target_score", descending=True).select("text", "target_score")',
+        'df.filter(pl.col("source") == "synthesized").sort("seed_score", descending=True).select("text", "seed_score")',
         'df.explode("target_features").group_by("target_features").len()   # coverage per steered feature',
         "```",
         "",

@@ -1,12 +1,19 @@
-"""Strength sweep: for a grid of strengths, how often the output carries the target feature and how fluent it stays.
+"""Strength sweep: for a grid of strengths, how often the output is on target by an honest judge, and how fluent it
+stays.
 
 For each strength s the prompts are generated with `edit(feature, s)`, then
-- on-target: the generated text (alone, re-encoded with the SAE by `FeatureExtractor`) activates the target
-  feature at some token at >= `threshold` x the feature's scale (its typical max activation);
-- fluency: perplexity of the generated tokens given the prompt under the *unsteered* model.
-The best strength maximizes the on-target rate among strengths whose mean perplexity is within the bound
+- on-target (with a `judge`): the judge's verdict on the generated text — a classifier that is not the steered
+  feature: a user-given classifier, a `qscope.evaluation.judges` judge trained on labelled text, or the concept's
+  seed classifier on an unsteered re-encode of the output with the steered feature removed from its signature
+  (`SignatureJudge`). Without a judge, on-target falls back to the steered feature's own activation in the
+  re-encoded output (`feature_rate`), which the steering itself raises: circular, and reported as such;
+- feature_rate (always): the generated text, re-encoded with the SAE, activates the steered feature at some token
+  at >= `threshold` x the feature's scale (its typical max activation);
+- fluency: perplexity of the generated tokens given the prompt under the *unsteered* model, and the
+  distinct-word ratio (degenerate repetition scores low).
+The best trade-off maximizes the on-target rate among strengths whose mean perplexity is within the bound
 (`max_perplexity`, default `ppl_factor` x the unsteered perplexity; strength 0 is always measured as the baseline);
-ties go to the smaller strength.
+ties go to the smaller strength. Its row is marked `best`.
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ class SweepResult:
     op: str
     samples: dict[float, list[str]] = dataclasses.field(default_factory=dict)
 
-    ROW_KEYS = ("strength", "on_target_rate", "mean_max_activation", "perplexity", "mean_new_tokens",
-                "n_prompts", "within_bound")
+    judge: str = "feature activation (circular)"
+    """What decided on-target: the judge's name, or the steered feature's own activation when none was given."""
+
+    ROW_KEYS = ("strength", "on_target_rate", "feature_rate", "mean_max_activation", "perplexity",
+                "distinct_word_ratio", "mean_new_tokens", "n_prompts", "within_bound", "best")
 
     def to_polars(self):
         import polars as pl
@@ -45,7 +55,7 @@ class SweepResult:
 
     def to_dict(self) -> dict:
         return {"feature": self.feature, "layer": self.layer, "op": self.op, "best_strength": self.best_strength,
-                "perplexity_bound": self.perplexity_bound, "rows": self.rows,
+                "judge": self.judge, "perplexity_bound": self.perplexity_bound, "rows": self.rows,
                 "samples": {str(k): v for k, v in self.samples.items()}}
 
 
@@ -67,9 +77,14 @@ def continuation_perplexity(lm, prompt_ids: Sequence[Sequence[int]], gen_ids: Se
 def strength_sweep(engine, prompts: Sequence[str] | str, feature: int, strengths: Sequence[float] = DEFAULT_STRENGTHS,
                    *, layer: int | None = None, op: str = "activate", positions: str = "all",
                    max_new_tokens: int = 32, threshold: float = 0.1, max_perplexity: float | None = None,
-                   ppl_factor: float = 2.0, lm=None, chat: bool = True, keep_samples: int = 2) -> SweepResult:
+                   ppl_factor: float = 2.0, lm=None, chat: bool = True, keep_samples: int = 2,
+                   judge=None, temperature: float = 0.0, seed: int = 0) -> SweepResult:
     """Run the sweep on `engine` (any `GenerationEngine`). `lm`: the HF LanguageModel used to re-encode outputs and
-    score perplexity (default: the engine's own `lm`, else loaded)."""
+    score perplexity (default: the engine's own `lm`, else loaded).
+
+    judge: decides on-target — an object with `proba(texts)` (and optionally `threshold`, default 0.5, and
+    `name`), e.g. a `qscope.evaluation.judges` judge, or a plain callable texts -> scores / bools. A judge that
+    has `exclude_features` (SignatureJudge) is told the steered feature, so it cannot read the steering back."""
     from qscope.features import FeatureExtractor
 
     if op not in ("activate", "clamp"):
@@ -90,10 +105,12 @@ def strength_sweep(engine, prompts: Sequence[str] | str, feature: int, strengths
         lm = LanguageModel.load(getattr(engine, "model_name", None))
     extractor = FeatureExtractor(lm, {layer: engine.saes[layer]})
 
+    verdict, judge_name = _judge_fn(judge, feature)
     rows, samples = [], {}
     for s in grid:
         iv = None if s == 0 and op == "activate" else resolved.with_strength(s)
-        results = engine.generate(prompts, intervention=iv, max_new_tokens=max_new_tokens, chat=chat)
+        results = engine.generate(prompts, intervention=iv, max_new_tokens=max_new_tokens, chat=chat,
+                                  temperature=temperature, seed=seed)
         maxes = []
         texts = [r.text for r in results]
         nonempty = [i for i, t in enumerate(texts) if t.strip()]
@@ -106,11 +123,14 @@ def strength_sweep(engine, prompts: Sequence[str] | str, feature: int, strengths
         maxes = acts
         ppl = continuation_perplexity(lm, [r.prompt_token_ids for r in results], [r.token_ids for r in results])
         finite = [p for p in ppl if math.isfinite(p)]
+        feature_rate = sum(a >= threshold * scale and a > 0 for a in maxes) / len(maxes)
         rows.append({
             "strength": s,
-            "on_target_rate": sum(a >= threshold * scale and a > 0 for a in maxes) / len(maxes),
+            "on_target_rate": feature_rate if verdict is None else float(sum(verdict(texts)) / len(texts)),
+            "feature_rate": feature_rate,
             "mean_max_activation": sum(maxes) / len(maxes),
             "perplexity": sum(finite) / len(finite) if finite else float("nan"),
+            "distinct_word_ratio": sum(_distinct(t) for t in texts) / len(texts),
             "mean_new_tokens": sum(len(r.token_ids) for r in results) / len(results),
             "n_prompts": len(results),
         })
@@ -122,4 +142,32 @@ def strength_sweep(engine, prompts: Sequence[str] | str, feature: int, strengths
         row["within_bound"] = bool(math.isfinite(row["perplexity"]) and row["perplexity"] <= bound)
         if row["within_bound"] and (best is None or row["on_target_rate"] > best["on_target_rate"]):
             best = row
-    return SweepResult(rows, best["strength"] if best else None, bound, feature, layer, op, samples)
+    for row in rows:
+        row["best"] = row is best
+    return SweepResult(rows, best["strength"] if best else None, bound, feature, layer, op, samples, judge_name)
+
+
+def _distinct(text: str) -> float:
+    words = text.lower().split()
+    return len(set(words)) / len(words) if words else 0.0
+
+
+def _judge_fn(judge, feature: int):
+    """(texts -> bool array, name) for a judge object or callable; (None, circular label) without one."""
+    import numpy as np
+
+    if judge is None:
+        return None, "feature activation (circular)"
+    if hasattr(judge, "exclude_features"):
+        judge.exclude_features = sorted(set(judge.exclude_features) | {int(feature)})
+    threshold = float(getattr(judge, "threshold", 0.5))
+    score = judge.proba if hasattr(judge, "proba") else judge
+    name = getattr(judge, "name", None) or getattr(judge, "__name__", None) or type(judge).__name__
+
+    def verdict(texts):
+        out = np.asarray(score(list(texts)))
+        if out.dtype == bool:
+            return out
+        return out.astype(float) >= threshold
+
+    return verdict, str(name)

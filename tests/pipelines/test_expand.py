@@ -16,7 +16,7 @@ def _check_output(out_dir, result):
     assert (out_dir / "_SUCCESS").exists() and (out_dir / "report.html").exists()
     assert set(t["source"].to_pylist()) <= {"synthesized", "mined"}
     documented = {c for c, _, _ in OUTPUT_COLUMNS}
-    for col in ("id", "text", "source", "target_score", "seed_ids", "target_features", "strength", "engine",
+    for col in ("id", "text", "source", "target_score", "seed_score", "seed_ids", "target_features", "strength", "engine",
                 "model", "sae", "layer", "qscope_version", "run_id", "feature_ids", "tokens", "token_target_act"):
         assert col in t.column_names and col in documented
     for c, typ, _ in OUTPUT_COLUMNS:
@@ -24,7 +24,7 @@ def _check_output(out_dir, result):
             assert t.schema.field(c).type == typ, c
     md = t.schema.metadata
     assert json.loads(md[b"qscope.targets"]) == result["targets"]
-    scores = t["target_score"].to_pylist()
+    scores = t["seed_score"].to_pylist()  # best first by the seed classifier (what the filter reads)
     assert scores == sorted(scores, reverse=True)
     targets = json.loads((out_dir / "targets.json").read_text())
     assert [x["feature"] for x in targets["targets"]] == result["targets"]
@@ -145,3 +145,64 @@ def test_corpus_signatures_and_index_are_kept_and_reused(tiny_expand_config, tmp
     other.signatures.top_n = 32
     with pytest.raises(InputError, match="built with top_n=64"):
         expand.run(expand.build_plan(other))
+
+
+def test_filter_reads_the_seed_classifier_for_synthesized_rows_only(tiny_expand_config):
+    import pyarrow as pa
+
+    from qscope.pipelines.expand import filter_mask
+
+    table = pa.table({
+        "text": ["a ham radio logger for operators"] * 4,
+        "source": ["synthesized", "synthesized", "mined", "mined"],
+        "target_score": pa.array([0.9, 0.9, 0.9, 0.9], pa.float32()),
+        "seed_similarity": pa.array([0.5] * 4, pa.float32()),
+        "seed_score": pa.array([0.2, 0.7, 0.2, None], pa.float32()),
+    })
+    cfg = tiny_expand_config()
+    assert cfg.filter.min_seed_score == "auto"
+    # synthesized rows need seed_score >= the cut-off; mined rows passed their own (mining.min_score)
+    assert filter_mask(cfg, table, 0.5).tolist() == [False, True, True, True]
+    assert filter_mask(cfg, table, 0.1).tolist() == [True, True, True, True]
+    cfg.filter.min_seed_score = 0.8  # a number overrides the estimated cut-off
+    assert filter_mask(cfg, table, 0.1).tolist() == [False, False, True, True]
+    cfg.filter.min_seed_score = None  # off
+    assert filter_mask(cfg, table, 0.9).all()
+    cfg.filter.min_target_score = 0.95  # the text and target checks still apply to every row
+    assert not filter_mask(cfg, table, 0.0).any()
+
+
+def test_config_accepts_auto_and_rejects_other_words():
+    from qscope.pipelines.config import ExpandConfig
+
+    base = {"seeds": "s.jsonl", "corpus": "c.jsonl", "out": "o"}
+    cfg = ExpandConfig.from_dict({**base, "synthesis": {"strengths": "auto"}, "mining": {"min_score": "auto"}})
+    assert cfg.synthesis.strengths == "auto" and cfg.mining.min_score == "auto"
+    for bad in ({"synthesis": {"strengths": "best"}}, {"mining": {"min_score": "high"}},
+                {"mining": {"target_precision": 1.5}}, {"filter": {"min_seed_score": "yes"}}):
+        with pytest.raises(InputError):
+            ExpandConfig.from_dict({**base, **bad})
+
+
+def test_auto_cutoff_and_auto_strength_in_a_run(tiny_expand_config):
+    cfg = tiny_expand_config()
+    cfg.mining.min_score = "auto"
+    cfg.synthesis.strengths = "auto"
+    cfg.synthesis.auto_strengths = [0.0, 2.0]
+    cfg.synthesis.pilot_samples = 1
+    plan = expand.build_plan(cfg)
+    assert "cutoff" in plan.names and plan.names.index("choose_strength") < plan.names.index("build_prompts")
+    result = expand.run(plan)
+    q = result["quality"]
+    cut = q["cutoff"]
+    assert cut["target_precision"] == 0.8 and cut["corpus_rows"] == 24 and 0 <= cut["est_rows"] <= 24
+    assert [p["strength"] for p in q["strength_pilot"]] == [0.0, 2.0] and all(p["n"] == 1 for p in q["strength_pilot"])
+    assert q["strengths"] in ([0.0], [2.0])
+    t = pq.read_table(__import__("pathlib").Path(cfg.out) / "samples.parquet")
+    for r in t.to_pylist():
+        if r["source"] == "mined":
+            assert r["mine_score"] >= cut["cutoff"] - 1e-4  # mined with the estimated cut-off
+        else:
+            assert r["strength"] == q["strengths"][0]
+            assert r["seed_score"] >= cut["cutoff"] - 1e-4  # filter.min_seed_score: auto
+    assert "seeds (held-out)" in q["seed_score"]

@@ -28,7 +28,7 @@ def test_demo_plan_stages_operators_and_resources():
     kind, cfg = load_config("configs/demo.yaml")
     assert kind == "expand"
     plan = expand.build_plan(cfg)
-    assert plan.names == ["claim_output", "read_seeds", "encode_seeds", "encode_corpus", "seed_model", "mine",
+    assert plan.names == ["claim_output", "read_seeds", "encode_seeds", "encode_corpus", "seed_model", "cutoff", "mine",
                           "index", "build_prompts", "generate", "score", "select", "describe_features", "write"]
     ops = {s.name: [st.operator for st in s.steps] for s in plan.stages if s.steps}
     assert ops == {"encode_seeds": [EncodeSignatures], "encode_corpus": [EncodeSignatures],
@@ -46,7 +46,10 @@ def test_demo_plan_stages_operators_and_resources():
     assert gen["engine"] == "hf" and gen["max_new_tokens"] == cfg.synthesis.max_new_tokens
     assert plan.stage("score").steps[0].kwargs["seed_model"] == Ref("seed_model")
     # what each stage reads and produces is part of the description: the whole data flow is visible
-    assert plan.stage("mine").reads == ("signatures", "seed_model")
+    # the demo mines with the cut-off estimated for mining.target_precision (mining.min_score: auto)
+    assert plan.stage("mine").reads == ("signatures", "seed_model", "cutoff")
+    assert plan.stage("mine").steps[0].kwargs["min_score"] == Ref("cutoff_score")
+    assert plan.stage("select").reads == ("scored", "cutoff")
     text = plan.describe()
     assert "SteeredGenerate(cpus=0.5" in text and text.count("\n") == len(plan.stages)
     assert "-> signatures: signature store out/demo/corpus_signatures" in text and "seed_model: SeedModel" in text

@@ -1,0 +1,321 @@
+"""Does steering do what it promises? Concepts found by `discover` from examples, steered generations judged by
+classifiers trained on real labels (issue 14, item 3; AxBench-style: steering vs prompting vs both).
+
+Concepts (sae-probes tasks; examples for discovery and judge data are disjoint rows of the task):
+    sports, world, business (AG News), technology (news), positive / negative (movie reviews), happiness
+    (tweets), python (code)
+For each: `discover_features(examples vs counter-examples)` picks the top feature (AUROC) on the shipped SAE;
+neutral chat prompts are generated with that feature activated at each --strengths (steer), with "Write ...
+about <concept>" prompts and no steering (prompt), and with both. Each output is judged by a TF-IDF+LR and a
+hidden-state judge (SmolLM2 layer 8) trained on the task's labels; fluency = perplexity of the output under the
+unsteered model.
+
+Scenarios of the seed's table:
+    concise   suppress the features that separate the model's detailed answers from its one-sentence answers
+              (discovered on its own outputs): output length vs relevance (hidden-state cosine to the question)
+    safety    suppress the top offensive-language features (discovered on 107_hate_offensive) on toxic requests
+              (95_toxic_is): offensive rate by judges trained on 107_hate_offensive rows
+    chinese   activate Chinese-text features: share of CJK characters in the output — needs a multilingual
+              model with an SAE that saw Chinese (Qwen, `--model qwen`); reported as not measurable otherwise
+
+    python bench/steering_efficacy.py --concepts sports python --strengths 2 4 --n 8      # small
+    python bench/steering_efficacy.py                                                      # all
+Generations, judge embeddings and discoveries are cached under $QSCOPE_HOME/bench/steering/ (reruns resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from niches import CACHE  # noqa: E402
+
+OUT = CACHE / "steering"
+LAYER = 15
+
+CONCEPTS = {
+    # name: (task, positive label, "about ..." phrase)
+    "sports": ("162_agnews_1", "1", "sports"),
+    "world": ("161_agnews_0", "1", "world news and international politics"),
+    "business": ("163_agnews_2", "1", "business and the economy"),
+    "technology": ("140_news_class_Technology", "1", "technology"),
+    "positive": ("113_movie_sent", "1", "something you love, in a very positive tone"),
+    "negative": ("113_movie_sent", "0", "something you dislike, in a very negative tone"),
+    "happiness": ("149_twt_emotion_happiness", "1", "feeling happy"),
+    "python": ("159_code_Python", "1", "Python code"),
+}
+NEUTRAL_PROMPTS = [
+    "Write a short paragraph.", "Tell me something interesting.", "Describe your ideal weekend.",
+    "Write a few sentences about your day.", "What should I know about this?", "Write a short note to a friend.",
+    "Give me some advice.", "Tell me a short story.", "Describe a place you like.", "What happened yesterday?",
+    "Write an opening sentence for a blog post.", "Share a thought.",
+]
+QUESTIONS = [
+    "What is photosynthesis?", "Why is the sky blue?", "How does a bicycle work?", "What is a black hole?",
+    "Why do cats purr?", "How do vaccines work?", "What causes rain?", "What is inflation?",
+    "How do airplanes fly?", "What is the internet?", "Why do leaves change color?", "What is DNA?",
+]
+
+
+def _h(*parts) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:10]
+
+
+class Ctx:
+    def __init__(self, threads: int):
+        import torch
+
+        from qscope.generation import make_engine
+        from qscope.models import LanguageModel
+        from qscope.sae import DEFAULT_SAE_ID, load_sae
+
+        torch.set_num_threads(threads)
+        self.lm = LanguageModel.load()
+        self.sae = load_sae(DEFAULT_SAE_ID)
+        self.engine = make_engine("hf", lm=self.lm, saes={LAYER: self.sae}, batch_size=16,
+                                  feature_stats={LAYER: DEFAULT_SAE_ID})
+        OUT.mkdir(parents=True, exist_ok=True)
+
+    def generate(self, tag: str, prompts: list[str], iv, max_new_tokens: int) -> list[dict]:
+        """Greedy generations (cached on disk by prompts + intervention)."""
+        key = _h(tag, *prompts, iv.to_json() if iv is not None else "", max_new_tokens)
+        path = OUT / f"gen-{tag}-{key}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        t0 = time.time()
+        res = self.engine.generate(prompts, intervention=iv, max_new_tokens=max_new_tokens, chat=True)
+        out = [{"prompt": r.prompt, "text": r.text, "n_tokens": len(r.token_ids), "finish": r.finish_reason,
+                "prompt_ids": r.prompt_token_ids, "ids": r.token_ids} for r in res]
+        path.write_text(json.dumps(out))
+        print(f"    generated {tag}: {len(prompts)} x {max_new_tokens} tokens in {time.time() - t0:.0f}s", flush=True)
+        return out
+
+    def perplexity(self, gens: list[dict]) -> np.ndarray:
+        from qscope.steering.sweep import continuation_perplexity
+
+        return np.array(continuation_perplexity(self.lm, [g["prompt_ids"] for g in gens], [g["ids"] for g in gens]))
+
+    def discover(self, tag: str, pos: list[str], neg: list[str], top: int) -> list[dict]:
+        path = OUT / f"discover-{tag}-{_h(*pos, '||', *neg, top)}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        from qscope.analysis.discovery import discover_features
+
+        res = discover_features(self.lm, self.sae, pos, neg, layer=LAYER, top=top, max_length=64)
+        out = [f.to_dict() for f in res.features]
+        path.write_text(json.dumps(out))
+        return out
+
+
+def task_split(task: str, pos_label: str, n_examples: int, n_judge: int, seed: int = 0):
+    """(examples, counter-examples, judge texts, judge labels): disjoint rows of one sae-probes task."""
+    from qscope.data.probes import read_task
+
+    rows = read_task(task)
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(rows))
+    pos = [rows[i]["text"] for i in idx if rows[i]["label"] == pos_label]
+    neg = [rows[i]["text"] for i in idx if rows[i]["label"] != pos_label]
+    ex_p, ex_n = pos[:n_examples], neg[:n_examples]
+    jp, jn = pos[n_examples:n_examples + n_judge], neg[n_examples:n_examples + n_judge]
+    return ex_p, ex_n, jp + jn, [1] * len(jp) + [0] * len(jn)
+
+
+def fit_judges(texts, labels):
+    from qscope.evaluation.judges import HiddenStateJudge, TfidfJudge
+
+    return [TfidfJudge().fit(texts, labels), HiddenStateJudge(max_length=48).fit(texts, labels)]
+
+
+def judged(judges, texts) -> dict:
+    on = {j.name: j.on_target(texts) for j in judges}
+    on["both"] = np.logical_and.reduce(list(on.values()))
+    return {k: float(v.mean()) for k, v in on.items()}
+
+
+# ------------------------------------------------------------------------------------------------ concepts
+def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_judge: int) -> list[dict]:
+    from qscope.steering import Intervention
+
+    task, label, about = CONCEPTS[name]
+    ex_p, ex_n, jt, jl = task_split(task, label, 32, n_judge)
+    feats = ctx.discover(name, ex_p, ex_n, top=5)
+    f = int(feats[0]["feature"])
+    judges = fit_judges(jt, jl)
+    print(f"[{name}] feature {f} (AUROC {feats[0]['auroc']:.3f}); judges " +
+          "; ".join(f"{j.name} AUROC {j.validation.get('auroc', float('nan')):.3f}" for j in judges), flush=True)
+    prompts = NEUTRAL_PROMPTS[:n]
+    about_prompts = [f"{p} Write about {about}." for p in prompts]
+    arms = [("none", prompts, 0.0), ("prompt", about_prompts, 0.0)]
+    arms += [("steer", prompts, s) for s in strengths] + [("prompt+steer", about_prompts, s) for s in strengths]
+    rows = []
+    for arm, ps, s in arms:
+        iv = Intervention().activate(f, s, layer=LAYER) if s else None
+        gens = ctx.generate(f"{name}-{arm}-{s:g}", ps, iv, max_new_tokens)
+        texts = [g["text"] for g in gens]
+        ppl = ctx.perplexity(gens)
+        rows.append({"concept": name, "feature": f, "arm": arm, "strength": s, "n": len(texts),
+                     **{f"rate_{k}": v for k, v in judged(judges, texts).items()},
+                     "ppl_median": float(np.nanmedian(ppl)), "sample": texts[0][:160],
+                     "judges": {j.name: j.validation for j in judges}})
+        r = rows[-1]
+        print(f"  {arm:13s} s={s:<3g} concept rate tfidf {r['rate_tfidf']:.2f} hidden {r['rate_hidden']:.2f} "
+              f"both {r['rate_both']:.2f}  ppl {r['ppl_median']:.1f}  | {texts[0][:90]!r}", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ scenarios
+def scenario_safety(ctx: Ctx, strengths, n: int, max_new_tokens: int, n_judge: int, k: int = 5) -> list[dict]:
+    """Suppress the top-k offensive-language features on toxic requests; offensive rate by judges."""
+    from qscope.data.probes import read_task
+    from qscope.steering import Intervention
+
+    ex_p, ex_n, jt, jl = task_split("107_hate_offensive", "1", 48, n_judge)
+    feats = [int(x["feature"]) for x in ctx.discover("offensive", ex_p, ex_n, top=k)]
+    judges = fit_judges(jt, jl)
+    rows = [r["text"] for r in read_task("95_toxic_is") if r["label"] == "1" and len(r["text"]) < 300]
+    prompts = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[:n]]
+    out = []
+    for s in [0.0, *strengths]:
+        iv = None
+        if s:
+            iv = Intervention()
+            for f in feats:
+                iv = iv.suppress(f, s, layer=LAYER)
+        gens = ctx.generate(f"safety-{s:g}", prompts, iv, max_new_tokens)
+        texts = [g["text"] for g in gens]
+        r = {"scenario": "safety", "op": "suppress", "features": feats, "strength": s, "n": len(texts),
+             **{f"offensive_{kk}": v for kk, v in judged(judges, texts).items()},
+             "ppl_median": float(np.nanmedian(ctx.perplexity(gens))), "sample": texts[0][:160]}
+        out.append(r)
+        print(f"  safety suppress s={s:<3g} offensive tfidf {r['offensive_tfidf']:.2f} hidden "
+              f"{r['offensive_hidden']:.2f} both {r['offensive_both']:.2f} ppl {r['ppl_median']:.1f}", flush=True)
+    return out
+
+
+def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 5) -> list[dict]:
+    """Suppress the features of the model's own detailed answers (vs its one-sentence answers): length vs
+    relevance (cosine of layer-8 mean hidden states of question and answer, as in the hidden-state judge)."""
+    from qscope.evaluation.judges import HiddenStateJudge
+    from qscope.steering import Intervention
+
+    train_q, test_q = QUESTIONS[n:] or QUESTIONS[:4], QUESTIONS[:n]
+    detailed = ctx.generate("concise-detailed", [f"{q} Explain in detail." for q in train_q], None, 64)
+    short = ctx.generate("concise-short", [f"{q} Answer in one short sentence." for q in train_q], None, 64)
+    feats = [int(x["feature"]) for x in ctx.discover("verbose", [g["text"] for g in detailed],
+                                                     [g["text"] for g in short], top=k)]
+    emb = HiddenStateJudge(max_length=64)
+    out = []
+    for s in [0.0, *strengths]:
+        iv = None
+        if s:
+            iv = Intervention()
+            for f in feats:
+                iv = iv.suppress(f, s, layer=LAYER)
+        gens = ctx.generate(f"concise-{s:g}", test_q, iv, max_new_tokens)
+        texts = [g["text"] for g in gens]
+        a, b = emb.embed(test_q), emb.embed([t or "." for t in texts])
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        r = {"scenario": "concise", "op": "suppress", "features": feats, "strength": s, "n": len(texts),
+             "mean_tokens": float(np.mean([g["n_tokens"] for g in gens])),
+             "stopped": float(np.mean([g["finish"] == "stop" for g in gens])),
+             "relevance": float(np.mean(cos)), "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
+             "sample": texts[0][:160]}
+        out.append(r)
+        print(f"  concise suppress s={s:<3g} tokens {r['mean_tokens']:.1f} (stopped {r['stopped']:.2f}) relevance "
+              f"{r['relevance']:.3f} ppl {r['ppl_median']:.1f}", flush=True)
+    return out
+
+
+def scenario_chinese() -> list[dict]:
+    from qscope.sae.loading import shipped_sae_ids
+
+    ids = [s for s in shipped_sae_ids() if "qwen" in s]
+    return [{"scenario": "chinese", "measured": False,
+             "why": "needs a multilingual model + an SAE that saw Chinese; shipped Qwen SAEs: " + (", ".join(ids) or
+                                                                                                 "none")}]
+
+
+# ------------------------------------------------------------------------------------------------ report
+def _f(x, nd=2):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def report(rows: list[dict]) -> str:
+    lines = ["| concept (feature) | none | prompt | steer (best s) | prompt+steer (best s) | ppl none / steer best |",
+             "|---|---:|---:|---:|---:|---:|"]
+    concepts = [r for r in rows if "concept" in r]
+    for c in dict.fromkeys(r["concept"] for r in concepts):
+        sub = [r for r in concepts if r["concept"] == c]
+        none = next(r for r in sub if r["arm"] == "none")
+        prompt = next(r for r in sub if r["arm"] == "prompt")
+        bound = 2 * none["ppl_median"]
+
+        def best(arm):
+            cand = [r for r in sub if r["arm"] == arm and r["ppl_median"] <= bound] or [
+                r for r in sub if r["arm"] == arm]
+            return max(cand, key=lambda r: (r["rate_both"], -r["strength"]))
+
+        st, ps = best("steer"), best("prompt+steer")
+        lines.append(f"| {c} ({sub[0]['feature']}) | {_f(none['rate_both'])} | {_f(prompt['rate_both'])} | "
+                     f"{_f(st['rate_both'])} ({st['strength']:g}) | {_f(ps['rate_both'])} ({ps['strength']:g}) | "
+                     f"{_f(none['ppl_median'], 1)} / {_f(st['ppl_median'], 1)} |")
+    lines.append("\nconcept rate (both judges) and median perplexity per strength:")
+    for c in dict.fromkeys(r["concept"] for r in concepts):
+        sub = [r for r in concepts if r["concept"] == c and r["arm"] in ("steer", "prompt+steer")]
+        lines.append(f"- {c}: " + "; ".join(f"{r['arm']} s={r['strength']:g} {_f(r['rate_both'])} "
+                                            f"(tfidf {_f(r['rate_tfidf'])}, hidden {_f(r['rate_hidden'])}, ppl "
+                                            f"{_f(r['ppl_median'], 1)})" for r in sub))
+    for r in rows:
+        if r.get("scenario") == "safety":
+            lines.append(f"- safety: suppress {r['features']} s={r['strength']:g}: offensive rate both "
+                         f"{_f(r['offensive_both'])} (tfidf {_f(r['offensive_tfidf'])}, hidden "
+                         f"{_f(r['offensive_hidden'])}), ppl {_f(r['ppl_median'], 1)}")
+        elif r.get("scenario") == "concise":
+            lines.append(f"- concise: suppress {r['features']} s={r['strength']:g}: {_f(r['mean_tokens'], 1)} tokens "
+                         f"(stopped {_f(r['stopped'])}), relevance {_f(r['relevance'], 3)}, ppl {_f(r['ppl_median'], 1)}")
+        elif r.get("scenario") == "chinese":
+            lines.append(f"- chinese: not measured: {r['why']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concepts", nargs="+", default=list(CONCEPTS), choices=list(CONCEPTS))
+    ap.add_argument("--scenarios", nargs="*", default=["safety", "concise", "chinese"])
+    ap.add_argument("--strengths", nargs="+", type=float, default=[2.0, 4.0, 8.0])
+    ap.add_argument("--suppress-strengths", nargs="+", type=float, default=[1.0])
+    ap.add_argument("--n", type=int, default=8, help="prompts per arm")
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--judge-rows", type=int, default=200, help="judge training rows per class")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("QSCOPE_BENCH_THREADS", "1")))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    t0 = time.time()
+    ctx = Ctx(args.threads)
+    rows = []
+    for c in args.concepts:
+        rows += run_concept(ctx, c, args.strengths, args.n, args.max_new_tokens, args.judge_rows)
+    if "safety" in args.scenarios:
+        rows += scenario_safety(ctx, args.suppress_strengths, args.n, args.max_new_tokens, args.judge_rows)
+    if "concise" in args.scenarios:
+        rows += scenario_concise(ctx, args.suppress_strengths, args.n, 64)
+    if "chinese" in args.scenarios:
+        rows += scenario_chinese()
+    out = Path(args.out) if args.out else OUT / "results.json"
+    out.write_text(json.dumps(rows, indent=1))
+    print(report(rows))
+    print(f"\ntotal {time.time() - t0:.0f}s; load average {os.getloadavg()[0]:.1f}; records in {out}")
+
+
+if __name__ == "__main__":
+    main()

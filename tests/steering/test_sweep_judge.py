@@ -1,0 +1,52 @@
+"""`strength_sweep` with an honest judge (issue 14, item 4): on-target by the judge, fluency per strength, best
+trade-off marked; the CLI builds the judge from concept examples."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from qscope.cli import main
+
+CONCEPT = ["The ocean waves crashed on the sandy beach.", "Sailors crossed the sea in wooden ships.",
+           "Whales and dolphins swim in the deep blue ocean.", "The tide rose over the rocks by the shore."]
+NEUTRAL = ["The meeting was moved to Tuesday afternoon.", "She bought bread and cheese at the market.",
+           "The software update fixed several bugs.", "He read a book about medieval history."]
+
+
+def test_sweep_reports_the_judge_and_marks_the_best_row(hf_engine, concept_feature):
+    from qscope.steering import strength_sweep
+
+    def sea_judge(texts):  # a user-given classifier: scores in [0, 1]
+        return np.array([1.0 if any(w in t.lower() for w in ("sea", "ocean", "wave", "ship", "boat")) else 0.0
+                         for t in texts])
+
+    result = strength_sweep(hf_engine, ["Tell me about your weekend."], concept_feature, [0.0, 1.0],
+                            max_new_tokens=10, ppl_factor=100.0, judge=sea_judge)
+    assert result.judge == "sea_judge"
+    for r in result.rows:
+        assert set(result.ROW_KEYS) <= set(r)
+        assert r["on_target_rate"] == sea_judge(result.samples[r["strength"]]).mean()
+        assert 0.0 <= r["distinct_word_ratio"] <= 1.0
+    assert sum(r["best"] for r in result.rows) == 1
+    assert next(r for r in result.rows if r["best"])["strength"] == result.best_strength
+
+
+def test_without_a_judge_the_sweep_says_it_is_circular(hf_engine, concept_feature):
+    from qscope.steering import strength_sweep
+
+    result = strength_sweep(hf_engine, ["Hi."], concept_feature, [0.0], max_new_tokens=4)
+    assert "circular" in result.judge and result.rows[0]["on_target_rate"] == result.rows[0]["feature_rate"]
+
+
+def test_cli_sweep_with_a_judge_from_examples(tmp_path, steer_sae, capsys, concept_feature):
+    sae_dir = str(steer_sae.save(tmp_path / "sae"))
+    (tmp_path / "pos.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in CONCEPT))
+    (tmp_path / "neg.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in NEUTRAL))
+    rc = main(["sweep", "Tell me about your weekend.", "--sae", sae_dir, "--feature", str(concept_feature),
+               "--strengths", "0,1", "--max-new-tokens", "5", "--judge-examples", str(tmp_path / "pos.jsonl"),
+               "--judge-negatives", str(tmp_path / "neg.jsonl"), "--judge-kind", "tfidf", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["judge"] == "tfidf" and sum(r["best"] for r in out["rows"]) <= 1
