@@ -156,6 +156,9 @@ def write_readme(directory: Path, cfg, info: dict, heldout: dict, model: str | N
     short_id = Path(cfg.export).name if cfg.export else sae_name.rsplit("/", 1)[-1]
     d_in = d_in or info.get("d_in") or 576
     of_layers = f" (of {n_layers}" if n_layers else " ("
+    # The staged build grows one cache; a run over several caches (filled in parallel) is `qscope train-sae`.
+    rebuild = (f"`python -m qscope.training.default_sae --config {card.config}`" if isinstance(cfg.cache, str) else
+               f"`qscope train-sae {card.config}` after filling the caches its header lists")
     arch = "TopK" if s.architecture == "topk" else "BatchTopK, exported as JumpReLU with a calibrated global threshold"
     text = f"""# {sae_name} — {card.title}
 
@@ -178,7 +181,7 @@ A {arch} sparse autoencoder on the residual stream of **{card.model} after block
 | decoder | rows unit-norm during training, gradient parallel to the rows removed; b_dec initialised to the {s.init_b_dec.replace('_', ' ')} |
 | normalization | inputs scaled so E‖x‖ = √{d_in} during training; the scale is folded into W_enc / W_dec / b_dec (see cfg.json metadata `input_scale_folded`), so the SAE takes raw residuals |
 | speed | {info['tokens_per_s']:,} tok/s of SAE training on this machine's 2 shared CPU cores |
-| config | `{card.config}`; rebuild with `python -m qscope.training.default_sae --config {card.config}` |
+| config | `{card.config}`; rebuild with {rebuild} |
 
 ## Held-out quality (measured by the trainer)
 {heldout['n_tokens']:,} tokens of the corpus' held-out split (not seen in training), {cfg.export_dtype} weights as shipped:
