@@ -46,10 +46,13 @@ def test_demo_plan_stages_operators_and_resources():
     assert gen["engine"] == "hf" and gen["max_new_tokens"] == cfg.synthesis.max_new_tokens
     assert plan.stage("score").steps[0].kwargs["seed_model"] == Ref("seed_model")
     # what each stage reads and produces is part of the description: the whole data flow is visible
-    # the demo mines with the cut-off estimated for mining.target_precision (mining.min_score: auto)
-    assert plan.stage("mine").reads == ("signatures", "seed_model", "cutoff")
-    assert plan.stage("mine").steps[0].kwargs["min_score"] == Ref("cutoff_score")
+    assert plan.stage("mine").reads == ("signatures", "seed_model")
     assert plan.stage("select").reads == ("scored", "cutoff")
+    # mining.min_score: auto mines with the cut-off estimated for mining.target_precision
+    cfg.mining.min_score = "auto"
+    auto = expand.build_plan(cfg)
+    assert auto.stage("mine").reads == ("signatures", "seed_model", "cutoff")
+    assert auto.stage("mine").steps[0].kwargs["min_score"] == Ref("cutoff_score")
     text = plan.describe()
     assert "SteeredGenerate(cpus=0.5" in text and text.count("\n") == len(plan.stages)
     assert "-> signatures: signature store out/demo/corpus_signatures" in text and "seed_model: SeedModel" in text
