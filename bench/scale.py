@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -105,6 +106,7 @@ class TreeSampler:
 
 def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, config: Path, tag: str) -> dict:
     out = work / f"out-{tag}" / "labels.parquet"
+    shutil.rmtree(out.parent, ignore_errors=True)  # a kept --workdir would reuse the signature store: no encode pass
     cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
            "--out", str(out), "--model", str(model), "--sae", str(sae), "--config", str(config),
            "--address", "local", "--json"]
@@ -184,6 +186,7 @@ def main(argv=None) -> int:
         pipe, bare = [], []
         for r in range(args.rounds):  # interleaved rounds: load drift hits both sides alike
             out = work / f"out-embedded-{r}" / "labels.parquet"
+            shutil.rmtree(out.parent, ignore_errors=True)
             cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
                    "--out", str(out), "--model", "smollm2-135m", "--config", str(cfg), "--address", "local", "--json"]
             res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
