@@ -12,6 +12,7 @@ not count, while `x = f(1)` / `def f():` / `import os` / `print(x)` do), or one 
 assignment and has a code token (`(`, `=`, `:` or `import`).
 
     .venv/bin/python bench/code_steering.py [--sae qwen2.5-coder-0.5b-l12] [--json out.json]
+    .venv/bin/python bench/code_steering.py --pos code.jsonl --neg prose.jsonl   # discover from examples instead
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=11)
     p.add_argument("--json", default=None, help="write the full result here")
+    p.add_argument("--pos", default=None, help="discover from these example texts (JSONL, 'text') instead of the "
+                   "concept phrase: e.g. real code")
+    p.add_argument("--neg", default=None, help="negatives for --pos (JSONL; default: the explorer's background)")
     args = p.parse_args(argv)
 
     import torch
@@ -138,8 +142,16 @@ def main(argv=None) -> int:
     model = SAEModel.from_pretrained(args.sae)
     layer = model.layers[0]
     explorer = FeatureExplorer(model, layer=layer)
-    features = explorer.discover_top_features(args.concept, top=max(args.candidates, 5))
-    print(f"[{time.time() - t0:.0f}s] discover_top_features({args.concept!r}):")
+    if args.pos:
+        from qscope.io import read_texts
+
+        pos, neg = read_texts(args.pos), (read_texts(args.neg) if args.neg else None)
+        features = explorer.discover_top_features(examples=pos, negatives=neg, top=max(args.candidates, 5))
+        print(f"[{time.time() - t0:.0f}s] discover_top_features(examples={args.pos} ({len(pos)} texts), "
+              f"negatives={args.neg}):")
+    else:
+        features = explorer.discover_top_features(args.concept, top=max(args.candidates, 5))
+        print(f"[{time.time() - t0:.0f}s] discover_top_features({args.concept!r}):")
     for f in features:
         print(f"  {f!r}")
     engine = make_engine("hf", lm=model.lm, saes=model.saes, batch_size=args.batch_size)
