@@ -78,7 +78,9 @@ def test_steer_and_sweep(files):
 
 def test_eval_sae_on_its_own_held_out_set(files):
     doc = run_cli("eval-sae", "--model", QWEN, "--tokens", "256", "--max-length", "128", "--json")
-    assert doc["sae"] == QWEN_SAE_ID and doc["n_tokens"] >= 256
+    # "about --tokens": texts are chosen until 256 usable tokens, then massive-activation outliers (secondary attention
+    # sinks) are dropped from the evaluation: here 257 chosen, 5 dropped
+    assert doc["sae"] == QWEN_SAE_ID and 240 <= doc["n_tokens"] <= 300
     assert doc["text_source"] == "qwen2.5-coder-0.5b-l12/heldout_texts.jsonl"
 
 
