@@ -160,7 +160,8 @@ def test_filter_reads_the_seed_classifier_for_synthesized_rows_only(tiny_expand_
         "seed_score": pa.array([0.2, 0.7, 0.2, None], pa.float32()),
     })
     cfg = tiny_expand_config()
-    assert cfg.filter.min_seed_score == "auto"
+    assert cfg.filter.min_seed_score is None  # off by default (measured: no better than the target filter)
+    cfg.filter.min_seed_score = "auto"
     # synthesized rows need seed_score >= the cut-off; mined rows passed their own (mining.min_score)
     assert filter_mask(cfg, table, 0.5).tolist() == [False, True, True, True]
     assert filter_mask(cfg, table, 0.1).tolist() == [True, True, True, True]
@@ -187,6 +188,7 @@ def test_config_accepts_auto_and_rejects_other_words():
 def test_auto_cutoff_and_auto_strength_in_a_run(tiny_expand_config):
     cfg = tiny_expand_config()
     cfg.mining.min_score = "auto"
+    cfg.filter.min_seed_score = "auto"
     cfg.synthesis.strengths = "auto"
     cfg.synthesis.auto_strengths = [0.0, 2.0]
     cfg.synthesis.pilot_samples = 1
