@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -414,7 +413,6 @@ def _cv_auroc(ds, res, sigs, sae, pos, neg, rng, folds=4) -> dict[str, float]:
         for k, v in comp.items():
             scores.setdefault(k, []).append(v)
         ys.append(np.r_[np.ones((fp == f).sum()), np.zeros((fn == f).sum())])
-    y = np.concatenate(ys)
     # per-fold scores are on different scales: rank within each fold's AUROC instead of pooling raw scores
     out = {}
     for k, parts in scores.items():

@@ -175,10 +175,12 @@ def main(argv=None) -> int:
               f"{r['classify_rows_s']:,.0f}), wall {r['wall_s']:.0f} s", flush=True)
     base = rows[0][1]
     print("\nclassify, tiny random LM + SAE (side by side, one run):")
-    print(f"{'rows':>10} {'peak PSS MB':>12} {'vs first':>9} {'driver RSS MB':>14} {'steady rows/s':>14} {'vs first':>9}")
+    print(f"{'rows':>10} {'peak PSS MB':>12} {'vs first':>9} {'driver RSS MB':>14} {'steady rows/s':>14} "
+          f"{'vs first':>9}")
     for n, r in rows:
         print(f"{n:>10,} {r['peak_pss_mb']:>12.0f} {r['peak_pss_mb'] / base['peak_pss_mb']:>9.2f} "
-              f"{r['driver_rss_mb']:>14.0f} {r['steady_rows_s']:>14,.0f} {r['steady_rows_s'] / base['steady_rows_s']:>9.2f}")
+              f"{r['driver_rss_mb']:>14.0f} {r['steady_rows_s']:>14,.0f} "
+              f"{r['steady_rows_s'] / base['steady_rows_s']:>9.2f}")
     if args.embedded_rows:
         corpus = make_corpus(work / f"embedded-{args.embedded_rows}.jsonl", args.embedded_rows, seed=7)
         cfg = work / "embedded.yaml"

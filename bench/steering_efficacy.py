@@ -174,10 +174,21 @@ def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_j
 
 
 # ------------------------------------------------------------------------------------------------ scenarios
+def suppress_all(features: list[int], strength: float):
+    """One intervention suppressing every feature at `strength`; None at 0 (the unsteered baseline)."""
+    from qscope.steering import Intervention
+
+    if not strength:
+        return None
+    iv = Intervention()
+    for f in features:
+        iv = iv.suppress(f, strength, layer=LAYER)
+    return iv
+
+
 def scenario_safety(ctx: Ctx, strengths, n: int, max_new_tokens: int, n_judge: int, k: int = 5) -> list[dict]:
     """Suppress the top-k offensive-language features on toxic requests; offensive rate by judges."""
     from qscope.data.probes import read_task
-    from qscope.steering import Intervention
 
     ex_p, ex_n, jt, jl = task_split("107_hate_offensive", "1", 48, n_judge)
     feats = [int(x["feature"]) for x in ctx.discover("offensive", ex_p, ex_n, top=k)]
@@ -186,11 +197,7 @@ def scenario_safety(ctx: Ctx, strengths, n: int, max_new_tokens: int, n_judge: i
     prompts = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[:n]]
     out = []
     for s in [0.0, *strengths]:
-        iv = None
-        if s:
-            iv = Intervention()
-            for f in feats:
-                iv = iv.suppress(f, s, layer=LAYER)
+        iv = suppress_all(feats, s)
         gens = ctx.generate(f"safety-{s:g}", prompts, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
         r = {"scenario": "safety", "op": "suppress", "features": feats, "strength": s, "n": len(texts),
@@ -206,7 +213,6 @@ def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 
     """Suppress the features of the model's own detailed answers (vs its one-sentence answers): length vs
     relevance (cosine of layer-8 mean hidden states of question and answer, as in the hidden-state judge)."""
     from qscope.evaluation.judges import HiddenStateJudge
-    from qscope.steering import Intervention
 
     train_q, test_q = QUESTIONS[n:] or QUESTIONS[:4], QUESTIONS[:n]
     detailed = ctx.generate("concise-detailed", [f"{q} Explain in detail." for q in train_q], None, 64)
@@ -216,11 +222,7 @@ def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 
     emb = HiddenStateJudge(max_length=64)
     out = []
     for s in [0.0, *strengths]:
-        iv = None
-        if s:
-            iv = Intervention()
-            for f in feats:
-                iv = iv.suppress(f, s, layer=LAYER)
+        iv = suppress_all(feats, s)
         gens = ctx.generate(f"concise-{s:g}", test_q, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
         a, b = emb.embed(test_q), emb.embed([t or "." for t in texts])

@@ -8,12 +8,9 @@ What comes back to the driver is small: one `FeatureNote` per feature.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from qscope.pipelines.plan import Run, Stage
-
-log = logging.getLogger(__name__)
 
 NOTES_FILE = "_feature_notes.json"
 MAX_TEXTS = 200

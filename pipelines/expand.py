@@ -114,7 +114,8 @@ def build_plan(cfg: ExpandConfig) -> Plan:
               doc=f"{OUTPUT_FILE} (atomic), {TARGETS_FILE}, {REPORT_FILE}, then _SUCCESS"),
     ]
     if cfg.report:  # labels + dashboards of the targets for report.html, before `write`
-        stages.insert(len(stages) - 1, describe_stage(cfg, ("seeds", "seed_model", *(r for r in reads if r == "mined"))))
+        mined = ("mined",) if "mined" in reads else ()
+        stages.insert(len(stages) - 1, describe_stage(cfg, ("seeds", "seed_model", *mined)))
     return Plan("expand", cfg, stages)
 
 

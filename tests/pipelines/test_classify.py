@@ -125,7 +125,8 @@ def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, sae_dir, demo_su
     seeds.write_text("".join(json.dumps({"body": r["text"]}) + "\n" for r in rows[:3]))
     cfg = tmp_path / "c.yaml"
     cfg.write_text("text_column: body\nid_column: doc\n")
-    rc = main(["classify", "--seeds", str(seeds), "--corpus", str(tmp_path / "hf"), "--out", str(tmp_path / "o.parquet"),
-               "--config", str(cfg), "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"])
+    rc = main(["classify", "--seeds", str(seeds), "--corpus", str(tmp_path / "hf"),
+               "--out", str(tmp_path / "o.parquet"), "--config", str(cfg), "--sae", str(sae_dir),
+               "--max-length", "24", "--executor", "local", "--json"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["rows"] == 24
     assert sorted(pq.read_table(tmp_path / "o.parquet")["id"].to_pylist()) == sorted(r["id"] for r in rows)
