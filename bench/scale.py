@@ -156,6 +156,8 @@ def main(argv=None) -> int:
     ap.add_argument("--embedded-rows", type=int, default=5000, help="0 skips the embedded-model overhead check")
     ap.add_argument("--workdir", default=None, help="keep corpora / tiny model here between runs")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved pipeline / bare-loop rounds (embedded model)")
+    ap.add_argument("--baseline-runs", type=int, default=3,
+                    help="runs of the smallest size; its median is the baseline (idle Ray workers vary it ~10%%)")
     args = ap.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="qscope-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -166,14 +168,19 @@ def main(argv=None) -> int:
                         "  light: {batch_size: 2048, num_cpus: 0.25, local_below: 0}\n")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
-    for n in sizes:
+    for i, n in enumerate(sizes):
         corpus = make_corpus(work / f"corpus-{n}.jsonl", n)
-        r = run_classify(work, corpus, seeds, model, sae, tiny_cfg, f"tiny-{n}")
-        rows.append((n, r))
-        print(f"  {n:>9,} rows: peak PSS {r['peak_pss_mb']:7.0f} MB (driver RSS {r['driver_rss_mb']:5.0f} MB), "
-              f"steady {r['steady_rows_s']:8,.0f} rows/s (encode {r['encode_rows_s']:,.0f}, classify "
-              f"{r['classify_rows_s']:,.0f}), wall {r['wall_s']:.0f} s", flush=True)
+        runs = []
+        for _ in range(max(1, args.baseline_runs) if i == 0 else 1):
+            r = run_classify(work, corpus, seeds, model, sae, tiny_cfg, f"tiny-{n}")
+            runs.append(r)
+            print(f"  {n:>9,} rows: peak PSS {r['peak_pss_mb']:7.0f} MB (driver RSS {r['driver_rss_mb']:5.0f} MB), "
+                  f"steady {r['steady_rows_s']:8,.0f} rows/s (encode {r['encode_rows_s']:,.0f}, classify "
+                  f"{r['classify_rows_s']:,.0f}), wall {r['wall_s']:.0f} s", flush=True)
+        rows.append((n, {k: statistics.median(r[k] for r in runs) for k in runs[0]}))
     base = rows[0][1]
+    if args.baseline_runs > 1:
+        print(f"\n(the {sizes[0]:,}-row line is the median of {max(1, args.baseline_runs)} runs)")
     print("\nclassify, tiny random LM + SAE (side by side, one run):")
     print(f"{'rows':>10} {'peak PSS MB':>12} {'vs first':>9} {'driver RSS MB':>14} {'steady rows/s':>14} "
           f"{'vs first':>9}")
