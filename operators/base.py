@@ -4,8 +4,8 @@ An operator is a callable class (Ray Data's `map_batches` constructs it once per
 
 - `resources`: what one actor asks Ray for. CPUs are *fractional* by default (0.5): on a 2-core machine a Ray Data
   pipeline whose actors each ask for a whole CPU hangs forever, so defaults must be safe on small machines.
-- `setup()`: load the model / index once per actor (called lazily by the first `__call__`, so operators also
-  work without Ray: `op = EncodeSignatures(...); out = op(table)`).
+- `setup()`: load the model / index once per actor. `ensure_setup()` runs it once (the first `__call__` does,
+  so operators also work without Ray: `op = EncodeSignatures(...); out = op(table)`).
 - `process(table) -> table`: the one method a subclass implements, on a pyarrow Table.
 
 `__call__` accepts whatever Ray hands over (pyarrow Table, dict of numpy arrays, pandas DataFrame, list of dicts)
@@ -103,7 +103,7 @@ class Operator:
             resources = Resources(**resources)
         self.resources = resources or self.default_resources
         self._ready = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: the first batch sets torch threads, then calls ensure_setup()
 
     def auto_threads(self) -> int:
         # Ray gives a fractional-CPU actor OMP_NUM_THREADS=1: a lone model actor would use one core of many.
@@ -120,17 +120,27 @@ class Operator:
     def process(self, table: pa.Table) -> pa.Table:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def ensure_setup(self) -> None:
+        """Run `setup()` once (thread-safe; later calls return at once). The first batch does this; call it to use
+        an operator's own methods before any batch, or to set up an operator composed inside another one."""
+        if not self._ready:
+            with self._lock:
+                if not self._ready:
+                    self.setup()
+                    self._ready = True
+
     def __call__(self, batch: Any) -> pa.Table:
         if not self._ready:
             with self._lock:
                 if not self._ready:
+                    # Only the actor's first batch sets torch threads: an operator set up inside another (or
+                    # used directly on the driver) leaves the process's thread count alone.
                     threads = self.resources.threads or (self.auto_threads() if self.uses_torch else 0)
                     if threads:
                         import torch
 
                         torch.set_num_threads(int(threads))
-                    self.setup()
-                    self._ready = True
+                    self.ensure_setup()
         return self.process(as_table(batch))
 
     # --- Ray glue -------------------------------------------------------------------------------------

@@ -56,16 +56,12 @@ class EncodeSignatures(Operator):
 
     def encode_texts(self, texts: list[str]):
         """DocumentFeatures of each text (per-token codes included)."""
-        if not self._ready:
-            self.setup()
-            self._ready = True
+        self.ensure_setup()
         return list(self.extractor.iter_documents(texts, self.layer))
 
     def signatures(self, texts: list[str]) -> list:
         """`qscope.features.DocumentSignature` of each text (pooled on the batch, no per-token objects)."""
-        if not self._ready:
-            self.setup()
-            self._ready = True
+        self.ensure_setup()
         # Batched by length: texts of similar length share a forward pass, so little compute goes to padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         sigs = list(self.extractor.iter_signatures([texts[i] for i in order], self.pooling, self.top_n, self.layer))
@@ -117,9 +113,7 @@ class EncodeSignatures(Operator):
         """`SignatureMeta` of what this operator writes (model, SAE id, layer, pooling, top_n, d_sae)."""
         from qscope.signatures import SignatureMeta
 
-        if not self._ready:
-            self.setup()
-            self._ready = True
+        self.ensure_setup()
         return SignatureMeta(self.lm.name, self.sae.sae_id, self.layer, self.pooling, self.top_n, self.sae.d_sae)
 
 

@@ -61,13 +61,11 @@ class ScoreTargetFeatures(Operator):
         self.text_column, self.keep_tokens = text_column, keep_tokens
 
     def setup(self) -> None:
-        self.encoder.setup()
-        self.encoder._ready = True
+        self.encoder.ensure_setup()
         self.miner = None
         if self.seeds is not None:
             self.miner = MineBySignature(self.seeds, background_df=self.background_df, background_n=self.background_n)
-            self.miner.setup()
-            self.miner._ready = True
+            self.miner.ensure_setup()
 
     def process(self, table: pa.Table) -> pa.Table:
         require_columns(table, self.text_column, op=self.name)

@@ -87,7 +87,6 @@ def test_mixed_batch_is_one_engine_call(lm, random_sae_factory, monkeypatch):
 
     op = SteeredGenerate(engine="hf", max_new_tokens=4)
     op.engine = make_engine("hf", lm=lm, saes={15: random_sae_factory(d_sae=512, k=8, seed=5)}, batch_size=4)
-    op._ready = True
     calls = []
     generate = op.engine.generate
     monkeypatch.setattr(op.engine, "generate", lambda prompts, **kw: calls.append(kw["intervention"]) or
@@ -95,7 +94,7 @@ def test_mixed_batch_is_one_engine_call(lm, random_sae_factory, monkeypatch):
     a, b = Intervention().activate(3, 4.0, scale=10.0), Intervention().activate(7, 4.0, scale=10.0)
     rows = {"prompt": ["Say hi.", "Name a colour.", "Say hi.", "Count to three."],
             "intervention": [a.to_json(), "", b.to_json(), a.to_json()]}
-    out = op(pa.table(rows))
+    out = op.process(pa.table(rows))  # the engine is set: no setup()
     assert len(calls) == 1 and calls[0] == [a, None, b, a]
     assert out.column("prompt").to_pylist() == rows["prompt"] and out.num_rows == 4
     alone = generate(["Say hi."], intervention=b, max_new_tokens=4)[0]

@@ -223,3 +223,22 @@ def test_dedup_overlap_catches_a_seed_copied_with_an_added_sentence():
         Dedup(measure="cosine")
     with pytest.raises(InputError, match="threshold"):
         Dedup(threshold=1.5)
+
+
+def test_ensure_setup_runs_setup_once_and_first_batch_uses_it():
+    from qscope.operators import Operator
+
+    class Counting(Operator):
+        setups = 0
+
+        def setup(self):
+            type(self).setups += 1
+
+        def process(self, table):
+            return table
+
+    op = Counting()
+    op.ensure_setup()
+    op.ensure_setup()
+    op({"x": [1]})
+    assert Counting.setups == 1
