@@ -210,16 +210,11 @@ def load_model_and_sae(spec: ModelSpec, features_only: bool = False):
     """(lm, sae, layer) for a spec, loaded once per process (operators in one actor/process share it), on the
     spec's device and dtype. features_only: keep only the decoder blocks up to the SAE's layer (reading
     features never runs the rest; generation needs them all)."""
-    from qscope.models import LanguageModel, model_for_sae
+    from qscope.models import LanguageModel, resolve_sae_and_model
     from qscope.models.language_model import resolve_device
-    from qscope.sae import load_sae
 
-    sae = load_sae(spec.sae, layer=spec.layer)
-    layer = spec.layer if spec.layer is not None else sae.cfg.hook_layer
-    if layer is None:
-        raise InputError(f"SAE {sae.sae_id} does not record its layer; set layer in the config")
+    chosen = resolve_sae_and_model(spec.sae, spec.model, spec.layer, spec.allow_model_mismatch)
     device = resolve_device(spec.device)
-    lm = LanguageModel.load(model_for_sae(spec.model, sae, spec.allow_model_mismatch), dtype=spec.dtype,
-                            device=device, max_length=spec.max_length,
-                            max_layer=int(layer) if features_only else None)
-    return lm, sae.to(device), int(layer)
+    lm = LanguageModel.load(chosen.model, dtype=spec.dtype, device=device, max_length=spec.max_length,
+                            max_layer=chosen.layer if features_only else None)
+    return lm, chosen.sae.to(device), chosen.layer

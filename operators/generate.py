@@ -157,13 +157,7 @@ def placement_group_strategy(bundles: list[dict[str, float]], strategy: str = "P
 
 def _vllm_sources(spec: ModelSpec) -> tuple[str, str, Any, int]:
     """(model spec, SAE spec, SAE, layer) without loading the LM: what a vLLM actor needs."""
-    from qscope.models import model_for_sae
-    from qscope.sae import DEFAULT_SAE_ID, load_sae
+    from qscope.models import resolve_sae_and_model
 
-    sae_spec = spec.sae or DEFAULT_SAE_ID
-    sae = load_sae(sae_spec, layer=spec.layer)
-    model = model_for_sae(spec.model, sae, getattr(spec, "allow_model_mismatch", False))  # the HF engine's rule
-    layer = spec.layer if spec.layer is not None else sae.cfg.hook_layer
-    if layer is None:
-        raise InputError(f"SAE {sae.sae_id} does not record its layer; set layer in the config")
-    return model, sae_spec, sae, int(layer)
+    chosen = resolve_sae_and_model(spec.sae, spec.model, spec.layer, spec.allow_model_mismatch)  # the HF engine's rule
+    return chosen.model, chosen.sae_spec, chosen.sae, chosen.layer

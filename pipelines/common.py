@@ -8,30 +8,20 @@ import logging
 import sys
 from pathlib import Path
 
-from qscope.errors import InputError, QscopeError
+from qscope.errors import QscopeError
 from qscope.signatures import SignatureMeta
 
 log = logging.getLogger(__name__)
 
 
-def model_name(model_cfg, sae) -> str:
-    """The model an SAE is read on (`qscope.models.model_for_sae`: its own by default, a mismatch is an error),
-    as its provenance name (nothing is loaded, converted or downloaded on the driver)."""
-    from qscope.models import model_for_sae
-    from qscope.models.resolve import model_name as provenance_name
-
-    return provenance_name(model_for_sae(model_cfg.model, sae, getattr(model_cfg, "allow_model_mismatch", False)))
-
-
 def signature_meta(model_cfg, sig_cfg) -> SignatureMeta:
-    """What the encoders will write, known on the driver without loading the LM (only the SAE)."""
-    from qscope.sae import load_sae
+    """What the encoders will write, known on the driver without loading the LM (only the SAE; the model by its
+    provenance name: nothing is loaded, converted or downloaded on the driver)."""
+    from qscope.models import model_name, resolve_sae_and_model
 
-    sae = load_sae(model_cfg.sae, layer=model_cfg.layer)
-    layer = model_cfg.layer if model_cfg.layer is not None else sae.cfg.hook_layer
-    if layer is None:
-        raise InputError(f"SAE {sae.sae_id} does not record its layer; set model.layer in the config")
-    return SignatureMeta(model_name(model_cfg, sae), sae.sae_id, int(layer), sig_cfg.pooling, int(sig_cfg.top_n),
+    chosen = resolve_sae_and_model(model_cfg.sae, model_cfg.model, model_cfg.layer, model_cfg.allow_model_mismatch)
+    sae = chosen.sae
+    return SignatureMeta(model_name(chosen.model), sae.sae_id, chosen.layer, sig_cfg.pooling, int(sig_cfg.top_n),
                          sae.d_sae, sae_hash=sae.weights_hash(), max_length=int(model_cfg.max_length))
 
 

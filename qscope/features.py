@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from qscope.errors import InputError, ShapeMismatchError
-from qscope.models import LanguageModel
+from qscope.models import LanguageModel, sae_layer
 from qscope.sae import SAE
 
 Pooling = Literal["max", "sum", "binary"]
@@ -115,10 +115,7 @@ class FeatureExtractor:
 
     @classmethod
     def single(cls, lm: LanguageModel, sae: SAE, layer: int | None = None, **kw) -> "FeatureExtractor":
-        layer = sae.cfg.hook_layer if layer is None else layer
-        if layer is None:
-            raise InputError(f"SAE {sae.sae_id} does not record its layer; pass layer=")
-        return cls(lm, {int(layer): sae}, **kw)
+        return cls(lm, {sae_layer(sae, layer): sae}, **kw)
 
     @property
     def layers(self) -> list[int]:

@@ -59,18 +59,12 @@ class SAEModel:
         `model`, or of the embedded default model) and its model (default: the model the SAE records;
         `qscope.models.model_for_sae`). A `model` other than the SAE's recorded one is refused unless
         `allow_model_mismatch=True`."""
-        from qscope.models import LanguageModel, check_sae_fits, model_for_sae
-        from qscope.sae import default_sae_id, load_sae
+        from qscope.models import LanguageModel, check_sae_fits, resolve_sae_and_model
 
-        sae = sae if sae is not None else default_sae_id(model)
-        sae_obj = load_sae(sae, layer=layer)
-        model = model_for_sae(model, sae_obj, allow_model_mismatch=allow_model_mismatch)
-        lm = LanguageModel.load(model, max_length=max_length)
-        check_sae_fits(lm, sae_obj)
-        layer = layer if layer is not None else sae_obj.cfg.hook_layer
-        if layer is None:
-            raise InputError(f"SAE {sae_obj.sae_id} does not record its layer; pass layer=")
-        return cls(lm, {int(layer): sae_obj}, {int(layer): str(sae)})
+        chosen = resolve_sae_and_model(sae, model, layer, allow_model_mismatch)
+        lm = LanguageModel.load(chosen.model, max_length=max_length)
+        check_sae_fits(lm, chosen.sae)
+        return cls(lm, {chosen.layer: chosen.sae}, {chosen.layer: chosen.sae_spec})
 
     @property
     def layers(self) -> list[int]:

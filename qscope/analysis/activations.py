@@ -68,11 +68,10 @@ class CorpusActivations:
         import torch
 
         from qscope.features import drop_norm_outliers
+        from qscope.models import sae_layer
 
         texts = lm.validate_texts(texts)
-        layer = sae.cfg.hook_layer if layer is None else int(layer)
-        if layer is None:
-            raise InputError(f"SAE {sae.sae_id} does not record its layer; pass layer=")
+        layer = sae_layer(sae, layer)
         special = torch.tensor(sorted(lm.tokenizer.all_special_ids))
         rows, cols, vals, tokens, offsets = [], [], [], [], [0]
         n, n_sinks = 0, 0

@@ -41,23 +41,21 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
 
 def sae_spec(args) -> str:
     """The SAE a command reads: --sae, else the shipped SAE of --model (`--model qwen2.5-coder-0.5b` alone picks
-    its own SAE), else the embedded default's."""
+    its own SAE), else the embedded default's (`qscope.models.resolve_sae_and_model`)."""
     from qscope.sae import default_sae_id
 
     return args.sae or default_sae_id(getattr(args, "model", None))
 
 
 def load_model_and_sae(args):
-    """Load one SAE and its model from CLI args: the SAE's recorded model unless --model (checked against it)."""
-    from qscope.models import LanguageModel, check_sae_fits, model_for_sae
-    from qscope.sae import load_sae
+    """Load one SAE and its model from CLI args (`qscope.models.resolve_sae_and_model`: the SAE's own model and
+    layer unless --model / --layer)."""
+    from qscope.models import LanguageModel, check_sae_fits, resolve_sae_and_model
 
-    sae = load_sae(sae_spec(args), layer=args.layer)
-    model = model_for_sae(args.model, sae, allow_model_mismatch=getattr(args, "allow_model_mismatch", False))
-    lm = LanguageModel.load(model, max_length=args.max_length)
-    check_sae_fits(lm, sae)
-    layer = args.layer if args.layer is not None else sae.cfg.hook_layer
-    return lm, sae, layer
+    chosen = resolve_sae_and_model(args.sae, args.model, args.layer, getattr(args, "allow_model_mismatch", False))
+    lm = LanguageModel.load(chosen.model, max_length=args.max_length)
+    check_sae_fits(lm, chosen.sae)
+    return lm, chosen.sae, chosen.layer
 
 
 # --- the JSON channel ----------------------------------------------------------------------------------------

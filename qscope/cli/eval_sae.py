@@ -51,12 +51,10 @@ def run(args) -> int:
         write_model_card,
     )
     from qscope.evaluation.feature_stats import FEATURE_STATS_FILE, FeatureStats
-    from qscope.models import LanguageModel, check_sae_fits, model_for_sae
-    from qscope.cli.common import sae_spec
-    from qscope.sae import load_sae
+    from qscope.models import LanguageModel, check_sae_fits, resolve_sae_and_model
 
-    spec = sae_spec(args)
-    sae = load_sae(spec, layer=args.layer)
+    chosen = resolve_sae_and_model(args.sae, args.model, args.layer, args.allow_model_mismatch)
+    spec, sae = chosen.sae_spec, chosen.sae
     # Resolve where the card/stats go before spending minutes on evaluation.
     out_dir = sae_directory(spec) if (args.write_card or args.write_stats) else None
     if args.stats_cache:  # checked before minutes of evaluation
@@ -68,7 +66,7 @@ def run(args) -> int:
             raise InputError("--stats-cache goes with --write-stats and without --top-examples (a cache keeps no "
                              "token ids)")
     texts = load_texts(args.texts, sae_dir=_local_dir(spec))
-    lm = LanguageModel.load(model_for_sae(args.model, sae, args.allow_model_mismatch), max_length=args.max_length)
+    lm = LanguageModel.load(chosen.model, max_length=args.max_length)
     check_sae_fits(lm, sae)
     progress = sys.stderr.isatty() or bool(getattr(args, "verbose", False))
     result = evaluate_sae(

@@ -1,18 +1,60 @@
-"""Which model an SAE is read on: its own by default, and never silently another one.
+"""Which SAE, model and layer a caller reads with: the SAE's own model and layer by default, never silently another.
 
 An SAE decodes one model's residual stream. On another model of the same width it loads and runs but its features
 mean nothing, so an explicit model that differs from the SAE's recorded one is an error unless the caller says it
 is intended (`allow_model_mismatch`, `--allow-model-mismatch`), e.g. a fine-tune or a renamed copy.
+
+`resolve_sae_and_model` is the one owner of that rule: the CLI, the quick-start API, the operators and the
+pipeline driver all ask it, so they pick the same model and fail with the same message.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qscope.errors import InputError, ShapeMismatchError
 from qscope.models.resolve import DEFAULT_MODEL, EMBEDDED_MODELS, split_hub_spec
+
+
+@dataclass(frozen=True)
+class ResolvedSAE:
+    """An SAE with the model and layer it is read at (names only: the model is not loaded)."""
+
+    sae: Any
+    """The loaded `qscope.sae.SAE`."""
+    sae_spec: str
+    """How the SAE was named (a shipped id, a path, a hub id): finds its feature statistics, loads it elsewhere."""
+    model: str
+    """The model spec to load (`model_for_sae`)."""
+    layer: int
+    """The hook layer (`sae_layer`)."""
+
+
+def resolve_sae_and_model(sae: str | os.PathLike | None = None, model: str | None = None, layer: int | None = None,
+                          allow_model_mismatch: bool = False) -> ResolvedSAE:
+    """The SAE, model and layer to read with: `sae` None is the shipped SAE of `model` (else the default SAE);
+    `model` None is the SAE's own model; `layer` None is the SAE's own layer. Loads only the SAE."""
+    from qscope.sae import default_sae_id, load_sae
+
+    spec = str(sae) if sae is not None else default_sae_id(model)
+    sae_obj = load_sae(spec, layer=layer)
+    return ResolvedSAE(sae_obj, spec, model_for_sae(model, sae_obj, allow_model_mismatch), sae_layer(sae_obj, layer))
+
+
+def sae_layer(sae, layer: int | None = None) -> int:
+    """The layer `sae` is read at: `layer` when given, else the one the SAE records."""
+    if layer is None:
+        layer = sae.cfg.hook_layer
+    if layer is None:
+        raise InputError(
+            f"SAE {sae.sae_id} does not record its hook layer: name it (--layer on the command line, `layer:` in "
+            "the `model:` section of a pipeline config, layer= in Python)"
+        )
+    return int(layer)
 
 
 def model_for_sae(model: str | None, sae, allow_model_mismatch: bool = False) -> str:
