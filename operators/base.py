@@ -14,8 +14,11 @@ and always returns a pyarrow Table with explicit types, so list columns keep the
     import ray
     from qscope.operators import EncodeSignatures
     ds = ray.data.from_items([{"id": "a", "text": "CW keyer for amateur radio"}])
-    op = EncodeSignatures.options(model="smollm2-135m", sae="smollm2-135m-l15")
-    ds = ds.map_batches(**op.map_batches_kwargs(batch_size=16))
+    ds = ds.map_batches(**EncodeSignatures.map_batches_kwargs(
+        {"model_spec": {"sae": "smollm2-135m-l15"}}, {"num_cpus": 0.5, "concurrency": 1}, batch_size=16))
+
+`map_batches_kwargs(constructor_kwargs, resources, batch_size)` runs the operator in an `ActorPoolStrategy` pool of
+`resources.concurrency` actors, each asking for `num_cpus` / `num_gpus`.
 """
 
 from __future__ import annotations

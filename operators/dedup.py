@@ -60,8 +60,8 @@ class Dedup(Operator):
 
     Adds `duplicate_of` only when `keep_duplicates=True` (then nothing is dropped: review mode). Order matters:
     the first occurrence wins, so sort by quality first. Dedup needs to see all rows at once — run it on the
-    collected table (`ds.repartition(1).map_batches(Dedup, batch_size=None, ...)` or on the driver); for
-    millions of rows use the signature index instead (`qscope.index.dedup_keep_mask`).
+    collected table (on the driver, or `ds.repartition(1).map_batches(**Dedup.map_batches_kwargs(kw,
+    batch_size=None))`); for millions of rows use the signature index instead (`qscope.index.dedup_keep_mask`).
 
         from qscope.operators import Dedup
         unique = Dedup(threshold=0.8, reference=seed_texts)(table)

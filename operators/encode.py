@@ -26,8 +26,8 @@ class EncodeSignatures(Operator):
     In a Ray Data pipeline (one actor holds the model; fractional CPU so 2-core machines do not hang):
 
         ds = ray.data.read_json("corpus.jsonl")
-        ds = ds.map_batches(EncodeSignatures, fn_constructor_kwargs={"model_spec": {"max_length": 128}},
-                            concurrency=1, num_cpus=0.5, batch_size=32, batch_format="pyarrow")
+        ds = ds.map_batches(**EncodeSignatures.map_batches_kwargs(
+            {"model_spec": {"max_length": 128}}, {"num_cpus": 0.5, "concurrency": 1}, batch_size=32))
     """
 
     name: ClassVar[str] = "encode_signatures"

@@ -27,8 +27,7 @@ class FilterByScore(Operator):
 
         from qscope.operators import FilterByScore
         keep = FilterByScore(rules={"target_score": 0.3}, min_chars=20)(scored_table)
-        ds.map_batches(FilterByScore, fn_constructor_kwargs={"rules": {"target_score": 0.3}},
-                       concurrency=1, num_cpus=0.25, batch_format="pyarrow")
+        ds.map_batches(**FilterByScore.map_batches_kwargs({"rules": {"target_score": 0.3}}, {"num_cpus": 0.25}))
     """
 
     name: ClassVar[str] = "filter_by_score"

@@ -7,9 +7,9 @@ from typing import Any, ClassVar, Iterable
 
 import pyarrow as pa
 
+from qscope.deprecation import moved_names
 from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, as_table, require_columns
-from qscope.seed_model import SeedSignatures  # noqa: F401  (re-exported: its old home)
 from qscope.signatures import SignatureMeta
 
 
@@ -58,10 +58,7 @@ class BuildSignatureIndex(Operator):
         return self.index.save(path)
 
 
-def load_index(path: str | Path, expect: SignatureMeta | None = None):
-    """Load a saved SignatureIndex, checking it was built with the same model / SAE / layer / pooling."""
-    from qscope.index import SignatureIndex
 
-    if not Path(path).exists():
-        raise InputError(f"signature index {path} does not exist")
-    return SignatureIndex.load(path, expect=expect)
+# Old homes of names that moved: they warn and keep working.
+__getattr__ = moved_names(__name__, {"SeedSignatures": "qscope.seed_model",
+                                     "load_index": "qscope.index:SignatureIndex.load"})

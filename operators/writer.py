@@ -1,4 +1,4 @@
-"""Atomic Parquet output: provenance columns, per-batch shards with a completion marker, a final merged file.
+"""Atomic Parquet output: per-batch shards with provenance columns, a final merged file, a completion marker.
 
 A killed actor can never corrupt the output: every shard is written to a temporary sibling and renamed into place
 (`qscope.paths.atomic_path`), the merged file likewise, and `_SUCCESS` (JSON: rows, files, time) is written last.
@@ -11,70 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qscope.deprecation import moved_names
 from qscope.errors import InputError
-from qscope.operators.base import Operator, Resources, set_column
+from qscope.operators.base import Operator, Resources
 from qscope.paths import atomic_path
+from qscope.provenance import Provenance, add_provenance
 
 SUCCESS = "_SUCCESS"
 SHARD_DIR = "shards"
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Run-wide facts stamped on every output row (per-row facts — seed_ids, strength... — come with the rows)."""
-
-    model: str
-    sae: str
-    layer: int
-    engine: str = ""
-    run_id: str = ""
-    qscope_version: str = ""
-
-    def __post_init__(self):
-        if not self.qscope_version:
-            import qscope
-
-            object.__setattr__(self, "qscope_version", qscope.__version__)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-PROVENANCE_TYPES = {
-    "seed_ids": pa.list_(pa.string()),
-    "target_features": pa.list_(pa.int32()),
-    "strength": pa.float32(),
-    "engine": pa.string(),
-    "model": pa.string(),
-    "sae": pa.string(),
-    "layer": pa.int32(),
-    "run_id": pa.string(),
-    "qscope_version": pa.string(),
-}
-
-
-def add_provenance(table: pa.Table, prov: Provenance | dict) -> pa.Table:
-    """Fill the provenance columns: run-wide ones from `prov`, per-row ones (null when absent) kept as given."""
-    prov = prov if isinstance(prov, Provenance) else Provenance(**prov)
-    n = table.num_rows
-    for col, typ in PROVENANCE_TYPES.items():
-        if col in ("seed_ids", "target_features", "strength"):
-            if col not in table.column_names:
-                table = set_column(table, col, pa.nulls(n, typ))
-            else:
-                table = set_column(table, col, table.column(col).cast(typ))
-        elif col == "engine" and col in table.column_names:
-            table = set_column(table, col, table.column(col).cast(typ))
-        else:
-            table = set_column(table, col, pa.array([getattr(prov, col)] * n, typ))
-    return table
 
 
 class WriteParquetShards(Operator):
@@ -83,9 +33,10 @@ class WriteParquetShards(Operator):
     Returns a one-row table per batch (`shard`, `rows`) so a Ray pipeline can count what was written; then call
     `finalize_shards(out_dir, "samples.parquet")` on the driver to merge and mark completion.
 
-        from qscope.operators import WriteParquetShards, finalize_shards
-        ds.map_batches(WriteParquetShards, fn_constructor_kwargs={"out_dir": "out", "provenance": prov.to_dict()},
-                       concurrency=1, num_cpus=0.25, batch_format="pyarrow").materialize()
+        from qscope.operators import WriteParquetShards
+        from qscope.operators.writer import finalize_shards
+        ds.map_batches(**WriteParquetShards.map_batches_kwargs(
+            {"out_dir": "out", "provenance": prov.to_dict()}, {"num_cpus": 0.25})).materialize()
         finalize_shards("out", "samples.parquet")
     """
 
@@ -154,3 +105,7 @@ def mark_complete(out_dir: str | Path, info: dict) -> Path:
 
 def is_complete(out_dir: str | Path) -> bool:
     return (Path(out_dir) / SUCCESS).exists()
+
+
+# Old homes of names that moved: they warn and keep working.
+__getattr__ = moved_names(__name__, {"PROVENANCE_TYPES": "qscope.provenance"})

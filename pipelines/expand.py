@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from qscope.operators import Dedup, FilterByScore, MineBySignature, ScoreTargetFeatures, SteeredGenerate, TopRows
 from qscope.operators.base import Resources
 from qscope.operators.select import best_rows
-from qscope.operators.writer import Provenance, add_provenance, write_table_atomic
+from qscope.operators.writer import write_table_atomic
 from qscope.errors import InputError
 from qscope.pipelines import stages as shared
 from qscope.pipelines.common import json_dump
@@ -36,6 +36,7 @@ from qscope.pipelines.config import ExpandConfig
 from qscope.pipelines.flow import Flow, Ref, Step, TableInput
 from qscope.pipelines.outputs import SUCCESS, mark_success
 from qscope.pipelines.plan import Plan, Run, Stage, execute
+from qscope.provenance import Provenance, add_provenance
 
 OUTPUT_FILE = "samples.parquet"
 REPORT_FILE = "report.html"

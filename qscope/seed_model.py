@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from qscope.errors import InputError
@@ -88,6 +89,41 @@ def select_targets(seeds: SeedSignatures, background: dict, n: int, method: str 
              "background_mean": 0.0 if t is None else float(t.background_mean)} for f, t in chosen]
 
 
+def background_sample(table: pa.Table, n: int = 2000, seed: int = 0) -> dict:
+    """A random sample of corpus signatures as plain lists: the negatives / IDF background the seed classifier
+    contrasts with (small enough to ship inside `fn_constructor_kwargs`)."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(table.num_rows, min(n, table.num_rows), replace=False)) if table.num_rows else []
+    sub = table.take(pa.array(rows, pa.int64()))
+    return {"feature_ids": sub.column("feature_ids").to_pylist(),
+            "feature_values": sub.column("feature_values").to_pylist()}
+
+
+def background_idf(table: pa.Table, d_sae: int) -> tuple[list[int], int]:
+    """Document frequencies of every latent over a corpus's signatures, and their count: the IDF background
+    mining weighs with."""
+    return _document_frequencies(table.column("feature_ids"), table.column("feature_values"), d_sae)
+
+
+def _document_frequencies(feature_ids: Any, feature_values: Any, d_sae: int) -> tuple[list[int], int]:
+    from qscope.index import SignatureVectorizer, as_ragged
+
+    vec = SignatureVectorizer(d_sae).partial_fit(as_ragged(feature_ids, feature_values, d_sae))
+    return vec.df.tolist(), vec.n_docs
+
+
+def fit_seed_classifier(seeds: SeedSignatures, background: dict | None, method: str = "probe", k: int = 5,
+                        labels: Sequence[str] | None = None):
+    """`qscope.classify.SignatureClassifier` fitted on the seeds (+ the background sample as negatives)."""
+    from qscope.classify import SignatureClassifier
+
+    labels = list(labels) if labels is not None else ["seed"] * len(seeds.ids)
+    bg_ids = background["feature_ids"] if background else None
+    bg_vals = background["feature_values"] if background else None
+    return SignatureClassifier(seeds.signature_meta.d_sae, method=method, k=k).fit(
+        seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals)
+
+
 @dataclass
 class SeedModel:
     seeds: SeedSignatures
@@ -133,21 +169,13 @@ class SeedModel:
 
     def background_idf(self) -> tuple[list[int], int]:
         """Document frequency of every latent over the background sample, and its size."""
-        from qscope.index import SignatureVectorizer, as_ragged
-
-        rows = as_ragged(self.background["feature_ids"], self.background["feature_values"], self.meta.d_sae)
-        vec = SignatureVectorizer(self.meta.d_sae).partial_fit(rows)
-        return vec.df.tolist(), vec.n_docs
+        return _document_frequencies(self.background["feature_ids"], self.background["feature_values"],
+                                     self.meta.d_sae)
 
     def classifier(self, labels: list | None = None):
         """`qscope.classify.SignatureClassifier` fitted on the seeds (the background sample as negatives)."""
-        from qscope.classify import SignatureClassifier
-
-        labels = list(labels) if labels is not None else ["seed"] * len(self.seeds.ids)
         bg = self.background if self.background.get("feature_ids") else None
-        return SignatureClassifier(self.meta.d_sae, method=self.method, k=self.k).fit(
-            self.seeds.feature_ids, self.seeds.feature_values, labels,
-            bg["feature_ids"] if bg else None, bg["feature_values"] if bg else None)
+        return fit_seed_classifier(self.seeds, bg, self.method, self.k, labels)
 
     def heldout_scores(self, folds: int = 5, seed: int = 0):
         """Out-of-fold seed-classifier scores of the seeds and of the background sample (each scored by a

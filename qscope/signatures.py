@@ -89,6 +89,13 @@ class SignatureMeta:
         return None
 
 
+def check_batch_meta(table: pa.Table, expect: SignatureMeta, op: str) -> None:
+    """Batches that carry signature metadata must come from `expect`'s feature space (InputError otherwise);
+    a batch without it (a user's own table) passes."""
+    md = table.schema.metadata or {}
+    if b"qscope.sae" in md:
+        expect.check_compatible(SignatureMeta.from_metadata(md, op), f"{op} input signatures")
+
 def signature_table(
     ids: Sequence[str],
     signatures: Iterable[tuple[np.ndarray, np.ndarray]],

@@ -7,13 +7,17 @@ formatting, "English prose" — says nothing about the seeds). Scores:
 - "logodds" (default): smoothed log-odds ratio of presence, seeds vs background,
   log((s + α) / (n_s − s + α)) − log((b + α) / (n_b − b + α)); ties broken by mean difference.
 - "meandiff": normalised difference of mean pooled activation (absent = 0): (μ_s − μ_b) / sqrt((σ²_s + σ²_b)/2 + ε).
+
+Then texts are scored against the chosen targets (`target_activations`, `target_scores`): how strongly each
+signature expresses them relative to the seeds — what mining and the expand filter keep.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from qscope.errors import InputError
 from qscope.index.ragged import as_ragged, to_csr
@@ -81,3 +85,42 @@ def select_target_features(
     order = eligible[np.lexsort((eligible, -secondary[eligible], -primary[eligible]))][:top_k]
     return [TargetFeature(int(f), float(primary[f]), float(cov_s[f]), float(cov_b[f]), float(act_s[f]),
                           float(act_b[f])) for f in order]
+
+
+def signature_rows(table: pa.Table) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(feature_ids int64, feature_values float32) per row of a table with the signature columns."""
+    ids = table.column("feature_ids").to_pylist()
+    vals = table.column("feature_values").to_pylist()
+    return [(np.asarray(i or [], np.int64), np.asarray(v or [], np.float32)) for i, v in zip(ids, vals)]
+
+
+def target_activations(rows: Sequence[tuple[np.ndarray, np.ndarray]], targets: Sequence[int]) -> np.ndarray:
+    """[n_rows, n_targets] pooled activation of each target feature (0 where it is not in the signature)."""
+    targets = np.asarray(list(targets), np.int64)
+    out = np.zeros((len(rows), len(targets)), np.float32)
+    if not len(targets):
+        return out
+    pos = {int(f): j for j, f in enumerate(targets)}
+    for r, (ids, vals) in enumerate(rows):
+        for f, v in zip(ids.tolist(), vals.tolist()):
+            j = pos.get(f)
+            if j is not None:
+                out[r, j] = max(out[r, j], v)
+    return out
+
+
+def target_scores(acts: np.ndarray, reference: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(target_score, target_coverage) per row.
+
+    target_score: mean over target features of min(1, activation / reference), reference = the feature's typical
+    pooled activation on the seeds (`SeedModel`: its mean over the seeds that contain it); 1.0 = every target fires
+    at least as strongly as on a typical seed.
+    target_coverage: fraction of target features that fire at all.
+    """
+    if acts.shape[1] == 0:
+        z = np.zeros(acts.shape[0], np.float32)
+        return z, z
+    ref = np.maximum(np.asarray(reference, np.float32), 1e-6)
+    score = np.minimum(acts / ref, 1.0).mean(1).astype(np.float32)
+    coverage = (acts > 0).mean(1).astype(np.float32)
+    return score, coverage

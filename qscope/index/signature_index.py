@@ -283,6 +283,8 @@ class SignatureIndex:
         import pyarrow.parquet as pq
 
         path = Path(path)
+        if not path.exists():
+            raise InputError(f"{path} is not a qscope signature index: it does not exist")
         if not (path / "index.json").is_file():
             raise InputError(f"{path} is not a qscope signature index (no index.json)")
         cfg = json.loads((path / "index.json").read_text())

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from qscope.errors import InputError
+from qscope.index import SignatureIndex
 from qscope.operators import (
     BuildSignatureIndex,
     Classify,
@@ -15,17 +16,14 @@ from qscope.operators import (
     EncodeSignatures,
     FilterByScore,
     MineBySignature,
-    Provenance,
     Resources,
     ScoreTargetFeatures,
-    SeedSignatures,
     SteeredGenerate,
     WriteParquetShards,
-    finalize_shards,
-    is_complete,
-    load_index,
 )
-from qscope.operators.writer import SUCCESS
+from qscope.operators.writer import SUCCESS, finalize_shards, is_complete
+from qscope.provenance import Provenance
+from qscope.seed_model import SeedSignatures, background_sample
 
 HAM = ["Amateur radio logging program for contests and QSO records.",
        "APRS digipeater and packet radio tools for ham radio operators.",
@@ -93,8 +91,6 @@ def test_mine_ranks_seed_copies_first(encoder, encoded):
     assert {"target_score", "target_coverage", "mine_score"} <= set(out.column_names)
     dropped = MineBySignature(seeds, k=1, min_score=0.999, drop_below=True)(encoded)
     assert dropped["id"].to_pylist() == ["h0", "h1", "h2"]
-    from qscope.operators import background_sample
-
     probe = MineBySignature(seeds, background=background_sample(encoded.slice(3)), method="probe")(encoded)
     ms = probe["mine_score"].to_numpy()
     assert ((ms >= 0) & (ms <= 1)).all() and ms[:3].min() > ms[3:].max()
@@ -109,8 +105,6 @@ def test_mine_rejects_signatures_from_another_sae(encoder, encoded):
 
 
 def test_classify_one_and_several_classes(encoder, encoded):
-    from qscope.operators import background_sample
-
     with pytest.raises(InputError, match="background"):
         Classify(_seeds(encoder, encoded))
     single = Classify(_seeds(encoder, encoded), background=background_sample(encoded.slice(3)))(encoded)
@@ -129,15 +123,15 @@ def test_index_roundtrip_and_other_sae_is_a_clear_error(encoder, encoded, tmp_pa
     b.add_all([encoded.slice(0, 3), encoded.slice(3)])
     assert len(b.index) == 6
     path = b.save(tmp_path / "idx")
-    idx = load_index(path, expect=encoder.signature_meta())
+    idx = SignatureIndex.load(path, expect=encoder.signature_meta())
     res = idx.search(encoded["feature_ids"], encoded["feature_values"], k=1)
     assert list(res.ids[:, 0]) == encoded["id"].to_pylist()
     from dataclasses import replace
 
     with pytest.raises(InputError, match="sae="):
-        load_index(path, expect=replace(encoder.signature_meta(), sae="qscope/another-sae"))
+        SignatureIndex.load(path, expect=replace(encoder.signature_meta(), sae="qscope/another-sae"))
     with pytest.raises(InputError, match="does not exist"):
-        load_index(tmp_path / "missing")
+        SignatureIndex.load(tmp_path / "missing")
 
 
 def test_filter_by_score():

@@ -115,7 +115,7 @@ def test_corpus_signatures_and_index_are_kept_and_reused(tiny_expand_config, tmp
 
     import pyarrow.dataset as pads
 
-    from qscope.operators import load_index
+    from qscope.index import SignatureIndex
     from qscope.pipelines.expand import INDEX_DIR, SIGNATURES_DIR
     from qscope.signatures import SignatureMeta
 
@@ -128,7 +128,7 @@ def test_corpus_signatures_and_index_are_kept_and_reused(tiny_expand_config, tmp
     assert sigs.num_rows == 24 and first["corpus_signatures"] == str(store)
     assert first["counts"]["corpus_reused"] == 0
     meta = SignatureMeta(**json.loads((store / "_manifest.json").read_text())["meta"])
-    index = load_index(out / INDEX_DIR, expect=meta)  # kNN over the corpus without re-encoding it
+    index = SignatureIndex.load(out / INDEX_DIR, expect=meta)  # kNN over the corpus without re-encoding it
     hits = index.search(sigs["feature_ids"][:1], sigs["feature_values"][:1], k=1)
     assert hits.ids[0, 0] == sigs["id"][0].as_py() and hits.scores[0, 0] > 0.99
 

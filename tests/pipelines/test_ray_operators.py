@@ -10,7 +10,8 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qscope.operators import EncodeSignatures, FilterByScore, WriteParquetShards, finalize_shards
+from qscope.operators import EncodeSignatures, FilterByScore, WriteParquetShards
+from qscope.operators.writer import finalize_shards
 
 
 def test_operators_in_a_user_ray_data_pipeline(ray_local, sae_dir, tmp_path):
