@@ -73,8 +73,8 @@ class Encoder:
         from qscope.operators import EncodeSignatures
 
         self.cfg = cfg
-        self.op = EncodeSignatures(cfg.model.spec(), pooling=cfg.signatures.pooling, top_n=cfg.signatures.top_n)
-        self.key = _h(cfg.model.spec(), cfg.signatures.pooling, cfg.signatures.top_n)
+        self.op = EncodeSignatures(cfg.model.to_dict(), pooling=cfg.signatures.pooling, top_n=cfg.signatures.top_n)
+        self.key = _h(cfg.model.to_dict(), cfg.signatures.pooling, cfg.signatures.top_n)
 
     def table(self, name: str, rows: list[dict], chunk: int = 100) -> pa.Table:
         """Signatures of `rows` ({id, text}); encoded in chunks that are kept on disk, so a killed run resumes."""
@@ -188,7 +188,7 @@ def generator(cfg, syn):
 
     key = (syn.max_new_tokens, syn.temperature, syn.seed, tuple(syn.stop_strings))
     if key not in _GEN:
-        _GEN[key] = SteeredGenerate(cfg.model.spec(), engine="hf", max_new_tokens=syn.max_new_tokens,
+        _GEN[key] = SteeredGenerate(cfg.model.to_dict(), engine="hf", max_new_tokens=syn.max_new_tokens,
                                     temperature=syn.temperature, seed=syn.seed, chat=syn.chat,
                                     stop_strings=list(syn.stop_strings))
     return _GEN[key]
@@ -237,7 +237,7 @@ def score(run: NicheRun, gen: pa.Table) -> pa.Table:
         return pq.read_table(path)
     key = tuple(run.model.target_ids)
     if key not in _SCORER:
-        _SCORER[key] = ScoreTargetFeatures(seed_model=run.model, model_spec=run.cfg.model.spec(),
+        _SCORER[key] = ScoreTargetFeatures(seed_model=run.model, model_spec=run.cfg.model.to_dict(),
                                            pooling=run.cfg.signatures.pooling, top_n=run.cfg.signatures.top_n,
                                            keep_tokens=False)
     out = _SCORER[key](gen)

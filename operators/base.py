@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 
+from qscope.config import ConfigBase
 from qscope.errors import InputError
 
 
-@dataclass(frozen=True)
-class Resources:
-    """What one actor of an operator asks Ray for."""
+@dataclass(unsafe_hash=True)
+class Resources(ConfigBase):
+    """What one actor of an operator asks Ray for (also the fields of a pipeline config's `resources.<stage>`)."""
 
     num_cpus: float = 0.5
     """Fractional CPUs keep small machines from deadlocking (2 cores: 1.0 per actor hangs Ray Data)."""
@@ -53,8 +55,11 @@ class Resources:
     bounded, so an actor that dies on every attempt cannot keep a run going forever. Errors raised by operator
     code are not retried: they fail the run at once."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def check(self) -> None:
+        for key, value, zero_ok in (("num_cpus", self.num_cpus, False), ("num_gpus", self.num_gpus, True),
+                                    ("concurrency", self.concurrency, False)):
+            if not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero_ok):
+                raise self.invalid(key, f"must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
 
 
 def as_table(batch: Any) -> pa.Table:
@@ -179,24 +184,26 @@ class Operator:
 
 
 # --- model loading shared by operators running in the same process ---------------------------------------
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which LM + SAE + layer an operator reads features with (hashable: identical specs share one load)."""
+@dataclass(unsafe_hash=True)
+class ModelSpec(ConfigBase):
+    """Which LM + SAE + layer an operator reads features with (also a pipeline config's `model:` section;
+    hashable: identical specs share one load). Defaults: `qscope.models.resolve_sae_and_model`."""
 
     model: str | None = None
-    """Embedded name (default: the SAE's own model, else smollm2-135m), HF dir, .gguf, hub id."""
+    """LM: embedded name, HF dir, .gguf or hub id (default: the SAE's own model, else smollm2-135m)."""
     sae: str | None = None
-    """Shipped SAE id (default smollm2-135m-l15), SAELens/sparsify dir, Qwen-Scope file or hub id."""
+    """SAE: shipped id (default: the shipped SAE of `model`, else smollm2-135m-l15), SAELens / sparsify dir,
+    Qwen-Scope file or hub id."""
     layer: int | None = None
     """Hook layer (default: the SAE's own)."""
     max_length: int = 256
-    """Tokens read per text; longer texts are truncated and counted."""
+    """Tokens read per text; longer texts are truncated (and counted in the `truncated` column)."""
     allow_model_mismatch: bool = False
-    """Read the SAE on a model other than the one it records (`qscope.models.model_for_sae`)."""
+    """Read the SAE on a model other than the one it records (a fine-tune, a renamed copy): off, that is an error."""
     device: str = "auto"
     """auto: the actor's GPU when Ray gave it one (num_gpus > 0), else the CPU; or "cpu", "cuda", "cuda:1"."""
-    dtype: str = "auto"
-    """auto: bfloat16 on a GPU, float32 on the CPU; or bfloat16 / float16 / float32."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """auto: bfloat16 on a GPU, float32 on the CPU."""
 
     @classmethod
     def coerce(cls, spec: "ModelSpec | dict | None") -> "ModelSpec":
@@ -204,8 +211,11 @@ class ModelSpec:
             return cls()
         return spec if isinstance(spec, cls) else cls(**spec)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def spec(self) -> dict:
+        """Deprecated: `to_dict()` (the pipeline config's `ModelConfig.spec()`, from before it was this class)."""
+        warnings.warn("ModelSpec.spec() / ModelConfig.spec() is deprecated: use to_dict()", DeprecationWarning,
+                      stacklevel=2)
+        return self.to_dict()
 
 
 @functools.lru_cache(maxsize=4)

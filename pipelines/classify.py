@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from qscope.operators import Classify, Project
-from qscope.operators.base import Resources
 from qscope.pipelines import stages as shared
 from qscope.pipelines.config import ClassifyConfig
 from qscope.pipelines.flow import Flow, Ref, Step
@@ -45,7 +44,7 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
         raise InputError("no output path (--out)")
     out, side = Path(cfg.out), run_dir(cfg.out)
     light = cfg.resources.light
-    res = Resources(**light.resources())
+    res = light.actor_resources()
     classify = Step(Classify, {"seed_model": Ref("seed_model")}, res, light.batch_size)
     project = Step(Project, {"columns": Ref("result_columns"), "metadata": Ref("result_metadata")}, res,
                    light.batch_size)

@@ -46,7 +46,7 @@ def label_texts(run: Run) -> list[str]:
 
 
 def _on_worker(run: Run, cfg, features: list[int], texts: list[str], report_dir: Path) -> dict:
-    spec = cfg.model.spec()
+    spec = cfg.model.to_dict()
     if run.executor != "ray":
         return describe(spec, features, texts, str(report_dir))
     import ray

@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qscope.operators import Dedup, FilterByScore, MineBySignature, ScoreTargetFeatures, SteeredGenerate, TopRows
-from qscope.operators.base import Resources
 from qscope.operators.select import best_rows
 from qscope.operators.writer import write_table_atomic
 from qscope.errors import InputError
@@ -43,10 +42,6 @@ REPORT_FILE = "report.html"
 TARGETS_FILE = "targets.json"
 SIGNATURES_DIR = "corpus_signatures"
 INDEX_DIR = "corpus.index"
-
-
-def _res(rc) -> Resources:
-    return Resources(**rc.resources())
 
 
 def build_plan(cfg: ExpandConfig) -> Plan:
@@ -68,8 +63,8 @@ def build_plan(cfg: ExpandConfig) -> Plan:
     if mining.enabled:
         min_score = Ref("cutoff_score") if mining.min_score == "auto" else mining.min_score
         mine = Step(MineBySignature, {"seed_model": Ref("seed_model"), "min_score": min_score,
-                                      "drop_below": True}, _res(res.light), res.light.batch_size)
-        top = Step(TopRows, {"column": "mine_score", "k": mining.max_results}, _res(res.light), res.light.batch_size)
+                                      "drop_below": True}, res.light.actor_resources(), res.light.batch_size)
+        top = Step(TopRows, {"column": "mine_score", "k": mining.max_results}, res.light.actor_resources(), res.light.batch_size)
         stages.append(Stage("mine", "flow", ("signatures", "seed_model", *(("cutoff",) if mining.min_score == "auto"
                                                                              else ())),
                             {"mined": "Table (<= max_results rows)"},
@@ -78,14 +73,14 @@ def build_plan(cfg: ExpandConfig) -> Plan:
     if cfg.save_corpus:
         stages.append(Stage("index", "driver", ("signatures",), {"corpus_index": f"SignatureIndex {out / INDEX_DIR}"},
                             lambda run: {"corpus_index": _index(run)}, doc="kNN over the corpus without the model"))
-    score = Step(ScoreTargetFeatures, {"seed_model": Ref("seed_model"), "model_spec": cfg.model.spec(),
+    score = Step(ScoreTargetFeatures, {"seed_model": Ref("seed_model"), "model_spec": cfg.model.to_dict(),
                                        "pooling": cfg.signatures.pooling, "top_n": cfg.signatures.top_n},
-                 _res(res.score), res.score.batch_size)
+                 res.score.actor_resources(), res.score.batch_size)
     if syn.n_samples > 0:
-        gen = Step(SteeredGenerate, {"model_spec": cfg.model.spec(), "engine": syn.engine,
+        gen = Step(SteeredGenerate, {"model_spec": cfg.model.to_dict(), "engine": syn.engine,
                                      "max_new_tokens": syn.max_new_tokens, "temperature": syn.temperature,
                                      "seed": syn.seed, "chat": syn.chat, "stop_strings": list(syn.stop_strings),
-                                     "engine_kwargs": engine_kwargs}, _res(res.generate), res.generate.batch_size)
+                                     "engine_kwargs": engine_kwargs}, res.generate.actor_resources(), res.generate.batch_size)
         if syn.strengths == "auto":
             stages.append(Stage(
                 "choose_strength", "flow", ("seeds", "seed_model", "cutoff"), {"strengths": "list[float]"},

@@ -32,10 +32,9 @@ from pathlib import Path
 
 from qscope.errors import InputError
 from qscope.operators import MineBySignature, Project
-from qscope.operators.base import Resources
 from qscope.pipelines import stages as shared
 from qscope.pipelines.common import json_dump
-from qscope.pipelines.config import MineConfig
+from qscope.pipelines.config import MineConfig, TargetConfig
 from qscope.pipelines.flow import Flow, Ref, Step
 from qscope.pipelines.outputs import SUCCESS, mark_success, staging_dir
 from qscope.pipelines.plan import Plan, Run, Stage, execute
@@ -54,10 +53,13 @@ def build_plan(cfg: MineConfig) -> Plan:
     out = Path(cfg.out)
     light = cfg.resources.light
     mine = Step(MineBySignature, {"seed_model": Ref("seed_model"), "min_score": cfg.min_score, "drop_below": True},
-                Resources(**light.resources()), light.batch_size)
-    project = Step(Project, {"columns": MINED_COLUMNS}, Resources(**light.resources()), light.batch_size)
+                light.actor_resources(), light.batch_size)
+    project = Step(Project, {"columns": MINED_COLUMNS}, light.actor_resources(), light.batch_size)
     stages = shared.head(cfg, out, out / SIGNATURES_DIR, with_seed_encoding=False)
-    fit = shared.seed_model_stage(cfg, cfg.background_size, n_targets=cfg.n_targets, method=cfg.method, k=cfg.k)
+    t = cfg.targets
+    fit = shared.seed_model_stage(cfg, cfg.background_size, n_targets=t.n_features, target_method=t.method,
+                                  min_seed_fraction=t.min_seed_fraction, fixed_targets=t.features, method=cfg.method,
+                                  k=cfg.k)
     encode = shared.encode_step(cfg)
     stages += [
         Stage("seed_model", "flow", ("seeds", "signatures"), {"seed_model": "SeedModel", "state": "dict",
@@ -77,9 +79,14 @@ def build_plan(cfg: MineConfig) -> Plan:
 
 def _settings_fingerprint(cfg: MineConfig, seeds, meta) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"meta": meta.__dict__, "k": cfg.k, "min_score": cfg.min_score, "n_targets": cfg.n_targets,
-                         "method": cfg.method, "background_size": cfg.background_size}, sort_keys=True,
-                        default=str).encode())
+    t = cfg.targets
+    settings = {"meta": meta.__dict__, "k": cfg.k, "min_score": cfg.min_score, "n_targets": t.n_features,
+                "method": cfg.method, "background_size": cfg.background_size}
+    unset = TargetConfig()
+    if (t.method, t.min_seed_fraction, t.features) != (unset.method, unset.min_seed_fraction, unset.features):
+        # only when set: a state written before mine read these settings stays valid at their defaults
+        settings["targets"] = {"method": t.method, "min_seed_fraction": t.min_seed_fraction, "features": t.features}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for i, t in zip(seeds.ids, seeds.texts):
         h.update(i.encode() + b"\0" + t.encode() + b"\0")
     return h.hexdigest()[:16]

@@ -59,9 +59,9 @@ class CorpusSignatures:
 
 def encode_step(cfg) -> Step:
     res = cfg.resources.encode
-    return Step(EncodeSignatures, {"model_spec": cfg.model.spec(), "pooling": cfg.signatures.pooling,
+    return Step(EncodeSignatures, {"model_spec": cfg.model.to_dict(), "pooling": cfg.signatures.pooling,
                                    "top_n": cfg.signatures.top_n, "batch_size": res.batch_size},
-                Resources(**res.resources()), res.batch_size)
+                res.actor_resources(), res.batch_size)
 
 
 def head(cfg, output_dir: str | Path, store_dir: str | Path, label_column: str | None = None,

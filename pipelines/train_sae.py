@@ -17,9 +17,11 @@ import sys
 
 def train_resources(cluster_resources: dict) -> dict:
     """Ray resource request for the training task given `ray.cluster_resources()`."""
+    from qscope.operators.base import Resources
+
     if cluster_resources.get("GPU", 0) >= 1:
         return {"num_gpus": 1, "num_cpus": 1}
-    return {"num_cpus": 0.5}
+    return {"num_cpus": Resources().num_cpus}  # the operators' fractional default: safe on 2-core machines
 
 
 def _train(config: dict, resume: bool) -> dict:

@@ -1,27 +1,34 @@
-"""Training configuration: dataclasses with a docstring under every field, loadable from YAML."""
+"""Training configuration: dataclasses with a docstring under every field, loaded from YAML by `qscope.config`
+(the loader of the pipeline configs: unknown keys, `Literal` choices and `--set`-style overrides alike)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar, Literal
 
+from qscope.config import ConfigBase
 from qscope.errors import QscopeError
 
-ARCHITECTURES = ("topk", "batchtopk")
+Architecture = Literal["topk", "batchtopk"]
+ARCHITECTURES = typing.get_args(Architecture)
 
 
 class TrainConfigError(QscopeError):
     """A training config is inconsistent (k > d_sae, unknown architecture, no data source, ...)."""
 
 
+class _TrainingSection(ConfigBase):
+    config_error: ClassVar[type[QscopeError]] = TrainConfigError
+
+
 @dataclass
-class SAETrainConfig:
+class SAETrainConfig(_TrainingSection):
     """Shape and optimisation of one SAE (the same for every trained layer)."""
 
-    architecture: str = "topk"
+    architecture: Architecture = "topk"
     """"topk" (k per token, exported as topk) or "batchtopk" (k·batch largest across the batch, exported as jumprelu
     with a threshold calibrated on held-out activations)."""
     d_sae: int = 8192
@@ -45,8 +52,8 @@ class SAETrainConfig:
     """Adam betas."""
     normalize: bool = True
     """Scale inputs so that E||x|| = sqrt(d_in) during training (the scale is folded into the exported weights)."""
-    init_b_dec: str = "geometric_median"
-    """"geometric_median", "mean" or "zeros": b_dec starts at the centre of a sample of activations."""
+    init_b_dec: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    """b_dec starts at the centre of a sample of activations (or at zero)."""
     init_encoder_norm: float = 3 ** -0.5
     """W_enc starts as W_dec^T (unit-norm rows) times this: 1/sqrt(3) is the row norm of torch's default Linear
     init, sparsify's starting point. Measured (bench/sae_training.py, d_sae 8192, k 32, 1 thread): held-out EV
@@ -55,9 +62,18 @@ class SAETrainConfig:
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.d_sae / 16384)
 
+    def check(self) -> None:
+        if self.d_sae <= 0 or self.k <= 0:
+            raise TrainConfigError(f"d_sae and k must be positive (got d_sae={self.d_sae}, k={self.k})")
+        if self.k > self.d_sae:
+            raise TrainConfigError(f"k={self.k} exceeds d_sae={self.d_sae}: an SAE cannot activate more latents "
+                                   "than it has")
+        if not self.init_encoder_norm > 0:
+            raise self.invalid("init_encoder_norm", f"must be positive, got {self.init_encoder_norm}")
+
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_TrainingSection):
     """A whole training run: data, SAE shape, schedule, checkpoints and export."""
 
     layers: list[int] = field(default_factory=lambda: [15])
@@ -105,36 +121,36 @@ class TrainConfig:
     """Id recorded in the exported cfg.json; "{layer}" is replaced by the layer. None = "<model>-l{layer}"."""
     export: str | None = None
     """Export directory for a single-layer run (e.g. qscope/assets/saes/smollm2-135m-l15); None = out/layer{L}."""
-    export_dtype: str = "float16"
+    export_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     """dtype of the exported weights."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
     def __post_init__(self):
-        if isinstance(self.sae, dict):
-            self.sae = SAETrainConfig(**_known(SAETrainConfig, self.sae, "sae"))
+        super().__post_init__()
+        if isinstance(self.sae, dict):  # TrainConfig(sae={...}) in Python, as the YAML writes it
+            self.sae = SAETrainConfig.from_dict(self.sae, "sae")
         if isinstance(self.sae.betas, list):
             self.sae.betas = tuple(self.sae.betas)
         if isinstance(self.layers, int):
             self.layers = [self.layers]
 
     # --- validation (model-independent; layer range is checked once the LM is loaded) -------------
-    def validate(self) -> "TrainConfig":
-        s = self.sae
-        if s.architecture not in ARCHITECTURES:
-            raise TrainConfigError(f"unknown architecture {s.architecture!r}; choose one of {ARCHITECTURES}")
-        if s.d_sae <= 0 or s.k <= 0:
-            raise TrainConfigError(f"d_sae and k must be positive (got d_sae={s.d_sae}, k={s.k})")
-        if s.k > s.d_sae:
-            raise TrainConfigError(f"k={s.k} exceeds d_sae={s.d_sae}: an SAE cannot activate more latents than it has")
-        if not s.init_encoder_norm > 0:
-            raise TrainConfigError(f"init_encoder_norm must be positive, got {s.init_encoder_norm}")
+    def check(self) -> None:
+        """The values alone (run at load); `validate` adds the data sources."""
+        self.sae.check()
         if not self.layers or len(set(self.layers)) != len(self.layers):
             raise TrainConfigError(f"layers must be a non-empty list without repeats (got {self.layers})")
         if any((not isinstance(x, int)) or x < 0 for x in self.layers):
             raise TrainConfigError(f"layers must be non-negative integers (got {self.layers})")
         if self.batch_size <= 0 or self.max_tokens < self.batch_size:
             raise TrainConfigError(f"need 0 < batch_size <= max_tokens (got {self.batch_size}, {self.max_tokens})")
+        if self.export is not None and len(self.layers) > 1:
+            raise TrainConfigError("`export` names one directory: use it with a single layer (else out/layer{L})")
+
+    def validate(self) -> "TrainConfig":
+        """`check()` and the data sources: a cache that exists, or a corpus file to stream from."""
+        self.check()
         if self.cache is None and self.corpus is None:
             raise TrainConfigError("no training data: set `cache` (activation cache dir) or `corpus` (text file)")
         for cache in self.cache_paths:
@@ -143,8 +159,6 @@ class TrainConfig:
                                        "qscope.training.cache_activations or set `corpus` to stream instead")
         if self.cache is None and not Path(self.corpus).expanduser().exists():
             raise TrainConfigError(f"corpus {self.corpus} not found (build it with scripts/build_sae_corpus.py)")
-        if self.export is not None and len(self.layers) > 1:
-            raise TrainConfigError("`export` names one directory: use it with a single layer (else out/layer{L})")
         return self
 
     @property
@@ -157,33 +171,3 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return self.max_tokens // self.batch_size
-
-    # --- I/O ------------------------------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return cls(**_known(cls, d, "train config"))
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        import yaml
-
-        path = Path(path).expanduser()
-        if not path.exists():
-            raise TrainConfigError(f"config file {path} not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise TrainConfigError(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["sae"]["betas"] = list(self.sae.betas)
-        return d
-
-
-def _known(cls, d: dict, what: str) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise TrainConfigError(f"unknown {what} field(s) {unknown}; known: {sorted(names)}")
-    return dict(d)

@@ -21,7 +21,7 @@ def setup(tmp_path, sae_dir, demo_subset):
     (corpus / "b.jsonl").write_text("".join(rows[6:10]))
     cfg = MineConfig.from_dict({"seeds": str(demo_subset / "seeds.jsonl"), "corpus": str(corpus),
                                 "out": str(tmp_path / "out"), "executor": "local", "min_score": 0.0,
-                                "n_targets": 3, "model": {"sae": str(sae_dir), "max_length": 24}})
+                                "targets": {"n_features": 3}, "model": {"sae": str(sae_dir), "max_length": 24}})
     return cfg, corpus, rows
 
 

@@ -1,0 +1,202 @@
+"""The sections of the pipeline configs (`qscope.pipelines.config`): one dataclass per YAML mapping.
+
+Choices are `Literal` types, checked when the YAML loads (`qscope.config`); `check()` holds the ranges.
+The `model:` section is `qscope.operators.ModelSpec` itself and each `resources.<stage>` extends
+`qscope.operators.Resources`: what the operators take is what the YAML says, declared once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from qscope.config import ConfigBase
+from qscope.operators.base import Resources
+
+ClassifierMethod = Literal["probe", "centroid", "knn"]
+"""The seed classifiers of `qscope.classify`."""
+
+
+def check_positive(section: ConfigBase, key: str, allow_zero: bool = False) -> None:
+    value = getattr(section, key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        raise section.invalid(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def check_fraction(section: ConfigBase, key: str, low_open: bool = True) -> None:
+    value = getattr(section, key)
+    ok = isinstance(value, (int, float)) and (0.0 < value if low_open else 0.0 <= value) and value <= 1.0
+    if not ok:
+        raise section.invalid(key, f"must be in {'(0' if low_open else '[0'}, 1], got {value!r}")
+
+
+@dataclass
+class ResourceConfig(Resources):
+    """One stage's actors (`Resources`: num_cpus, num_gpus, concurrency, threads, retries) and its batches."""
+
+    batch_size: int = 16
+    """Rows per map_batches call."""
+    local_below: int = 0
+    """Run the step in the driver process when its input has fewer rows (skips actor start-up; model-free steps)."""
+
+    def check(self) -> None:
+        super().check()
+        check_positive(self, "batch_size")
+
+    def actor_resources(self) -> Resources:
+        """What each actor asks Ray for (without the batch settings)."""
+        return Resources(num_cpus=self.num_cpus, num_gpus=self.num_gpus, concurrency=self.concurrency,
+                         threads=self.threads, retries=self.retries)
+
+
+@dataclass
+class ResourcesConfig(ConfigBase):
+    encode: ResourceConfig = field(default_factory=ResourceConfig)
+    """LM + SAE encoders (seeds, corpus)."""
+    generate: ResourceConfig = field(default_factory=ResourceConfig)
+    """Generation actors (HF on CPU; vLLM wants num_gpus: 1)."""
+    score: ResourceConfig = field(default_factory=ResourceConfig)
+    """Re-encoding of generated texts."""
+    light: ResourceConfig = field(default_factory=lambda: ResourceConfig(num_cpus=0.25, batch_size=256,
+                                                                          local_below=20000))
+    """Model-free steps: mining / classify scoring, filtering, writing."""
+
+
+@dataclass
+class SignatureConfig(ConfigBase):
+    pooling: Literal["max", "sum", "binary"] = "max"
+    """How token activations pool into a document signature (`qscope.features.POOLINGS`)."""
+    top_n: int = 64
+    """Latents kept per document signature."""
+
+    def check(self) -> None:
+        check_positive(self, "top_n")
+
+
+@dataclass
+class TargetConfig(ConfigBase):
+    n_features: int = 8
+    """How many target features to steer towards and score with."""
+    method: Literal["logodds", "meandiff"] = "logodds"
+    """Contrastive ranking of seeds vs the corpus background (`qscope.targets`)."""
+    min_seed_fraction: float = 0.25
+    """A target must fire on at least this fraction of the seeds."""
+    features: list[int] | None = None
+    """Use these features instead of selecting them."""
+
+    def check(self) -> None:
+        check_positive(self, "n_features")
+
+
+@dataclass
+class SeedClassifierConfig(ConfigBase):
+    """The seed classifier (`qscope.classify`) that mine, classify and expand's `mining:` fit on the seeds."""
+
+    method: ClassifierMethod = "probe"
+    """probe (logistic regression, a corpus sample as negatives), centroid or knn."""
+    k: int = 3
+    """Seed similarity = mean cosine to the k nearest seeds (also the knn method's k)."""
+    background_size: int = 2000
+    """Corpus rows sampled as the classifier's background (negatives for a single class)."""
+
+    def check(self) -> None:
+        check_positive(self, "background_size")
+
+
+@dataclass
+class MiningConfig(SeedClassifierConfig):
+    enabled: bool = True
+    """Mine the corpus for rows that look like the seeds."""
+    max_results: int = 50
+    """Keep at most this many mined rows (best first)."""
+    min_score: float | Literal["auto"] = "auto"
+    """Mined rows need mine_score >= this (probe: a probability). "auto": the cut-off whose estimated precision is
+    `target_precision`, set from the seeds' own held-out scores against the background sample (cross-validation;
+    `qscope.classify.precision_cutoff`); the estimate (precision, recall, expected rows) is in the summary."""
+    target_precision: float = 0.8
+    """Precision the "auto" cut-off aims for (also the synthesis filter's `min_seed_score: auto`)."""
+
+    def check(self) -> None:
+        super().check()
+        check_fraction(self, "target_precision")
+
+
+@dataclass
+class SynthesisConfig(ConfigBase):
+    n_samples: int = 16
+    """How many new samples to generate (before filtering)."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine (`qscope.generation.ENGINES`): hf (CPU default) or vllm."""
+    strengths: list[float] | Literal["auto"] = field(default_factory=lambda: [0.0, 2.0])
+    """Steering strengths; samples cycle through them. 1.0 = the feature's typical activation on the seeds
+    (its mean pooled max activation over the seeds it fires on), passed to the intervention as `scale`.
+    "auto": a pilot sweep picks the strength (see `auto_strengths`)."""
+    auto_strengths: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])
+    """`strengths: auto`: the grid a pilot sweep tries (`pilot_samples` generations each, scored like the outputs:
+    the seed classifier on the re-encoded text with the steered features removed, plus the text checks); the
+    strength with the most samples passing the filter wins (ties: the smaller), and the run uses it alone."""
+    pilot_samples: int = 8
+    """Generations per strength in the `auto` pilot sweep."""
+    features_per_sample: int = 2
+    """How many target features each sample's intervention activates."""
+    n_shots: int = 2
+    """Seed examples shown in each few-shot prompt."""
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    """0 = greedy; sampling is seeded by `seed`."""
+    seed: int = 0
+    chat: bool = False
+    """Wrap the prompt in the model's chat template (instruction style) instead of plain few-shot completion."""
+    prompt_template: str = "Here are some {what}.\n\n{examples}\n\n" + "Description:"
+    """Few-shot prompt; {examples} = the shots joined by blank lines, {what} = `what`."""
+    example_template: str = "Description: {text}"
+    """How each shot is written ({text} = the seed text, shortened to `max_example_chars`)."""
+    stop_strings: list[str] = field(default_factory=lambda: ["\n\n", "Description:"])
+    """The generated text is cut at the first of these (completions run on into the next example)."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Engine settings (vllm: dtype, tensor_parallel_size, gpu_memory_utilization, max_model_len, anything
+    `vllm.LLM` takes); defaults fit the device (bf16 on GPU, float32 on CPU). Checked before any model loads."""
+    what: str = "short descriptions"
+    """How the prompt names the kind of text."""
+    max_example_chars: int = 300
+    """Each shot is cut to this many characters."""
+
+    def check(self) -> None:
+        check_positive(self, "n_samples", allow_zero=True)
+        if self.strengths == "auto":
+            if not self.auto_strengths:
+                raise self.invalid("auto_strengths", "must list at least one strength")
+            check_positive(self, "pilot_samples")
+        elif not self.strengths:
+            raise self.invalid("strengths", "must list at least one strength (0.0 = unsteered)")
+
+
+@dataclass
+class FilterConfig(ConfigBase):
+    min_target_score: float = 0.2
+    """Keep samples with target_score >= this. The target features' activation is what steering raises, so on
+    steered text it is not proof of being on topic: bench/synthesis_results.md judges the kept rows independently."""
+    min_seed_score: float | Literal["auto"] | None = None
+    """... and seed_score >= this: the seed classifier (the probe that mines) on the re-encoded text, with the
+    features a sample was steered with removed from its signature. "auto": the mining cut-off for
+    `mining.target_precision` (from the seeds' held-out scores); null: off. Off by default: measured on hamradio
+    (bench/synthesis_results.md) it kept 3 rows at 0.67 on target where the target filter kept 7 at 0.71."""
+    min_seed_similarity: float = 0.0
+    """... and seed_similarity >= this."""
+    min_chars: int = 20
+    """... and at least this many characters."""
+    min_distinct_word_ratio: float = 0.4
+    """... and distinct words / words at least this (drops degenerate, repetitive generations)."""
+
+
+@dataclass
+class DedupConfig(ConfigBase):
+    threshold: float = 0.7
+    """Word-3-gram similarity at or above which two texts are duplicates (also against the seeds)."""
+    measure: Literal["jaccard", "overlap"] = "jaccard"
+    """jaccard (near-identical texts) or overlap (|a∩b| / min(|a|,|b|): also a text contained in another)."""
+
+    def check(self) -> None:
+        from qscope.operators.dedup import check_dedup_args  # the operator's own check: one rule
+
+        check_dedup_args(self.measure, self.threshold, prefix=getattr(self, "_key_prefix", "dedup."))
