@@ -390,7 +390,8 @@ def iter_parquet(inp: ParquetInput, files: list[str] | None = None, batch_rows: 
     # Batches come one row group at a time (a few hundred rows in Ray-written parts): gather them into blocks of
     # about `batch_rows`, or every block downstream pays a task / actor call for a few hundred rows.
     # One block in flight: pyarrow's defaults pre-buffer whole column chunks and read ahead 16 batches / 4 files,
-    # which a streaming reader does not need and which cost ~60 MB per read worker (measured at 100k rows).
+    # which a streaming reader does not need and which cost tens of MB per read worker (bench/README.md,
+    # "Streaming pipelines at scale").
     scan = pads.ParquetFragmentScanOptions(pre_buffer=False)
     for batch in data.to_batches(columns=inp.columns, filter=expr, batch_size=batch_rows, batch_readahead=1,
                                  fragment_readahead=1, fragment_scan_options=scan):

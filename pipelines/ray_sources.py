@@ -44,8 +44,9 @@ class PartsDatasource(Datasource):
     """Parquet parts (a signature store, staged results) → blocks, one read task per part, streamed in batches with
     the columns and the `reject_reason` filter applied in the scan.
 
-    Ray's own `read_parquet` (2.5x) puts several parts in one read task whose worker kept every part it had read
-    (1.1 GB for 100k stored signatures, growing with the corpus); a task per part holds one batch at a time."""
+    Ray's own `read_parquet` puts several parts in one read task whose worker kept every part it had read (memory
+    growing with the corpus: bench/README.md, "Streaming pipelines at scale"); a task per part holds one batch at
+    a time."""
 
     def __init__(self, inp):
         self.inp = inp

@@ -12,10 +12,10 @@ seeds). Three scorers:
 With one class only (mining: positives, no labelled negatives) the corpus itself is the background: "probe"
 treats a random corpus sample as negatives (the class is rare, so few of them are really positives).
 
-Measured (bench/efficacy.py, bench/README.md, 6 real tasks): "probe" on log1p-weighted **sum-pooled top-256**
-signatures is the best signature method, on par with hidden-state LR on the mean (AUROC 0.930 vs 0.933 at 16
-seeds) and ahead of it, DiffMean and TF-IDF on Debian hamradio mining (0.953 vs 0.873 / 0.851 / 0.735); with
-max-pooled top-64 signatures it trails (0.794).
+Measured on 6 real tasks (bench/efficacy.py; numbers in bench/README.md, "Few-shot classification / mining
+efficacy"): "probe" on log1p-weighted **sum-pooled top-256** signatures is the best signature method, on par with
+hidden-state LR on the mean and ahead of it, DiffMean and TF-IDF on Debian hamradio mining; with max-pooled top-64
+signatures it trails.
 
     scores = classify_corpus(seed_fids, seed_vals, seed_labels, corpus_fids, corpus_vals, d_sae=8192)
     ranked = mine_corpus(seed_fids, seed_vals, corpus_fids, corpus_vals, d_sae=8192, top=100)
@@ -34,7 +34,7 @@ from qscope.index.vectors import SignatureVectorizer
 
 METHODS = ("probe", "centroid", "knn")
 DEFAULT_METHOD = "probe"
-DEFAULT_TRANSFORM = "log1p"  # bench/efficacy.py: >= raw everywhere, +0.05 AUROC on Debian mining at top-256
+DEFAULT_TRANSFORM = "log1p"  # bench/efficacy.py: >= raw weights on every task (bench/README.md)
 
 
 class ClassScores(NamedTuple):

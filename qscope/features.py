@@ -15,14 +15,14 @@ from qscope.sae import SAE
 Pooling = Literal["max", "sum", "binary"]
 SINK_NORM_RATIO = 10.0
 """A token whose residual norm exceeds this multiple of its document's median is an attention sink (position 0
-always is; SmolLM2 sometimes makes the first real token a second one: norm 6116 vs ~190). Its SAE codes describe
+always is; SmolLM2 sometimes makes the first real token a second one, bench/README.md). Its SAE codes describe
 the sink, not the text, and would top every dashboard, so its features are dropped (the token itself is kept)."""
 POOLINGS: tuple[str, ...] = ("max", "sum", "binary")
 
 
 def drop_norm_outliers(mask: torch.Tensor, hidden: torch.Tensor, ratio: float = SINK_NORM_RATIO) -> torch.Tensor:
     """`mask` less the tokens whose residual norm exceeds `ratio` x the median norm of the masked tokens (attention-
-    sink spill-overs: ~0.2% of tokens, norms up to 26000 vs ~200). The batch-level rule of SAE training,
+    sink spill-overs: rare tokens at ~100x an ordinary norm, bench/README.md). The batch-level rule of SAE training,
     evaluation, feature statistics and dashboards: left in, one such row outweighs thousands of ordinary tokens in
     an MSE / SST and tops every activation maximum. (FeatureExtractor applies the same ratio per document.)"""
     if not mask.any():

@@ -289,7 +289,7 @@ def feature_stats_from_cache(
 ) -> FeatureStats:
     """Feature statistics of `sae` over the first `n_tokens` rows of an activation cache (`cache_activations`).
 
-    No LM forward: on a CPU the LM costs ~20x more per token than the SAE, and the held-out cache that training
+    No LM forward: on a CPU the LM costs far more per token than the SAE, and the held-out cache that training
     measured on already holds these residuals. Its rows exclude what the text path excludes (position 0,
     padding, massive-activation outliers); the LM's special tokens inside a text are not dropped, which only
     matters for corpora that contain them as text. Top examples need token ids, which a cache does not keep.

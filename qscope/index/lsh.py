@@ -4,11 +4,10 @@ Bit b of a signature's code is the sign of its IDF-weighted vector's dot product
 (random-hyperplane LSH, Charikar 2002): the Hamming distance between two codes estimates the angle between the two
 vectors, whatever the data's structure. FAISS scans the codes (SIMD popcount; `IndexBinaryFlat`) for the
 `rerank` nearest, and those are re-scored exactly from the compact store, so the final top-k carries exact
-cosines. Measured (bench/index.py, 100k signatures, recall@10 vs exact cosine): 768-bit codes (96 B) reach 0.945 /
-0.964 / 0.973 with the top 100 / 200 / 300 re-ranked, 1024-bit codes (128 B) 0.982 / 0.990 / 0.993. The default is
-768 bits + top-200: with the 145 B compact store that is 241 B per signature (goal ≤ 256), where 1024 bits would be
-273 B; the extra 100 candidates cost 0-25 % of queries/s (the scan dominates). k-means partitions (IVF, in hashed
-or latent space) reached only 0.6-0.8 at a similar cost.
+cosines. The default, 768 bits (96 B) + the top 200 re-ranked, is the smallest setting that met the goal of
+recall@10 ≥ 0.95 vs exact cosine at ≤ 256 B per signature (compact store included) on bench/index.py's signatures;
+1024-bit codes recall more for 32 B more. k-means partitions (IVF, in hashed or latent space) recalled far less at a
+similar cost. Numbers: bench/README.md, "Signature index".
 """
 
 from __future__ import annotations
@@ -34,8 +33,8 @@ class SimHashCodes:
 
         A row's projections are a weighted sum of plane rows: torch's embedding_bag sums them straight from the
         sparse form, multi-threaded, over 256-column slabs of the planes (d_sae KiB each, which caches far better
-        than whole 1024-float rows: measured ~1.8× faster than one pass over all columns, ~1.9× a scipy sparse ×
-        dense product)."""
+        than whole 1024-float rows: faster than one pass over all columns or a scipy sparse × dense product,
+        bench/README.md)."""
         import torch
 
         if self._slabs is None:

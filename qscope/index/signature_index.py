@@ -58,8 +58,8 @@ class SignatureIndex:
         transform: activation → weight ("raw", "sqrt", "log1p", "binary"); value_bits: 8 (compact codes), 16, 32.
         exact_threshold: at most this many rows are searched exactly; above, SimHash codes of `code_bits` bits
         are built on first search and scanned by FAISS for `rerank` candidates per query (re-scored exactly).
-        768 bits + 200 candidates keep recall@10 ≥ 0.95 at ≤ 256 B per top-64 signature; 1024 bits buys ~0.02-0.03
-        recall for 32 B more per signature (measurements in lsh.py and bench/README.md).
+        768 bits + 200 candidates met recall@10 ≥ 0.95 at ≤ 256 B per top-64 signature; 1024 bits buys more recall
+        for 32 B more per signature (bench/README.md, "Signature index").
         """
         if d_sae is None:
             if meta is None:

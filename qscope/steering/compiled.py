@@ -93,11 +93,11 @@ class LayerSteering:
         self.edit_is_clamp = torch.tensor([e.op == "clamp" for e in sc], dtype=torch.bool)
         self.edit_coef = torch.tensor([e.coefficient for e in sc], dtype=dtype)
         self.edit_codes = torch.tensor([POSITION_CODES[e.positions] for e in sc], dtype=torch.long)
-        # Moving x by a·W_dec[f] moves f's pre-activation by a·(W_enc[:, f]·W_dec[f]); that overlap is ~0.7, not 1,
-        # in trained SAEs, so an edit along the plain decoder row would leave ~30% of a suppressed feature. Rows are
-        # divided by the overlap so the edited feature lands on its target when re-encoded, while everything
-        # orthogonal to W_dec[f] (incl. the SAE's reconstruction error) is untouched. The floor guards SAEs
-        # whose encoder barely reads a latent's own decoder direction.
+        # Moving x by a·W_dec[f] moves f's pre-activation by a·(W_enc[:, f]·W_dec[f]); that overlap is well below 1
+        # in trained SAEs (bench/README.md), so an edit along the plain decoder row would leave part of a suppressed
+        # feature. Rows are divided by the overlap so the edited feature lands on its target when re-encoded, while
+        # everything orthogonal to W_dec[f] (incl. the SAE's reconstruction error) is untouched. The floor guards
+        # SAEs whose encoder barely reads a latent's own decoder direction.
         self.edit_rows = self.enc_cols = self.enc_bias = self.probe_W = self.probe_b = None
         if sc:
             W_enc = sae.W_enc.detach()
@@ -134,9 +134,9 @@ class LayerSteering:
         """Pick the probe columns of a TopK SAE once per build.
 
         Any >= k columns give an exact lower bound on a token's k-th largest pre-activation; columns with large
-        encoder norms swing widest, so they land in the top-k most often and make the bound tight. Measured on
-        the shipped SAE (calibration texts, 1024 of 8192 columns): a typical feature's pre-activation is > 0 on
-        37% of tokens but above the bound on 2% (random columns: 2.8%; the 1024 densest features: 1.3%).
+        encoder norms swing widest, so they land in the top-k most often and make the bound tight: on the shipped
+        SAE a typical feature's pre-activation is > 0 on a large share of tokens but above the bound on a few
+        percent (bench/README.md, "Measurements behind the code").
         """
         sae = self.sae
         d_sae, k = sae.cfg.d_sae, int(sae.cfg.k)
@@ -159,8 +159,8 @@ class LayerSteering:
         Cheap path: the edited features' own pre-activations (m encoder columns). ReLU / JumpReLU activations
         follow from them directly. TopK also needs each token's k-th largest pre-activation, which needs the
         whole encoder (19 MB read per step for 8192 x 576 in float32, memory-bound on CPU), and a trained SAE's
-        pre-activations are > 0 on ~37% of tokens, so filtering on that alone ran it nearly every decode step
-        (bench/README.md). So: (1) the probe columns give a lower bound on the k-th largest;
+        pre-activations are > 0 on a large share of tokens, so filtering on that alone ran it nearly every decode
+        step (bench/README.md). So: (1) the probe columns give a lower bound on the k-th largest;
         a feature below it (or <= 0) is inactive, whatever the other columns hold; (2) only the few tokens where
         an edited feature reaches the bound get the full pre-activations (`sae.pre_acts`, encode's own
         arithmetic) and their k-th largest value. No sparse codes are built. Ties at the k-th value count as

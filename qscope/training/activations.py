@@ -21,9 +21,9 @@ def token_mask(attention_mask: torch.Tensor, hidden: dict[int, torch.Tensor] | N
                max_norm_ratio: float | None = 10.0) -> torch.Tensor:
     """Positions that may train an SAE: real tokens, not position 0, not a massive-activation outlier.
 
-    Position 0 is an attention sink whose residual norm is ~100x the rest (SmolLM2 layer 15: ~25000 vs ~180);
-    FeatureExtractor never encodes it. The sink sometimes spills onto position 1 or 2 (measured: 13 of 250 texts,
-    0.16% of tokens, norms 1900-26000 while the 99th percentile is 222). One such row carries more squared norm than
+    Position 0 is an attention sink whose residual norm is ~100x the rest; FeatureExtractor never encodes it. The
+    sink sometimes spills onto position 1 or 2 (rare, at norms ~10-100x the 99th percentile: bench/README.md,
+    "Measurements behind the code"). One such row carries more squared norm than
     a whole 4096-token batch, so it would dominate the MSE, the normalization scale and the batch's explained
     variance; tokens whose norm exceeds `max_norm_ratio` x the batch median (at any requested layer) are dropped.
     """

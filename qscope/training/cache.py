@@ -7,8 +7,8 @@ Layout of a cache directory:
 
 Every shard is written to a temporary name and renamed, then the manifest is rewritten atomically, so a reader
 (or a crash) never sees a half-written shard, and `cache_activations` resumes after the last complete shard.
-Why a cache at all: on CPU the LM forward costs ~20x more per token than an SAE step, so activations are computed
-once and reused for several runs / epochs / architectures.
+Why a cache at all: on CPU the LM forward costs an order of magnitude more per token than an SAE step
+(bench/README.md), so activations are computed once and reused for several runs / epochs / architectures.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def cache_activations(
     from `texts_from`).
     texts_from: start at this text of the split. Two processes can then fill two caches over disjoint ranges
     (`max_texts` = the second one's `texts_from`), and training reads both (`TrainConfig.cache` as a list): on a
-    shared 2-core machine two single-threaded LM processes read ~2x the tokens/s of one two-threaded one, whose
-    OpenMP threads wait on each other whenever another job holds a core.
+    shared 2-core machine two single-threaded LM processes read more tokens/s than one two-threaded one
+    (bench/README.md), whose OpenMP threads wait on each other whenever another job holds a core.
     """
     from qscope.models import LanguageModel
     from qscope.training.activations import iter_lm_activations

@@ -29,7 +29,7 @@ def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: fl
           resume: bool = True) -> list[dict]:
     """Grow the train cache to each of `stages` (tokens) in turn; after each, train and export an SAE.
 
-    Why stages: on a shared 2-core CPU the LM forward is the bottleneck (~30-400 tok/s), so a 2M-token cache takes
+    Why stages: on a shared 2-core CPU the LM forward is the bottleneck (bench/README.md), so a 2M-token cache takes
     hours. Exporting after each stage ships a better SAE every time the data grows, instead of nothing until the end.
     Each stage trains from scratch for `epochs` passes over the cache (capped by the config's max_tokens).
     """

@@ -1,7 +1,7 @@
 """Adam (Kingma & Ba), the same update as torch.optim.Adam(foreach=False, amsgrad=False, weight_decay=0).
 
-Why our own: constructing any torch.optim optimizer imports torch._dynamo (measured 3-17 s here, more than a
-whole small training run), and the 25 lines below are all SAE training needs. Its state_dict holds tensors and
+Why our own: constructing any torch.optim optimizer imports torch._dynamo (seconds: more than a whole small
+training run, bench/README.md), and the 25 lines below are all SAE training needs. Its state_dict holds tensors and
 numbers only, so checkpoints load with torch.load(weights_only=True).
 """
 

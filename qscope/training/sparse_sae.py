@@ -83,7 +83,7 @@ class TrainableSAE(nn.Module):
         n = pre.shape[0]
         if batch:
             # Two stages: each row's 4k best, then the k·n best of those. Same result as a topk over the whole
-            # [n, d_sae] matrix unless one token would take more than 4k latents, and ~5x cheaper on CPU.
+            # [n, d_sae] matrix unless one token would take more than 4k latents, and cheaper on CPU (bench/README.md).
             cand_vals, cand_cols = pre.topk(min(4 * k, pre.shape[1]), dim=1, sorted=False)
             vals, flat = cand_vals.flatten().topk(k * n, sorted=False)
             flat, order = flat.sort()  # row-major, as embedding_bag offsets need
