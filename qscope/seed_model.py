@@ -9,6 +9,9 @@ Its size does not depend on the corpus: a 10M-row corpus gives the same few mega
 
     model = SeedModel.fit(seed_table, background_table, meta, n_targets=8)
     model.save("out/_seed_model"); SeedModel.load("out/_seed_model")
+
+Its parts also stand alone, for operators built by hand: `SeedSignatures.from_table`, `background_sample` (the
+bounded corpus sample), `background_idf` (document frequencies), `fit_seed_classifier`.
 """
 
 from __future__ import annotations
