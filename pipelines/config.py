@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar, Iterable, Literal
 
 from qscope.config import ConfigBase, Override, read_yaml
+from qscope.deprecation import moved_names
 from qscope.errors import InputError
 from qscope.operators.base import ModelSpec
 from qscope.pipelines.config_sections import (  # noqa: F401 - re-exported: the sections' historical import path
@@ -152,13 +153,5 @@ def load_config(path: str | Path, overrides: Iterable[Override] = ()) -> tuple[s
     return kind, CONFIGS[kind].from_dict(data, Path(path).name, overrides)
 
 
-_RENAMED = {"ModelConfig": ("ModelSpec", ModelSpec)}
-
-
-def __getattr__(name: str):  # old public names keep working, with a warning
-    if name in _RENAMED:
-        new, obj = _RENAMED[name]
-        warnings.warn(f"qscope.pipelines.config.{name} is deprecated: use qscope.operators.{new}", DeprecationWarning,
-                      stacklevel=2)
-        return obj
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The model section was a copy of ModelSpec, field for field: the old name warns and keeps working.
+__getattr__ = moved_names(__name__, {"ModelConfig": "qscope.operators:ModelSpec"})
