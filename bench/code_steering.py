@@ -129,6 +129,10 @@ def main(argv=None) -> int:
     p.add_argument("--pos", default=None, help="discover from these example texts (JSONL, 'text') instead of the "
                    "concept phrase: e.g. real code")
     p.add_argument("--neg", default=None, help="negatives for --pos (JSONL; default: the explorer's background)")
+    p.add_argument("--combine", action="store_true",
+                   help="also try the top --candidates features steered together (each at the strength)")
+    p.add_argument("--positions", default="all", choices=["all", "prompt", "generated"],
+                   help="where the steering applies (qscope.steering.intervention)")
     args = p.parse_args(argv)
 
     import torch
@@ -160,21 +164,31 @@ def main(argv=None) -> int:
     base_dev = measure(engine, model.lm, DEV_PROMPTS, None, args.max_new_tokens)
     print(f"[{time.time() - t0:.0f}s] dev unsteered: code {base_dev['code_fraction']:.2f} ppl {base_dev['perplexity']:.2f}")
     grid = []
-    for f in features[: args.candidates]:
+    # A candidate is one feature, or (--combine) the top ones together: a concept often spreads over several.
+    sets = [[int(f)] for f in features[: args.candidates]]
+    if args.combine and args.candidates > 1:
+        sets.append([int(f) for f in features[: args.candidates]])
+
+    def steer(ids, s):
+        iv = Intervention()
+        for i in ids:
+            iv = iv.activate(i, s, layer=layer, positions=args.positions)
+        return iv
+
+    for ids in sets:
         for s in strengths:
-            m = measure(engine, model.lm, DEV_PROMPTS, Intervention().activate(int(f), s, layer=layer),
-                        args.max_new_tokens)
+            m = measure(engine, model.lm, DEV_PROMPTS, steer(ids, s), args.max_new_tokens)
             ok = m["perplexity"] <= args.ppl_factor * base_dev["perplexity"]
-            grid.append({"feature": int(f), "strength": s, "code_fraction": m["code_fraction"],
-                         "perplexity": m["perplexity"], "within_bound": ok})
-            print(f"[{time.time() - t0:.0f}s] dev feature {int(f)} strength {s:g}: code {m['code_fraction']:.2f} "
-                  f"ppl {m['perplexity']:.2f}{'' if ok else ' (over bound)'}")
+            grid.append({"feature": ids[0] if len(ids) == 1 else ids, "strength": s,
+                         "code_fraction": m["code_fraction"], "perplexity": m["perplexity"], "within_bound": ok})
+            print(f"[{time.time() - t0:.0f}s] dev feature {'+'.join(map(str, ids))} strength {s:g}: code "
+                  f"{m['code_fraction']:.2f} ppl {m['perplexity']:.2f}{'' if ok else ' (over bound)'}")
     eligible = [g for g in grid if g["within_bound"]]
     if not eligible:
         print("no feature/strength kept perplexity within the bound on the dev prompts")
         return 1
     best = max(eligible, key=lambda g: (g["code_fraction"], -g["strength"]))
-    iv = Intervention().activate(best["feature"], best["strength"], layer=layer)
+    iv = steer(best["feature"] if isinstance(best["feature"], list) else [best["feature"]], best["strength"])
     plain = measure(engine, model.lm, TEST_PROMPTS, None, args.max_new_tokens)
     steered = measure(engine, model.lm, TEST_PROMPTS, iv, args.max_new_tokens)
     gain = steered["code_fraction"] - plain["code_fraction"]
@@ -185,8 +199,8 @@ def main(argv=None) -> int:
           f"perplexity {plain['perplexity']:.2f} -> {steered['perplexity']:.2f} ({ratio:.2f}x)")
     for prompt, a, b in list(zip(TEST_PROMPTS, plain["texts"], steered["texts"]))[:4]:
         print(f"--- {prompt}\nplain  : {a[:160]!r}\nsteered: {b[:160]!r}")
-    out = {"sae": args.sae, "layer": layer, "features": [{"id": int(f), "label": f.label, "auroc": f.auroc}
-                                                         for f in features],
+    out = {"sae": args.sae, "layer": layer, "positions": args.positions,
+           "features": [{"id": int(f), "label": f.label, "auroc": f.auroc} for f in features],
            "dev_unsteered": {k: v for k, v in base_dev.items() if k != "texts"}, "dev_grid": grid, "chosen": best,
            "test": {"prompts": TEST_PROMPTS, "unsteered": plain, "steered": steered,
                     "gain_points": round(100 * gain, 1), "perplexity_ratio": round(ratio, 3)},
