@@ -118,12 +118,9 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qscope.pipelines.common import module_main, plan_or_run
+    from qscope.pipelines.launch import module_main
 
-    def run_fn(args):
-        return plan_or_run(ClassifyConfig, build_plan, run, args)
-
-    return module_main("python -m qscope.pipelines.classify", __doc__, run_fn, argv)
+    return module_main("classify", argv)
 
 
 if __name__ == "__main__":

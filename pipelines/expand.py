@@ -455,32 +455,10 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
             "throughput": r.progress.stats()}
 
 
-def config_from_args(args) -> ExpandConfig:
-    cfg = ExpandConfig.from_yaml(args.config)
-    for key in ("seeds", "corpus", "out", "executor"):
-        if getattr(args, key, None):
-            setattr(cfg, key, getattr(args, key))
-    return cfg
-
-
-def _main_run(args) -> dict | None:
-    cfg = config_from_args(args)
-    plan = build_plan(cfg)
-    if args.plan:
-        print(plan.describe())
-        return None
-    result = run(plan, address=args.address)
-    if not args.json:
-        print(f"wrote {result['rows']} samples to {result['parquet']}")
-        if result.get("report"):
-            print(f"review report: {result['report']}")
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
-    from qscope.pipelines.common import module_main
+    from qscope.pipelines.launch import module_main
 
-    return module_main("python -m qscope.pipelines.expand", __doc__, _main_run, argv)
+    return module_main("expand", argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from qscope.cli import EXIT_PARTIAL
 from qscope.errors import InputError
 from qscope.operators import MineBySignature, Project
 from qscope.pipelines import stages as shared
@@ -44,7 +45,7 @@ from qscope.seed_model import SeedModel
 STATE = "state.json"
 MINED_DIR = "mined"
 SIGNATURES_DIR = "corpus_signatures"
-EXIT_QUARANTINED = 3
+EXIT_QUARANTINED = EXIT_PARTIAL
 MINED_COLUMNS = ["id", "text", "mine_score", "seed_similarity", "nearest_seed", "target_score", "target_coverage",
                  "n_tokens", "truncated", "source_file", PARTITION]
 
@@ -194,12 +195,9 @@ def exit_code(result: dict | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qscope.pipelines.common import module_main, plan_or_run
+    from qscope.pipelines.launch import module_main
 
-    def run_fn(args):
-        return plan_or_run(MineConfig, build_plan, run, args)
-
-    return module_main("python -m qscope.pipelines.mine", __doc__, run_fn, argv, exit_code=exit_code)
+    return module_main("mine", argv)
 
 
 if __name__ == "__main__":

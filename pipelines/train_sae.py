@@ -10,8 +10,6 @@ asking for a whole CPU on a 2-core machine starves Ray Data's own workers (seen:
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
 
@@ -49,15 +47,29 @@ def run(config: dict, resume: bool = False, address: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Prints the result as one JSON document; exit statuses as `qscope`'s (`qscope.cli.run_command_line`)."""
+    from qscope.cli import CommandParser, run_command_line
+    from qscope.cli.common import add_json_arg, add_set_arg
+
+    def make_parser() -> CommandParser:
+        p = CommandParser(prog="python -m qscope.pipelines.train_sae", description=__doc__.splitlines()[0])
+        p.add_argument("--config", required=True, help="YAML training config (qscope.training.TrainConfig)")
+        p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+        p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)")
+        add_set_arg(p)
+        add_json_arg(p)
+        p.set_defaults(func=_main_run)
+        return p
+
+    return run_command_line(make_parser, argv)
+
+
+def _main_run(args) -> int:
+    from qscope.cli.common import emit_json
     from qscope.training import TrainConfig
 
-    p = argparse.ArgumentParser(prog="python -m qscope.pipelines.train_sae", description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="YAML training config (qscope.training.TrainConfig)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)")
-    args = p.parse_args(argv)
-    cfg = TrainConfig.from_yaml(args.config).validate()  # fail fast on the driver, before Ray starts
-    print(json.dumps(run(cfg.to_dict(), args.resume, args.address)))
+    cfg = TrainConfig.from_yaml(args.config, args.set).validate()  # fail fast on the driver, before Ray starts
+    emit_json(run(cfg.to_dict(), args.resume, args.address))
     return 0
 
 

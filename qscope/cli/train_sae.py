@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qscope.cli.common import add_json_arg, emit_json
+from qscope.cli.common import add_json_arg, add_set_arg, config_overrides, emit_json
 
 
 def register(sub) -> None:
@@ -12,6 +12,7 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="override the config's run directory")
     p.add_argument("--max-tokens", type=int, default=None, help="override the config's training tokens")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_set_arg(p)
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -19,11 +20,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from qscope.training import TrainConfig, Trainer
 
-    cfg = TrainConfig.from_yaml(args.config)
-    if args.out:
-        cfg.out = args.out
-    if args.max_tokens:
-        cfg.max_tokens = args.max_tokens
+    cfg = TrainConfig.from_yaml(args.config, config_overrides(args, {"out": "out", "max_tokens": "max_tokens"}))
     if args.no_progress or args.json:
         cfg.progress = False
     result = Trainer(cfg).fit(resume=args.resume)
