@@ -64,7 +64,8 @@ def build_plan(cfg: ExpandConfig) -> Plan:
         min_score = Ref("cutoff_score") if mining.min_score == "auto" else mining.min_score
         mine = Step(MineBySignature, {"seed_model": Ref("seed_model"), "min_score": min_score,
                                       "drop_below": True}, res.light.actor_resources(), res.light.batch_size)
-        top = Step(TopRows, {"column": "mine_score", "k": mining.max_results}, res.light.actor_resources(), res.light.batch_size)
+        top = Step(TopRows, {"column": "mine_score", "k": mining.max_results}, res.light.actor_resources(),
+                   res.light.batch_size)
         stages.append(Stage("mine", "flow", ("signatures", "seed_model", *(("cutoff",) if mining.min_score == "auto"
                                                                              else ())),
                             {"mined": "Table (<= max_results rows)"},
@@ -80,7 +81,8 @@ def build_plan(cfg: ExpandConfig) -> Plan:
         gen = Step(SteeredGenerate, {"model_spec": cfg.model.to_dict(), "engine": syn.engine,
                                      "max_new_tokens": syn.max_new_tokens, "temperature": syn.temperature,
                                      "seed": syn.seed, "chat": syn.chat, "stop_strings": list(syn.stop_strings),
-                                     "engine_kwargs": engine_kwargs}, res.generate.actor_resources(), res.generate.batch_size)
+                                     "engine_kwargs": engine_kwargs},
+                   res.generate.actor_resources(), res.generate.batch_size)
         if syn.strengths == "auto":
             stages.append(Stage(
                 "choose_strength", "flow", ("seeds", "seed_model", "cutoff"), {"strengths": "list[float]"},

@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from qscope.errors import InputError
 from qscope.operators import EncodeSignatures, SampleByHash
-from qscope.operators.base import Resources
 from qscope.operators.select import smallest_keys
 from qscope.pipelines.flow import CorpusInput, Flow, Step, TableInput
 from qscope.pipelines.outputs import RunLock, clear_stale_staging, replace_dir, staging_dir
@@ -175,7 +174,7 @@ def seed_model_stage(cfg, background_size: int, *, n_targets: int = 0, target_me
                      label_column: str | None = None) -> Stage:
     """Sample `background_size` corpus signatures (bottom-k by id hash: uniform, deterministic, streamed), fit
     the SeedModel, save it to `<output>/_seed_model`."""
-    step = Step(SampleByHash, {"fraction": "<from the store's row count>"}, Resources(num_cpus=0.25), 4096)
+    step = Step(SampleByHash, {"fraction": "<from the store's row count>"}, cfg.resources.light.actor_resources(), 4096)
 
     def fn(run: Run) -> dict:
         sigs: CorpusSignatures = run["signatures"]
