@@ -17,6 +17,8 @@ import sys
 log = logging.getLogger(__name__)
 
 OBJECT_STORE_BYTES = 512 * 1024 * 1024
+# Ray Data's share of it on a private Ray: ~16 signature blocks of 4k rows x 256 features (8 MB each) in flight.
+DATA_STORE_BYTES = 128 * 1024 * 1024
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
@@ -36,6 +38,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         n = num_cpus or min(os.cpu_count() or 2, int(os.environ.get("QSCOPE_RAY_CPUS", "2")))
         ray.init(address="local", num_cpus=n, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                  **common)
+        _bound_read_ahead()
     _quiet_ray_data(quiet)
     return ray
 
@@ -78,6 +81,17 @@ def _answers(address: str, timeout: float = 2.0) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def _bound_read_ahead() -> None:
+    """Cap what a run's Ray Data execution keeps in the object store. Left alone, the readers run ahead of the
+    (slow) encode step until the store's data budget is full, so peak memory grows with the corpus up to that
+    budget; a fixed cap makes it one constant on a private Ray. A joined cluster keeps the limits its owner set."""
+    import ray
+
+    mb = int(os.environ.get("QSCOPE_RAY_DATA_STORE_MB", DATA_STORE_BYTES // 2**20))
+    options = ray.data.DataContext.get_current().execution_options
+    options.resource_limits = options.resource_limits.copy(object_store_memory=mb * 2**20)
 
 
 def _quiet_ray_data(quiet: bool) -> None:

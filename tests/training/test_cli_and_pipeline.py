@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import LAYER
+LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 from qscope.cli import main
 from qscope.sae import load_sae
 

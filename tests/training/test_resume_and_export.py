@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import LAYER
+LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 from qscope.sae import SAEConfig, load_sae
 from qscope.training import TrainConfig, TrainConfigError, TrainableSAE, Trainer
 from qscope.training.export import export_sae

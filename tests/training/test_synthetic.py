@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import LAYER
+LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 from qscope.sae import load_sae
 from qscope.training import Trainer
 
