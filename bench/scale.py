@@ -37,6 +37,12 @@ WORDS = [f"{a}{b}" for a in ("ra", "mo", "ki", "tu", "se", "lo", "an", "ve", "pi
          ("dio", "tor", "lan", "mex", "sun", "ber", "cal", "fin", "gor", "hul", "zet", "pra")]
 
 
+# Ray starts its workers at nice 15: on a machine doing anything else they get a fraction of the CPU that the
+# driver, the bare loop or any other process at nice 0 gets, so the pipeline's rows/s would measure the machine's
+# other load rather than the pipeline. The bench runs them at the same priority as everything it compares with.
+SAME_PRIORITY = {"RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0")}
+
+
 def make_tiny_model(work: Path) -> tuple[Path, Path]:
     """A 2-block Llama of width 64 with SmolLM2's tokenizer, and a random TopK SAE on its block 1."""
     from qscope.models.tiny import make_tiny_lm, make_tiny_sae
@@ -110,7 +116,7 @@ def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, 
     cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
            "--out", str(out), "--model", str(model), "--sae", str(sae), "--config", str(config),
            "--address", "local", "--json"]
-    env = {**os.environ, "QSCOPE_PROGRESS_INTERVAL": "30"}
+    env = {**os.environ, "QSCOPE_PROGRESS_INTERVAL": "30", **SAME_PRIORITY}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     sampler = TreeSampler(proc.pid)
@@ -198,7 +204,8 @@ def main(argv=None) -> int:
             shutil.rmtree(out.parent, ignore_errors=True)
             cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
                    "--out", str(out), "--model", "smollm2-135m", "--config", str(cfg), "--address", "local", "--json"]
-            res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+            res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT,
+                                            env={**os.environ, **SAME_PRIORITY}).stdout)
             pipe.append(res["throughput"]["encode_corpus"]["rows_per_s"])
             bare.append(bare_loop(corpus, 32))
             print(f"  round {r + 1}: pipeline {pipe[-1]:.1f} rows/s, bare loop {bare[-1]:.1f} rows/s", flush=True)
