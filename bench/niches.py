@@ -14,6 +14,8 @@ the judge's rule); packages that carry the niche's tag outside its section count
 
     from niches import load_niche
     n = load_niche("hamradio")      # n.seeds, n.corpus, n.judge_texts, n.judge_labels, n.what, ...
+
+The benches over niches keep their records under CACHE and end alike (`write_records`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import json
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("QSCOPE_HOME", Path.home() / ".cache" / "qscope")).expanduser() / "bench"
@@ -176,3 +180,12 @@ if __name__ == "__main__":
         x = load_niche(n)
         print(f"{n}: {len(x.seeds)} seeds, corpus {len(x.corpus)} ({sum(r['label'] for r in x.corpus)} in niche), "
               f"judge data {sum(x.judge_labels)} pos / {len(x.judge_labels) - sum(x.judge_labels)} neg")
+
+
+def write_records(records: list[dict], out: str | None, default: Path, report: Callable[[list[dict]], str],
+                  started: float) -> None:
+    """A bench's last step: its records as JSON to `out` (or `default`), then its report and a closing line."""
+    path = Path(out) if out else default
+    path.write_text(json.dumps(records, indent=1))
+    print(report(records))
+    print(f"\ntotal {time.time() - started:.0f}s; load average {os.getloadavg()[0]:.1f}; records in {path}")

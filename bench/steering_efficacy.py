@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from niches import CACHE  # noqa: E402
+from niches import CACHE, write_records  # noqa: E402
 
 OUT = CACHE / "steering"
 LAYER = 15
@@ -313,10 +313,7 @@ def main() -> None:
         rows += scenario_concise(ctx, args.suppress_strengths, args.n, 64)
     if "chinese" in args.scenarios:
         rows += scenario_chinese()
-    out = Path(args.out) if args.out else OUT / "results.json"
-    out.write_text(json.dumps(rows, indent=1))
-    print(report(rows))
-    print(f"\ntotal {time.time() - t0:.0f}s; load average {os.getloadavg()[0]:.1f}; records in {out}")
+    write_records(rows, args.out, OUT / "results.json", report, t0)
 
 
 if __name__ == "__main__":

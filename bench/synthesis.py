@@ -45,7 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from niches import CACHE, NICHES, REPO, load_niche  # noqa: E402
+from niches import CACHE, NICHES, REPO, load_niche, write_records  # noqa: E402
 
 OUT = CACHE / "synthesis"
 ARMS = ("fewshot", "steer", "steer+fewshot", "topic")
@@ -503,10 +503,7 @@ def main() -> None:
         return
     for name in args.niches:
         recs += evaluate_niche(name, cfg, encoder, args.arms, args.strengths, args.n)
-    out = Path(args.out) if args.out else OUT / "results.json"
-    out.write_text(json.dumps(recs, indent=1))
-    print(report(recs))
-    print(f"\ntotal {time.time() - t0:.0f}s; load average {os.getloadavg()[0]:.1f}; records in {out}")
+    write_records(recs, args.out, OUT / "results.json", report, t0)
 
 
 if __name__ == "__main__":

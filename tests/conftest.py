@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # No Hugging Face hub at test time: loading code is exercised on what we make or ship.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,3 +45,45 @@ def random_sae_factory():
         return sae
 
     return make
+
+
+@pytest.fixture(scope="session")
+def sae_dir(tmp_path_factory, random_sae_factory):
+    """A small random SAE on the default model's layer 15, saved in SAELens layout (loaded by path)."""
+    path = tmp_path_factory.mktemp("sae") / "tiny-topk"
+    random_sae_factory(d_sae=1024, k=16, seed=3).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_script():
+    """Import a script of the checkout that is not in a package (`repo_script("bench/code_steering.py")`)."""
+    import importlib.util
+
+    def load(relative: str):
+        path = ROOT / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+class FreshInstall(NamedTuple):
+    venv: Path
+    python: Path
+    site: Path
+    """The venv's site-packages (purelib), where the installed qscope lies."""
+
+
+@pytest.fixture
+def fresh_install(tmp_path) -> FreshInstall:
+    """`pip install --no-deps .` (not editable) of this checkout into a new venv; dependencies are not installed."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)], check=True, cwd=tmp_path)
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    return FreshInstall(venv, py, site)

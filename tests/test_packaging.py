@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import sysconfig
 import tomllib
 from pathlib import Path
@@ -39,15 +38,10 @@ def test_test_modules_have_unique_basenames():
 
 
 @pytest.mark.slow
-def test_non_editable_install_imports_all_three(tmp_path):
+def test_non_editable_install_imports_all_three(tmp_path, fresh_install):
     """`pip install .` (no -e) into a fresh venv: qscope, qscope.operators and qscope.pipelines import from it,
     and no generic top-level `operators` / `pipelines` lands in site-packages."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)], check=True, cwd=tmp_path)
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    py, site = fresh_install.python, fresh_install.site
     assert (site / "qscope" / "operators" / "__init__.py").exists()
     assert (site / "qscope" / "pipelines" / "__init__.py").exists()
     assert not (site / "operators").exists() and not (site / "pipelines").exists()

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from qscope.models.language_model import find_module_list
+
 REQUEST_KEY = "qscope"
 """extra_args[REQUEST_KEY] = {"plan_key": str, "plan": SteeringPlan payload} and/or {"record": [skip positions]}."""
 MAX_CACHED_PLANS = 256  # compiled plans kept per worker (an LRU: pipelines use a handful of distinct plans)
@@ -62,12 +64,9 @@ def same_fingerprint(a: dict, b: dict, rtol: float = 1e-9) -> bool:
 
 
 def _decoder_layers(model) -> torch.nn.ModuleList:
-    for path in ("model.layers", "language_model.model.layers", "model.language_model.layers"):
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, torch.nn.ModuleList):
-            return obj
+    blocks = find_module_list(model, ("model.layers", "language_model.model.layers", "model.language_model.layers"))
+    if blocks is not None:
+        return blocks
     raise RuntimeError(f"qscope steering: cannot find decoder layers on {type(model).__name__}")
 
 

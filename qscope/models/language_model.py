@@ -16,6 +16,18 @@ from qscope.errors import InputError, ModelLoadError
 from qscope.models.resolve import DEFAULT_MODEL, resolve_model_dir
 
 
+def find_module_list(root: torch.nn.Module, paths: Sequence[str]) -> torch.nn.ModuleList | None:
+    """The first of `paths` (dotted attribute paths below `root`, e.g. "model.layers") that is a ModuleList: where
+    a model keeps its decoder blocks differs between plain, multimodal, HF and vLLM model classes."""
+    for path in paths:
+        obj = root
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, torch.nn.ModuleList):
+            return obj
+    return None
+
+
 class _StopForward(Exception):
     """Raised from a hook on the deepest requested block to skip the rest of the network."""
 
@@ -146,13 +158,9 @@ class LanguageModel:
     # --- structure ----------------------------------------------------------------------------------
     @property
     def layers(self) -> torch.nn.ModuleList:
-        inner = getattr(self.model, "model", self.model)
-        for attr in ("layers", "language_model.layers"):
-            obj = inner
-            for part in attr.split("."):
-                obj = getattr(obj, part, None)
-            if isinstance(obj, torch.nn.ModuleList):
-                return obj
+        blocks = find_module_list(getattr(self.model, "model", self.model), ("layers", "language_model.layers"))
+        if blocks is not None:
+            return blocks
         raise ModelLoadError(f"{self.name}: cannot find the decoder blocks (model.model.layers)")
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import io
 from pathlib import Path
 
@@ -12,9 +12,6 @@ import pytest
 from qscope.data import probes
 from qscope.data.probes import ProbesNotInstalledError, list_tasks, read_task
 from qscope.errors import QscopeError
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _zst_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     zstandard = pytest.importorskip("zstandard")
@@ -77,7 +74,7 @@ def test_real_wheel():
     assert all(r["text"] for r in rows)
 
 
-def test_build_sae_corpus_end_to_end(fake_probes, tmp_path):
+def test_build_sae_corpus_end_to_end(fake_probes, tmp_path, repo_script):
     """The corpus script on the fake probes + a tiny apt list: schema, dedup, caps, sources."""
     pq = pytest.importorskip("pyarrow.parquet")
     lists = tmp_path / "lists"
@@ -90,9 +87,7 @@ def test_build_sae_corpus_end_to_end(fake_probes, tmp_path):
         "Package: fldigi\nDescription-md5: a\nDescription-en: modem for hamradio\n Fldigi decodes PSK31.\n\n"
         "Package: xlog\nDescription-md5: b\nDescription-en: logbook for hamradio\n Fldigi decodes PSK31.\n")
 
-    spec = importlib.util.spec_from_file_location("build_sae_corpus", REPO / "scripts" / "build_sae_corpus.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = repo_script("scripts/build_sae_corpus.py")
     out = tmp_path / "corpus.parquet"
     rc = script.main(["--out", str(out), "--apt-lists", str(lists),
                       "--min-train-chars", "0", "--min-chars", "1", "--max-chars", "40"])

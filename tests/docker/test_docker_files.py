@@ -167,10 +167,8 @@ def test_entrypoints_import():
     assert out.returncode == 2
 
 
-def test_healthcheck_reports_down_services(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("healthcheck", ROOT / "docker" / "healthcheck.py")
-    hc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hc)
+def test_healthcheck_reports_down_services(tmp_path, monkeypatch, repo_script):
+    hc = repo_script("docker/healthcheck.py")
     assert not hc.head_ok("http://127.0.0.1:9/api/gcs_healthz", timeout=1)  # nothing listens on port 9
     assert not hc.gcs_reachable("127.0.0.1:9", timeout=1)
     fake = tmp_path / "proc"

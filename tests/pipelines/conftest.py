@@ -29,13 +29,6 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def sae_dir(tmp_path_factory, random_sae_factory):
-    path = tmp_path_factory.mktemp("sae") / "tiny-topk"
-    random_sae_factory(d_sae=1024, k=16, seed=3).save(path)
-    return path
-
-
-@pytest.fixture(scope="session")
 def demo_subset(tmp_path_factory):
     """6 seeds and a 24-row corpus (8 of them hamradio) from the committed demo data."""
     d = tmp_path_factory.mktemp("data")

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import time
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,18 +22,14 @@ def test_job_submit_expand(ray_head, tmp_path, tiny_expand_config):
     _submit_and_check(*ray_head, tmp_path, tiny_expand_config)
 
 
-def test_job_submit_with_qscope_installed_from_a_wheel(ray_head_factory, tmp_path, tiny_expand_config):
+def test_job_submit_with_qscope_installed_from_a_wheel(ray_head_factory, tmp_path, tiny_expand_config,
+                                                         fresh_install):
     """The README's command against a head whose environment has qscope installed non-editable: the uploaded
     working dir (whose qscope/ has no pipelines/ inside) comes first on sys.path and must still import
     qscope.pipelines (issue 11)."""
     import sysconfig
 
-    venv = tmp_path / "wheel-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)], check=True, cwd=tmp_path)
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    venv, py, site = fresh_install
     # Dependencies from this test's environment (a .pth adds its site-packages; its editable-install hook, itself a
     # .pth inside that directory, is not processed), qscope itself only from the wheel.
     (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -61,7 +56,7 @@ def _submit_and_check(ray_bin, address, env, tmp_path, tiny_expand_config):
            "python", "-m", "qscope.pipelines.expand", "--config", str(config), "--seeds", cfg.seeds, "--json"]
     deadline = time.time() + 180
     while True:  # `job list` answers before the node's job agent is up; submit says so ("No available agent")
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, cwd=Path(__file__).parents[2])
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, cwd=ROOT)
         if r.returncode == 0 or "No available agent" not in r.stdout + r.stderr or time.time() > deadline:
             break
         time.sleep(3)

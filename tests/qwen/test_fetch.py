@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import struct
 import time
 import zipfile
@@ -12,15 +11,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def fetch_qwen():
-    spec = importlib.util.spec_from_file_location("fetch_qwen", ROOT / "scripts" / "fetch_qwen.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def fetch_qwen(repo_script):
+    return repo_script("scripts/fetch_qwen.py")
 
 
 @pytest.fixture()

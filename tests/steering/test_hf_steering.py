@@ -52,38 +52,48 @@ def test_activation_raises_target_feature_in_generated_text(hf_engine, mean_acti
     assert after > 2 * before + 1e-3, (before, after, base[0].text, steered[0].text)
 
 
-@torch.no_grad()
-def test_suppression_drives_feature_to_zero_at_hook_layer(lm, steer_sae, hf_engine, concept_feature):
+SEA_TEXT = ["Whales and dolphins swim in the deep blue ocean near the shore."]
+
+
+def steered_block_output(lm, saes, plan, text, layer=15):
+    """Block `layer`'s output on one text in a full forward with `plan` steering the model (None: unsteered)."""
     from qscope.steering.compiled import build_layers
     from qscope.steering.hf_hooks import steer_hf
 
-    text = ["Whales and dolphins swim in the deep blue ocean near the shore."]
     enc, _ = lm.tokenize(text)
     n = enc["input_ids"].shape[1]
+    captured = {}
+    with steer_hf(lm, build_layers(plan, saes) if plan else {}, torch.tensor([n]), torch.tensor([0])):
+        # registered after the steering hook, so it sees the steered block output
+        capture = lm.layers[layer].register_forward_hook(
+            lambda m, i, o: captured.__setitem__("x", o[0] if isinstance(o, tuple) else o))
+        try:
+            lm.model(**enc, use_cache=False)
+        finally:
+            capture.remove()
+    return captured["x"][0]
 
+
+def unchanged_share(before, after, feature) -> float:
+    """Share of the other features' codes (token x feature) that moved by at most 10% of the largest code."""
+    others = torch.ones(before.shape[1], dtype=torch.bool)
+    others[feature] = False
+    tol = 0.1 * float(before.max())
+    return float((after[:, others] - before[:, others]).abs().le(tol).float().mean())
+
+
+@torch.no_grad()
+def test_suppression_drives_feature_to_zero_at_hook_layer(lm, steer_sae, hf_engine, concept_feature):
     def codes_at_layer(plan):
-        captured = {}
-        layers = build_layers(plan, hf_engine.saes) if plan else {}
-        with steer_hf(lm, layers, torch.tensor([n]), torch.tensor([0])):
-            # registered after the steering hook, so it sees the steered block output
-            capture = lm.layers[15].register_forward_hook(
-                lambda m, i, o: captured.__setitem__("x", o[0] if isinstance(o, tuple) else o))
-            try:
-                lm.model(**enc, use_cache=False)
-            finally:
-                capture.remove()
-        return steer_sae.encode_dense(captured["x"][0, 1:])
+        return steer_sae.encode_dense(steered_block_output(lm, hf_engine.saes, plan, SEA_TEXT)[1:])
 
     before = codes_at_layer(None)
     after = codes_at_layer(hf_engine.plan(suppress(concept_feature, 1.0)))
     f = concept_feature
     assert before[:, f].max() > 0, "the concept feature must fire on this text"
     assert after[:, f].abs().max() <= 0.05 * before[:, f].max()
-    others = torch.ones(steer_sae.d_sae, dtype=torch.bool)
-    others[f] = False
-    tol = 0.1 * float(before.max())
-    close = (after[:, others] - before[:, others]).abs().le(tol).float().mean()
-    assert close > 0.95, float(close)
+    close = unchanged_share(before, after, f)
+    assert close > 0.95, close
 
 
 @torch.no_grad()
@@ -92,30 +102,15 @@ def test_suppression_with_the_shipped_sae(lm, shipped_sae):
     divides by that overlap, so the suppressed feature re-encodes to ~0 (an edit along the plain decoder row left
     5.4 -> 1.1 on the strongest token of the interim SAE)."""
     from qscope.generation import make_engine
-    from qscope.steering.compiled import build_layers
-    from qscope.steering.hf_hooks import steer_hf
 
     engine = make_engine("hf", lm=lm, saes={15: shipped_sae}, scales={15: {}})
-    text = ["Whales and dolphins swim in the deep blue ocean near the shore."]
-    enc, _ = lm.tokenize(text)
-    n = enc["input_ids"].shape[1]
-    res = lm.residuals(text, [15])
+    res = lm.residuals(SEA_TEXT, [15])
     before = shipped_sae.encode_dense(res.hidden[15][0, 1:])
     f = int(before.max(0).values.argmax())
-    captured = {}
-    with steer_hf(lm, build_layers(engine.plan(suppress(f, 1.0)), engine.saes), torch.tensor([n]), torch.tensor([0])):
-        capture = lm.layers[15].register_forward_hook(
-            lambda m, i, o: captured.__setitem__("x", o[0] if isinstance(o, tuple) else o))
-        try:
-            lm.model(**enc, use_cache=False)
-        finally:
-            capture.remove()
-    after = shipped_sae.encode_dense(captured["x"][0, 1:])
+    after = shipped_sae.encode_dense(steered_block_output(lm, engine.saes, engine.plan(suppress(f, 1.0)), SEA_TEXT)[1:])
     assert after[:, f].sum() <= 0.05 * before[:, f].sum()
-    others = torch.ones(shipped_sae.d_sae, dtype=torch.bool)
-    others[f] = False
-    close = (after[:, others] - before[:, others]).abs().le(0.1 * float(before.max())).float().mean()
-    assert close > 0.95
+    close = unchanged_share(before, after, f)
+    assert close > 0.95, close
 
 
 NEUTRAL_PROMPTS = ["Tell me about your weekend.", "Describe your morning routine."]
