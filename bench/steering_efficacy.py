@@ -252,6 +252,12 @@ def _f(x, nd=2):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
+def _best_strength(rows: list[dict], arm: str, max_ppl: float) -> dict:
+    """The arm's row with the best on-target rate among those within `max_ppl` (among all when none is)."""
+    cand = [r for r in rows if r["arm"] == arm and r["ppl_median"] <= max_ppl] or [r for r in rows if r["arm"] == arm]
+    return max(cand, key=lambda r: (r["rate_both"], -r["strength"]))
+
+
 def report(rows: list[dict]) -> str:
     lines = ["| concept (feature) | none | prompt | steer (best s) | prompt+steer (best s) | ppl none / steer best |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -261,13 +267,7 @@ def report(rows: list[dict]) -> str:
         none = next(r for r in sub if r["arm"] == "none")
         prompt = next(r for r in sub if r["arm"] == "prompt")
         bound = 2 * none["ppl_median"]
-
-        def best(arm):
-            cand = [r for r in sub if r["arm"] == arm and r["ppl_median"] <= bound] or [
-                r for r in sub if r["arm"] == arm]
-            return max(cand, key=lambda r: (r["rate_both"], -r["strength"]))
-
-        st, ps = best("steer"), best("prompt+steer")
+        st, ps = _best_strength(sub, "steer", bound), _best_strength(sub, "prompt+steer", bound)
         lines.append(f"| {c} ({sub[0]['feature']}) | {_f(none['rate_both'])} | {_f(prompt['rate_both'])} | "
                      f"{_f(st['rate_both'])} ({st['strength']:g}) | {_f(ps['rate_both'])} ({ps['strength']:g}) | "
                      f"{_f(none['ppl_median'], 1)} / {_f(st['ppl_median'], 1)} |")

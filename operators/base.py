@@ -206,7 +206,7 @@ class ModelSpec(ConfigBase):
     """auto: bfloat16 on a GPU, float32 on the CPU."""
 
     @classmethod
-    def coerce(cls, spec: "ModelSpec | dict | None") -> "ModelSpec":
+    def coerce(cls, spec: ModelSpec | dict | None) -> ModelSpec:
         if spec is None:
             return cls()
         return spec if isinstance(spec, cls) else cls(**spec)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 from qscope.errors import InputError
-from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import pyarrow as pa
+from qscope.operators.base import Operator, Resources, as_table, require_columns
 
 from qscope.deprecation import moved_names
 from qscope.errors import InputError
-from qscope.operators.base import Operator, Resources, as_table, require_columns
 from qscope.signatures import SignatureMeta
 
 
@@ -42,7 +43,7 @@ class BuildSignatureIndex(Operator):
         self.index.add(table.column("id").to_pylist(), table.column("feature_ids"), table.column("feature_values"))
         return table
 
-    def add_all(self, batches: Iterable[Any]) -> "BuildSignatureIndex":
+    def add_all(self, batches: Iterable[Any]) -> BuildSignatureIndex:
         for b in batches:
             self(as_table(b))
         return self

@@ -11,13 +11,11 @@ the sections (model, signatures, targets, mining, ...) are in `qscope.pipelines.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Iterable, Literal
+from typing import ClassVar, Literal
 
-from qscope.config import ConfigBase, Override, read_yaml
-from qscope.deprecation import moved_names
-from qscope.errors import InputError
 from qscope.operators.base import ModelSpec
 from qscope.pipelines.config_sections import (  # noqa: F401 - re-exported: the sections' historical import path
     DedupConfig,
@@ -32,6 +30,10 @@ from qscope.pipelines.config_sections import (  # noqa: F401 - re-exported: the 
     check_fraction,
     check_positive,
 )
+
+from qscope.config import ConfigBase, Override, read_yaml
+from qscope.deprecation import moved_names
+from qscope.errors import InputError
 
 
 @dataclass

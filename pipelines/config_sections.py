@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qscope.config import ConfigBase
 from qscope.operators.base import Resources
+
+from qscope.config import ConfigBase
 
 ClassifierMethod = Literal["probe", "centroid", "knn"]
 """The seed classifiers of `qscope.classify`."""

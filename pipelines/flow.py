@@ -14,17 +14,18 @@ from __future__ import annotations
 import itertools
 import re
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from qscope.errors import QscopeError
 from qscope.operators.base import Resources
 from qscope.pipelines.sources import CorpusSource, iter_corpus
+
+from qscope.errors import QscopeError
 
 READ_CPUS = 0.25
 """Read / write tasks ask for a quarter CPU: whole-CPU tasks next to model actors deadlock 2-core machines."""
@@ -54,7 +55,7 @@ class Step:
     resources: Resources = field(default_factory=Resources)
     batch_size: int = 32
 
-    def resolve(self, values) -> "Step":
+    def resolve(self, values) -> Step:
         """This step with every `Ref` in its kwargs replaced by the run's value of that name."""
         kwargs = {k: values[v.name] if isinstance(v, Ref) else v for k, v in self.kwargs.items()}
         return Step(self.operator, kwargs, self.resources, self.batch_size)
@@ -231,7 +232,8 @@ class Flow:
         if executor == "ray":
             ds = self.to_ray(counter)
             with _operator_errors(self.stage):
-                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=batch_size, prefetch_batches=1):
+                # A loop, not `yield from`: that would also pass close() / throw() on to Ray's iterator.
+                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=batch_size, prefetch_batches=1):  # noqa: UP028
                     yield batch
         else:
             yield from self.iter_local(counter)

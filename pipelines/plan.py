@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from qscope.errors import InputError
 from qscope.pipelines.flow import Step
 from qscope.pipelines.progress import Progress
+
+from qscope.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class Stage:
     reads: tuple[str, ...]
     produces: dict[str, str]
     """Name → what it is (shown by describe)."""
-    fn: Callable[["Run"], dict | None]
+    fn: Callable[[Run], dict | None]
     """fn(run) -> {name: value} for every name in `produces`."""
     steps: list[Step] = field(default_factory=list)
     doc: str = ""

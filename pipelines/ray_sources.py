@@ -4,12 +4,9 @@ its files block by block, any pyarrow filesystem), `hf:` hub datasets shard by s
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
-from ray.data.block import BlockMetadata
-from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
-
 from qscope.pipelines.sources import (
     ROW_SCHEMA,
     CorpusSource,
@@ -19,11 +16,12 @@ from qscope.pipelines.sources import (
     load_hub_dataset,
     open_corpus_file,
 )
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
 
 
 def read(inp, read_cpus: float, concurrency: int | None = None):
     import ray
-
     from qscope.pipelines.flow import CorpusInput, ParquetInput, TableInput
 
     if isinstance(inp, CorpusInput):

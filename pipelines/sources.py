@@ -21,8 +21,9 @@ import io
 import json
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -87,7 +88,7 @@ class CorpusSource:
     known_rows: dict[str, int] = field(default_factory=dict)
     """Row counts known without reading the rows (Parquet footers, datasets metadata): progress totals."""
 
-    def subset(self, keys) -> "CorpusSource":
+    def subset(self, keys) -> CorpusSource:
         keys = set(keys)
         return CorpusSource(self.spec, [f for f in self.files if f.key in keys], self.filesystem, self.text_column,
                             self.id_column, self.max_chars, self.hub, self.known_rows)

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from qscope.errors import InputError
 from qscope.pipelines.flow import ParquetInput
 from qscope.pipelines.outputs import RunLock, clear_stale_staging, staging_dir
 from qscope.pipelines.sources import EMPTY_TEXT, CorpusFile, CorpusSource
+
+from qscope.errors import InputError
 from qscope.signatures import SignatureMeta
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class SignatureStore:
         self.lock = RunLock(self.root, run_id, what="signature store")
 
     @classmethod
-    def open(cls, root: str | Path, meta: SignatureMeta, run_id: str, reencode: bool = False) -> "SignatureStore":
+    def open(cls, root: str | Path, meta: SignatureMeta, run_id: str, reencode: bool = False) -> SignatureStore:
         store = cls(root, meta, run_id)
         if store.root.is_file():
             raise InputError(f"signature store {store.root} is a file (an older qscope single-file export); "

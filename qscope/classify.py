@@ -23,7 +23,8 @@ signatures it trails.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,7 +69,7 @@ class SignatureClassifier:
         self.classes: list[str] = []
 
     def fit(self, feature_ids: Any, feature_values: Any, labels: Sequence[Any],
-            background_ids: Any = None, background_values: Any = None) -> "SignatureClassifier":
+            background_ids: Any = None, background_values: Any = None) -> SignatureClassifier:
         seeds = as_ragged(feature_ids, feature_values, self.d_sae)
         labels = np.asarray([str(x) for x in labels], dtype=object)
         if seeds.n_rows == 0:
@@ -198,9 +199,9 @@ def precision_cutoff(pos_scores: Any, background_scores: Any, target_precision: 
     pi is estimated by that bound's minimum over cut-offs that keep >= `min_recall` of the seeds and >= `min_count`
     background rows (tight where precision is ~1; the positive-unlabelled "best bin" estimate), with one
     pseudo-count in the background so a cut-off above every background row does not imply pi = 0. The cut-off is
-    the lowest one whose estimated precision reaches the target (low cut-offs are measured on many rows). Assumes the seeds look like the corpus's positives
-    (positives "selected completely at random"); with 20 seeds recall moves in steps of 0.05, so read the
-    estimates as estimates.
+    the lowest one whose estimated precision reaches the target (low cut-offs are measured on many rows). Assumes
+    the seeds look like the corpus's positives (positives "selected completely at random"); with 20 seeds recall
+    moves in steps of 0.05, so read the estimates as estimates.
     """
     if not 0.0 < target_precision <= 1.0:
         raise InputError(f"target precision must be in (0, 1], got {target_precision}")

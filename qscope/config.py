@@ -20,14 +20,15 @@ import functools
 import types
 import typing
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
 from qscope.errors import InputError, QscopeError
 
-Override = Union[str, tuple[str, Any]]
+Override = str | tuple[str, Any]
 """`"a.b=value"` (the value read as YAML), or `("a.b", value)` taken as it is (a command-line flag's value)."""
 
 
@@ -150,7 +151,7 @@ def _section_class(hint) -> type | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _choice_fields(cls) -> tuple:
     hints = typing.get_type_hints(cls)
     return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def moved_names(module: str, moves: dict[str, str]) -> Callable[[str], Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ class FeatureExtractor:
                 )
 
     @classmethod
-    def single(cls, lm: LanguageModel, sae: SAE, layer: int | None = None, **kw) -> "FeatureExtractor":
+    def single(cls, lm: LanguageModel, sae: SAE, layer: int | None = None, **kw) -> FeatureExtractor:
         return cls(lm, {sae_layer(sae, layer): sae}, **kw)
 
     @property
@@ -136,7 +137,7 @@ class FeatureExtractor:
             yield from self.extract(batch)[layer]
 
     def iter_signatures(self, texts: Iterable[str], pooling: Pooling = "max", top_n: int = 64,
-                        layer: int | None = None) -> Iterator["DocumentSignature"]:
+                        layer: int | None = None) -> Iterator[DocumentSignature]:
         """Per text: its pooled signature, tokens read and truncation — `DocumentFeatures.signature()` without the
         per-token Python objects (what a corpus pass needs; equal to it, tested)."""
         layer = self.layers[0] if layer is None else layer
@@ -154,7 +155,7 @@ class FeatureExtractor:
             yield from self._signatures(batch, layer, pooling, top_n)
 
     @torch.no_grad()
-    def _signatures(self, texts: list[str], layer: int, pooling: str, top_n: int) -> list["DocumentSignature"]:
+    def _signatures(self, texts: list[str], layer: int, pooling: str, top_n: int) -> list[DocumentSignature]:
         texts = self.lm.validate_texts(texts)
         res = self.lm.residuals(texts, [layer], self.max_length)
         mask = res.attention_mask.bool()

@@ -22,9 +22,9 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import pyarrow as pa
 
@@ -72,7 +72,8 @@ def file_format(path: Path) -> str:
         if s in FORMATS:
             return FORMATS[s]
     raise InputError(
-        f"{path}: unknown file type {''.join(path.suffixes) or '(no extension)'}; use .jsonl, .json, .csv, .tsv or .parquet"
+        f"{path}: unknown file type {''.join(path.suffixes) or '(no extension)'}; "
+        "use .jsonl, .json, .csv, .tsv or .parquet"
     )
 
 

@@ -144,7 +144,7 @@ def _fsync_tree(path: Path) -> None:
     if path.is_file():
         _fsync_file(path)
         return
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             p = Path(root) / name
             if not p.is_symlink():

@@ -16,8 +16,8 @@ label and separation scores.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from qscope.errors import InputError
 
@@ -54,7 +54,7 @@ class SAEModel:
 
     @classmethod
     def from_pretrained(cls, sae: str | Path | None = None, model: str | None = None, layer: int | None = None,
-                        max_length: int = 512, allow_model_mismatch: bool = False) -> "SAEModel":
+                        max_length: int = 512, allow_model_mismatch: bool = False) -> SAEModel:
         """Load an SAE (shipped id, directory, Qwen-Scope file or hub id[@revision]; default: the shipped SAE of
         `model`, or of the embedded default model) and its model (default: the model the SAE records;
         `qscope.models.model_for_sae`). A `model` other than the SAE's recorded one is refused unless

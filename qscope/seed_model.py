@@ -17,9 +17,10 @@ bounded corpus sample), `background_idf` (document frequencies), `fit_seed_class
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +41,7 @@ class SeedSignatures:
     labels: list[str | None] = field(default_factory=list)
 
     @classmethod
-    def from_table(cls, table: pa.Table, meta: SignatureMeta, label_column: str | None = "label") -> "SeedSignatures":
+    def from_table(cls, table: pa.Table, meta: SignatureMeta, label_column: str | None = "label") -> SeedSignatures:
         missing = [c for c in ("id", "feature_ids", "feature_values") if c not in table.column_names]
         if missing:
             raise InputError(f"SeedSignatures: table lacks column(s) {missing}")
@@ -57,7 +58,7 @@ class SeedSignatures:
         return self.__dict__.copy()
 
     @classmethod
-    def coerce(cls, obj: "SeedSignatures | dict") -> "SeedSignatures":
+    def coerce(cls, obj: SeedSignatures | dict) -> SeedSignatures:
         return obj if isinstance(obj, cls) else cls(**obj)
 
     def index(self, **kw):
@@ -142,7 +143,7 @@ class SeedModel:
     @classmethod
     def fit(cls, seeds: pa.Table, background: pa.Table, meta: SignatureMeta, *, n_targets: int = 0,
             target_method: str = "logodds", min_seed_fraction: float = 0.25, fixed_targets: list[int] | None = None,
-            method: str = "probe", k: int = 3, label_column: str | None = "label") -> "SeedModel":
+            method: str = "probe", k: int = 3, label_column: str | None = "label") -> SeedModel:
         if seeds.num_rows == 0:
             raise InputError("no seed signatures to build a seed model from")
         seed_sigs = SeedSignatures.from_table(seeds, meta, label_column)
@@ -227,7 +228,7 @@ class SeedModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "SeedModel":
+    def load(cls, path: str | Path) -> SeedModel:
         import pyarrow.parquet as pq
 
         path = Path(path)

@@ -16,9 +16,9 @@ Read with polars: `pl.read_parquet(path)`; metadata with `pyarrow.parquet.read_s
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -58,7 +58,7 @@ class SignatureMeta:
         return {f"qscope.{k}".encode(): str(v).encode() for k, v in asdict(self).items()}
 
     @classmethod
-    def from_metadata(cls, md: dict[bytes, bytes] | None, source: str = "") -> "SignatureMeta":
+    def from_metadata(cls, md: dict[bytes, bytes] | None, source: str = "") -> SignatureMeta:
         md = {k.decode(): v.decode() for k, v in (md or {}).items()}
         try:
             return cls(
@@ -70,7 +70,7 @@ class SignatureMeta:
         except KeyError as exc:
             raise InputError(f"{source}: not a qscope signature file (schema metadata lacks {exc})") from exc
 
-    def check_compatible(self, other: "SignatureMeta", what: str = "signatures") -> None:
+    def check_compatible(self, other: SignatureMeta, what: str = "signatures") -> None:
         """Same feature space: model, SAE (and its weights, when both record them), layer and pooling."""
         keys = ["model", "sae", "layer", "pooling"] + (["sae_hash"] if self.sae_hash and other.sae_hash else [])
         for key in keys:
@@ -81,7 +81,7 @@ class SignatureMeta:
 
     REUSE_KEYS = ("model", "sae", "sae_hash", "layer", "pooling", "top_n", "max_length", "d_sae")
 
-    def reuse_mismatch(self, stored: "SignatureMeta") -> str | None:
+    def reuse_mismatch(self, stored: SignatureMeta) -> str | None:
         """The first setting in which stored signatures differ from what this run would compute (None: reusable)."""
         for key in self.REUSE_KEYS:
             if getattr(self, key) != getattr(stored, key):

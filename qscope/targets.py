@@ -14,7 +14,8 @@ signature expresses them relative to the seeds — what mining and the expand fi
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa

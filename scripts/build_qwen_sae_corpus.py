@@ -33,10 +33,10 @@ except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import build_sae_corpus as base_corpus  # noqa: E402  (the sibling script: same caps, split rule and summary)
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import build_sae_corpus as base_corpus  # noqa: E402  (the sibling script: same caps, split rule and summary)
 from qscope.data import debian  # noqa: E402
 from qscope.paths import atomic_path, qscope_home  # noqa: E402
 

@@ -17,7 +17,7 @@ def corpus(n: int, seed: int, n_classes: int = 3, signal: int = 8):
     p = 1.0 / np.arange(1, 800 + 1)
     p /= p.sum()
     fids, vals, labels = [], [], []
-    for i in range(n):
+    for _ in range(n):
         c = int(rng.integers(0, n_classes))
         f = np.unique(np.r_[800 + 20 * c + rng.choice(20, signal, replace=False), rng.choice(800, 20, p=p)])
         fids.append(f)

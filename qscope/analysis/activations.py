@@ -10,9 +10,10 @@ Position 0 (the attention sink) and special tokens are dropped as in `FeatureExt
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,7 +58,7 @@ class CorpusActivations:
     def collect(
         cls, lm, sae, texts: Sequence[str], layer: int | None = None, max_length: int = 256, batch_size: int = 16,
         sink_factor: float = 10.0,
-    ) -> "CorpusActivations":
+    ) -> CorpusActivations:
         """Read `texts` through the LM (truncated forward) and the SAE.
 
         As in `FeatureExtractor`, position 0 (the attention sink) and special tokens are skipped. In addition any
@@ -103,7 +104,9 @@ class CorpusActivations:
                 n += len(positions)
                 offsets.append(n)
                 tokens.append(lm.token_strings(ids[1:]))
-        cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
+        def cat(xs, dt):
+            return np.concatenate(xs) if xs else np.zeros(0, dt)
+
         acts = sp.csr_matrix(
             (cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=(n, sae.d_sae), dtype=np.float32
         )
@@ -130,7 +133,7 @@ class CorpusActivations:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "CorpusActivations":
+    def load(cls, path: str | Path) -> CorpusActivations:
         import json
 
         z = np.load(path)
@@ -139,7 +142,7 @@ class CorpusActivations:
         return cls(meta["texts"], meta["tokens"], z["doc_offsets"], acts, meta["layer"], meta["sae_id"])
 
     @classmethod
-    def concat(cls, parts: Sequence["CorpusActivations"]) -> "CorpusActivations":
+    def concat(cls, parts: Sequence[CorpusActivations]) -> CorpusActivations:
         """Documents of several tables (same SAE and layer) in order."""
         if not parts or len({(p.sae_id, p.layer, p.d_sae) for p in parts}) != 1:
             raise InputError("concat needs one or more tables of the same SAE and layer")
@@ -164,7 +167,7 @@ class CorpusActivations:
     def d_sae(self) -> int:
         return int(self.token_acts.shape[1])
 
-    def subset(self, docs: Sequence[int]) -> "CorpusActivations":
+    def subset(self, docs: Sequence[int]) -> CorpusActivations:
         """The same table restricted to some documents (e.g. a held-out split)."""
         docs = list(docs)
         rows = np.concatenate([np.arange(self.doc_offsets[d], self.doc_offsets[d + 1]) for d in docs]) if docs else []
@@ -210,7 +213,6 @@ class CorpusActivations:
             return sp.diags(1.0 / lengths) @ (ind @ self.token_acts).tocsr()
         if how != "max":
             raise InputError(f"unknown pooling {how!r} (max, mean, count)")
-        out = sp.lil_matrix((self.n_docs, self.d_sae), dtype=np.float32)
         coo = self.token_acts.tocoo()
         docs = self.doc_of(coo.row)
         key = docs * self.d_sae + coo.col

@@ -7,7 +7,7 @@ Generation is greedy (deterministic); diversity comes from the templates.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from qscope.errors import InputError
 

@@ -13,8 +13,8 @@ size orders the rest by margin). `method="mean_diff"` ranks by effect size, then
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp

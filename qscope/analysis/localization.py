@@ -5,14 +5,15 @@ At every requested layer one forward pass (truncated at the deepest layer) gives
     cross-validated AUROC on held-out folds. Also the held-out d' of the class-mean-difference direction, which
     keeps ordering layers after the probe AUROC saturates at 1.0 (common with a few dozen clean examples).
   - SAE (layers that have one): the best single feature, chosen on the training folds and scored on the
-    held-out fold, averaged over folds (so picking 1 of 16k features does not inflate the number), plus the top features on all data.
+    held-out fold, averaged over folds (so picking 1 of 16k features does not inflate the number), plus the top
+    features on all data.
 Position 0 (attention sink) and special tokens are excluded from pooling, as in feature reading.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -14,7 +14,7 @@ import importlib
 import logging
 import sys
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from qscope.errors import QscopeError
 

@@ -11,9 +11,9 @@ features that did, so that a strength still means something (their `density` is 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ class FeatureStats:
         return final
 
     @classmethod
-    def load(cls, file: str | Path) -> "FeatureStats":
+    def load(cls, file: str | Path) -> FeatureStats:
         from safetensors import safe_open
 
         file = Path(file)

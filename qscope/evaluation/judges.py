@@ -9,9 +9,9 @@ Two families, so one model's blind spot does not decide a number:
   steering SAE's (semantic; by default SmolLM2 layer 8, while the shipped SAE reads layer 15).
 
 Both are fitted with balanced class weights, so `proba >= 0.5` means "more like the positives than the negatives"
-whatever the class sizes. `fit` first measures itself by 5-fold cross-validation on the labelled data (AUROC, and the true / false
-positive rates at the threshold: prevalence-free, so they transfer to any mix of outputs), then refits on
-everything; `validation` keeps those numbers for the report.
+whatever the class sizes. `fit` first measures itself by 5-fold cross-validation on the labelled data (AUROC, and
+the true / false positive rates at the threshold: prevalence-free, so they transfer to any mix of outputs), then
+refits on everything; `validation` keeps those numbers for the report.
 
     judge = TfidfJudge().fit(texts, labels)              # labels: 1 = on target, 0 = not
     judge.validation                                    # {'auroc': 0.97, 'tpr': 0.9, 'fpr': 0.04, ...}
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class Judge:
         self.validation: dict = {}
         self._fitted = False
 
-    def fit(self, texts: Sequence[str], labels: Sequence[int], folds: int = 5, seed: int = 0) -> "Judge":
+    def fit(self, texts: Sequence[str], labels: Sequence[int], folds: int = 5, seed: int = 0) -> Judge:
         """Fit on all the data; first, `folds`-fold cross-validation (stratified) measures the judge on data it
         did not see: `validation` = AUROC, TPR and FPR at `threshold` of the out-of-fold probabilities."""
         texts, y = list(texts), np.asarray(labels, dtype=int)

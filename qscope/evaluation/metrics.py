@@ -15,8 +15,8 @@ import contextlib
 import dataclasses
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -212,7 +212,8 @@ def evaluate_sae(
                 def capture(_module, _inputs, output):
                     # Cloned: later blocks must not be able to alter it in place.
                     hidden = _block_output(output).clone()
-                    captured["out"] = (hidden, *output[1:]) if isinstance(output, (tuple, list)) else hidden
+                    # B023 does not apply: the hook lives only within this iteration (removed below).
+                    captured["out"] = (hidden, *output[1:]) if isinstance(output, (tuple, list)) else hidden  # noqa: B023
 
                 handle = block.register_forward_hook(capture)
                 try:

@@ -68,7 +68,8 @@ def render_model_card(result: SAEEvalResult, sae, feature_stats=None, notes: str
             f"`feature_stats.safetensors`: per-feature density, max, mean-when-active and quantiles "
             f"{list(feature_stats.quantile_levels)} of the non-zero activations over {s['n_tokens']:,} tokens of "
             f"{feature_stats.metadata.get('text_source', 'the reference corpus')}. Steering strength 1.0 = a "
-            "feature's 0.99 quantile of non-zero activations (`qscope.evaluation.load_feature_stats(...).strength_unit`).",
+            "feature's 0.99 quantile of non-zero activations "
+            "(`qscope.evaluation.load_feature_stats(...).strength_unit`).",
             "",
             f"- never active: {s['dead_fraction']:.2%} of {s['d_sae']:,} features",
             f"- median density of live features: {s['median_density']:.3g}",

@@ -7,9 +7,9 @@ special tokens (BOS/EOS) carry sink-like norms; SAEs are neither trained nor mea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,10 +55,11 @@ def load_texts(path: str | Path | None = None, sae_dir: str | Path | None = None
     """Load evaluation texts.
 
     path None: the SAE's own held-out set when `sae_dir` holds one (`heldout_texts.jsonl`), else the held-out
-    evaluation set shipped in the package (`shipped_eval_path`), so evaluation needs nothing built or downloaded. `.parquet`: a "text" column; if it also has a "split" column holding
-    "heldout" rows, only those are used (the full SAE corpus, `default_corpus_path()`, works that way). Any other
-    file goes through `qscope.io.read_texts` (.jsonl / .json / .csv / .tsv with a "text" field, or .txt / .md:
-    documents separated by blank lines, else one per line).
+    evaluation set shipped in the package (`shipped_eval_path`), so evaluation needs nothing built or downloaded.
+    `.parquet`: a "text" column; if it also has a "split" column holding "heldout" rows, only those are used (the
+    full SAE corpus, `default_corpus_path()`, works that way). Any other file goes through `qscope.io.read_texts`
+    (.jsonl / .json / .csv / .tsv with a "text" field, or .txt / .md: documents separated by blank lines, else one
+    per line).
     """
     if path is None and sae_dir is not None and (Path(sae_dir) / SAE_HELDOUT_TEXTS).is_file():
         from qscope.io import read_texts
@@ -175,7 +176,7 @@ class EvalPlan:
     n_texts: int
 
 
-def plan_eval(lm, sae, texts: "Sequence[str] | EvalTexts", layer: int | None, n_tokens: int, max_length: int | None,
+def plan_eval(lm, sae, texts: Sequence[str] | EvalTexts, layer: int | None, n_tokens: int, max_length: int | None,
               batch_tokens: int, seed: int, progress: bool = False, desc: str = "eval") -> EvalPlan:
     """Shared set-up of `evaluate_sae` and `compute_feature_stats`: resolve + check the layer, choose about
     `n_tokens` tokens of texts (`select_texts`), batch them by padded size, wrap in a progress bar if asked."""

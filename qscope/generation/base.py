@@ -8,8 +8,8 @@ validated and calibrated here into one `SteeringPlan` that both engines turn int
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from qscope.errors import InputError
 from qscope.steering.calibration import StrengthCalibration
@@ -92,7 +92,7 @@ class GenerationEngine(abc.ABC):
         resolved = intervention.validate(self.saes)
         return compile_plan(resolved, self.calibrations)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default that does nothing: an engine holding no process needs none
         """Release the model (and, for vLLM, the engine process)."""
 
     def __enter__(self):

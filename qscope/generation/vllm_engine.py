@@ -34,7 +34,7 @@ import hashlib
 import logging
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from qscope.errors import InputError, ModelLoadError
 from qscope.generation.base import GenerationEngine
@@ -141,7 +141,7 @@ class VLLMEngine(GenerationEngine):
 
     # --- calibration without an HF model ---------------------------------------------------------------------
     def _measurer(self, layer: int):
-        def measure(texts) -> "object":
+        def measure(texts) -> object:
             if self._recorded is None:
                 self._recorded = self._record(texts)
             return self._recorded[layer]
@@ -214,11 +214,11 @@ def _sae_specs(saes: Mapping[int, object] | None) -> tuple[dict[int, object], di
     return objects, specs
 
 
-def _saved_copy(sae) -> "os.PathLike":
+def _saved_copy(sae) -> os.PathLike:
     """An in-memory SAE written once (SAELens layout, its own dtype) to a directory named by its content."""
-    from qscope.paths import qscope_home
-
     import torch
+
+    from qscope.paths import qscope_home
 
     h = hashlib.sha256(repr(sorted(sae.cfg.to_dict().items())).encode())
     for name, t in sorted(sae.state_dict().items()):

@@ -119,7 +119,7 @@ class _Router:
     def reset(self) -> None:
         self._positions, self.groups, self.record = None, [], None
 
-    def step(self, positions: torch.Tensor) -> "_Router":
+    def step(self, positions: torch.Tensor) -> _Router:
         """Recompute the grouping when a new forward starts (one `positions` tensor is shared by all layers)."""
         if positions is self._positions:
             return self

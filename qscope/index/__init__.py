@@ -1,4 +1,5 @@
-"""Similarity search over SAE signatures: exact sparse cosine at small scale, FAISS-scanned SimHash codes + exact re-rank above.
+"""Similarity search over SAE signatures: exact sparse cosine at small scale, FAISS-scanned SimHash codes + exact
+re-rank above.
 
 Public API: `SignatureIndex`, `knn_classify`, `near_duplicates`, `dedup_keep_mask`, `duplicates_of`,
 `SignatureVectorizer`, `as_ragged`. FAISS is imported only when codes are built or loaded.

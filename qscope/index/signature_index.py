@@ -1,4 +1,5 @@
-"""`SignatureIndex`: cosine search over SAE signatures — exact (scipy CSR) when small, FAISS SimHash + re-rank when large.
+"""`SignatureIndex`: cosine search over SAE signatures — exact (scipy CSR) when small, FAISS SimHash + re-rank when
+large.
 
 Similarity = cosine of IDF-weighted signature vectors (see `vectors.py`). Up to `exact_threshold` rows every query
 is scored against every row (a sparse matrix product). Above it, FAISS scans 768-bit SimHash codes of the rows
@@ -14,15 +15,16 @@ index holds, so `add` in pieces equals one `add` of everything.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from qscope.errors import InputError
 from qscope.index.lsh import SimHashCodes, rescore
-from qscope.index.ragged import Ragged, as_ragged
+from qscope.index.ragged import as_ragged
 from qscope.index.store import CompactStore
 from qscope.index.vectors import SignatureVectorizer, l2_normalize_rows, row_sums
 from qscope.paths import atomic_path
@@ -134,7 +136,7 @@ class SignatureIndex:
             self.meta.check_compatible(meta, what)
 
     @classmethod
-    def from_parquet(cls, path: str | Path | Sequence[str | Path], **kw) -> "SignatureIndex":
+    def from_parquet(cls, path: str | Path | Sequence[str | Path], **kw) -> SignatureIndex:
         paths = [path] if isinstance(path, (str, Path)) else list(path)
         if not paths:
             raise InputError("no signature files given")
@@ -278,7 +280,7 @@ class SignatureIndex:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, expect: SignatureMeta | None = None) -> "SignatureIndex":
+    def load(cls, path: str | Path, expect: SignatureMeta | None = None) -> SignatureIndex:
         """Load a saved index; with `expect`, raise InputError if it was built from another model / SAE / layer."""
         import pyarrow.parquet as pq
 

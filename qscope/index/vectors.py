@@ -55,7 +55,7 @@ class SignatureVectorizer:
         self.df += np.bincount(feature_ids.astype(np.int64), minlength=self.d_sae)
         self.n_docs += n_docs
 
-    def partial_fit(self, r: Ragged) -> "SignatureVectorizer":
+    def partial_fit(self, r: Ragged) -> SignatureVectorizer:
         if r.n_rows:
             rows = np.repeat(np.arange(r.n_rows), np.diff(r.indptr))
             uniq = np.unique(rows * self.d_sae + r.feature_ids)  # each latent once per document
@@ -63,7 +63,7 @@ class SignatureVectorizer:
             self.n_docs += r.n_rows
         return self
 
-    def fit(self, r: Ragged) -> "SignatureVectorizer":
+    def fit(self, r: Ragged) -> SignatureVectorizer:
         self.df[:] = 0
         self.n_docs = 0
         return self.partial_fit(r)

@@ -1,4 +1,5 @@
-"""Language models: resolving a spec (short name, directory, GGUF, hub id[@revision]) and reading the residual stream."""
+"""Language models: resolving a spec (short name, directory, GGUF, hub id[@revision]) and reading the residual
+stream."""
 
 from qscope.models.language_model import LanguageModel, Residuals
 from qscope.models.match import (

@@ -7,8 +7,8 @@ Hook point convention (as Qwen-Scope): layer L = the residual stream *after* dec
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -131,7 +131,7 @@ class LanguageModel:
         device: str | None = "cpu",
         max_length: int = 512,
         max_layer: int | None = None,
-    ) -> "LanguageModel":
+    ) -> LanguageModel:
         """Load by embedded name (default `smollm2-135m`), local HF directory, GGUF file, or hub id.
 
         device None / "auto": the GPU when this process sees one, else the CPU; dtype None / "auto": bfloat16 on a

@@ -13,7 +13,7 @@ needs by id, never by string.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from qscope.errors import InputError
 

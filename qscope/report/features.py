@@ -10,9 +10,9 @@ report can be re-rendered without the model.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from qscope.paths import atomic_path
 
@@ -35,7 +35,7 @@ class FeatureNote:
     """Link to the feature's dashboard, relative to the report's directory (None when none was written)."""
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "FeatureNote":
+    def from_dict(cls, d: Mapping) -> FeatureNote:
         return cls(int(d["feature"]), str(d.get("label") or ""), d.get("quality"), d.get("dashboard"))
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -84,7 +85,7 @@ df.filter(pl.col("source") == "synthesized").sort("target_score", descending=Tru
 <table><tr><th>file metadata key</th><th>meaning</th></tr>
 {% for k, v in file_metadata.items() %}<tr><td><code>{{ k }}</code></td><td>{{ v }}</td></tr>{% endfor %}</table>
 </body></html>
-"""
+"""  # noqa: E501 - template text: a line break inside it would change the page
 
 
 def highlight(tokens: list[str] | None, acts: list[float] | None, text: str, max_tokens: int = 400):

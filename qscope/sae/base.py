@@ -58,7 +58,7 @@ class SAEConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SAEConfig":
+    def from_dict(cls, d: dict) -> SAEConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         extra = {k: v for k, v in d.items() if k not in names}
         cfg = cls(**{k: v for k, v in d.items() if k in names})
@@ -66,7 +66,7 @@ class SAEConfig:
         return cfg
 
 
-SAE_REGISTRY: dict[str, type["SAE"]] = {}
+SAE_REGISTRY: dict[str, type[SAE]] = {}
 
 
 def register(name: str):
@@ -96,7 +96,7 @@ class SAE(nn.Module):
 
     # --- construction -------------------------------------------------------------------------------
     @staticmethod
-    def from_config(cfg: SAEConfig) -> "SAE":
+    def from_config(cfg: SAEConfig) -> SAE:
         if cfg.architecture not in SAE_REGISTRY:
             raise QscopeError(
                 f"unknown SAE architecture {cfg.architecture!r}; known: {sorted(SAE_REGISTRY)}"

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -196,7 +197,7 @@ def _typical_max_from(stats) -> dict[int, float] | None:
             values = getattr(stats, key)
         elif isinstance(stats, Mapping) and key in stats:
             values = stats[key]
-        elif hasattr(stats, "columns") and key in getattr(stats, "columns"):
+        elif hasattr(stats, "columns") and key in stats.columns:
             values = stats[key]
         if values is None or callable(values):
             continue

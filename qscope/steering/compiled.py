@@ -12,7 +12,7 @@ Compilation is split in two so vLLM's RPC payload stays small: `compile_plan` (d
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -46,7 +46,7 @@ class SteeringPlan:
         return hashlib.sha256(json.dumps(self.to_payload(), sort_keys=True).encode()).hexdigest()[:24]
 
     @classmethod
-    def from_payload(cls, payload: Mapping) -> "SteeringPlan":
+    def from_payload(cls, payload: Mapping) -> SteeringPlan:
         return cls({int(layer): tuple(PlannedEdit(**e) for e in edits) for layer, edits in payload.items()})
 
 
@@ -113,7 +113,7 @@ class LayerSteering:
     def is_empty(self) -> bool:
         return self.add_vectors is None and self.edit_rows is None
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "LayerSteering":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> LayerSteering:
         for name in ("add_vectors", "edit_rows", "edit_coef"):
             t = getattr(self, name)
             if t is not None:
@@ -146,8 +146,8 @@ class LayerSteering:
         self.probe_b = sae.b_enc.detach()[probe].clone()
         # Float rounding: any dot product here or in `sae.pre_acts` is within gamma_d * (|x| |w| + |b|) of exact
         # (gamma_d ~ d * eps / 2, whatever the summation order), so the feature-vs-bound comparison can be off by
-        # 4 gamma_d = 2 d eps at most. Tokens are skipped only below bound - 8 d eps (|x| w_max + b_max): 4x headroom, so no
-        # kernel choice or batch shape can skip a token that `sae.encode` would have made active.
+        # 4 gamma_d = 2 d eps at most. Tokens are skipped only below bound - 8 d eps (|x| w_max + b_max): 4x headroom,
+        # so no kernel choice or batch shape can skip a token that `sae.encode` would have made active.
         w_max = max(float(W_enc[:, probe].norm(dim=0).max()), float(self.enc_cols.norm(dim=0).max()))
         b_max = float(sae.b_enc.detach().abs().max())
         eps = torch.finfo(W_enc.dtype).eps

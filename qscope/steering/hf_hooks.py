@@ -9,7 +9,7 @@ stack counts the tokens processed so far in the (left-padded) batch, and each ro
 from __future__ import annotations
 
 import contextlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

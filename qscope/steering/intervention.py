@@ -32,7 +32,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from qscope.steering.errors import (
     InterventionError,
@@ -79,7 +80,7 @@ class Intervention:
     edits: tuple[FeatureEdit, ...] = ()
 
     # --- building -------------------------------------------------------------------------------------
-    def _with(self, op: str, feature: int, strength: float, layer, positions, sae, scale) -> "Intervention":
+    def _with(self, op: str, feature: int, strength: float, layer, positions, sae, scale) -> Intervention:
         sae_id = sae if isinstance(sae, str) or sae is None else sae.sae_id
         if layer is None and sae is not None and not isinstance(sae, str):
             layer = sae.cfg.hook_layer
@@ -87,23 +88,23 @@ class Intervention:
         return Intervention(self.edits + (edit,))
 
     def activate(self, feature: int, strength: float = 1.0, *, layer: int | None = None,
-                 positions: str = "all", sae=None, scale: float | None = None) -> "Intervention":
+                 positions: str = "all", sae=None, scale: float | None = None) -> Intervention:
         return self._with("activate", feature, strength, layer, positions, sae, scale)
 
     def suppress(self, feature: int, strength: float = 1.0, *, layer: int | None = None,
-                 positions: str = "all", sae=None, scale: float | None = None) -> "Intervention":
+                 positions: str = "all", sae=None, scale: float | None = None) -> Intervention:
         return self._with("suppress", feature, strength, layer, positions, sae, scale)
 
     def clamp(self, feature: int, value: float, *, layer: int | None = None,
-              positions: str = "all", sae=None, scale: float | None = None) -> "Intervention":
+              positions: str = "all", sae=None, scale: float | None = None) -> Intervention:
         return self._with("clamp", feature, value, layer, positions, sae, scale)
 
-    def __add__(self, other: "Intervention") -> "Intervention":
+    def __add__(self, other: Intervention) -> Intervention:
         if not isinstance(other, Intervention):
             return NotImplemented
         return Intervention(self.edits + other.edits)
 
-    def with_strength(self, strength: float) -> "Intervention":
+    def with_strength(self, strength: float) -> Intervention:
         """Same edits with every strength replaced (used by the strength sweep)."""
         return Intervention(tuple(dataclasses.replace(e, strength=strength) for e in self.edits))
 
@@ -119,7 +120,7 @@ class Intervention:
         return {"version": FORMAT_VERSION, "edits": [e.to_dict() for e in self.edits]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> "Intervention":
+    def from_dict(cls, data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Intervention:
         if isinstance(data, Mapping):
             version = data.get("version", FORMAT_VERSION)
             if version != FORMAT_VERSION:
@@ -147,7 +148,7 @@ class Intervention:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "Intervention":
+    def from_json(cls, text: str) -> Intervention:
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
@@ -159,7 +160,7 @@ class Intervention:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "Intervention":
+    def from_yaml(cls, text: str) -> Intervention:
         import yaml
 
         try:
@@ -168,7 +169,7 @@ class Intervention:
             raise InterventionError(f"intervention is not valid YAML: {exc}") from exc
 
     # --- validation --------------------------------------------------------------------------------------
-    def validate(self, saes: Mapping[int, Any]) -> "Intervention":
+    def validate(self, saes: Mapping[int, Any]) -> Intervention:
         """Check every edit against the loaded SAEs (layer -> SAE); return a copy with layers and sae ids filled."""
         if not saes:
             raise MissingSAEError("no SAE loaded: steering needs at least one SAE (pass saes={layer: sae})")

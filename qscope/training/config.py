@@ -148,7 +148,7 @@ class TrainConfig(_TrainingSection):
         if self.export is not None and len(self.layers) > 1:
             raise TrainConfigError("`export` names one directory: use it with a single layer (else out/layer{L})")
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """`check()` and the data sources: a cache that exists, or a corpus file to stream from."""
         self.check()
         if self.cache is None and self.corpus is None:

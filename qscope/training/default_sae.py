@@ -195,7 +195,7 @@ The SAE is not meant to reconstruct attention-sink rows (position 0, and the rar
 splice-in evaluations and feature reading keep the original residual there.
 
 _Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by qscope.training.default_sae._
-"""
+"""  # noqa: E501 - Markdown: a table row must stay on one line
     path = Path(directory) / "README.md"
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

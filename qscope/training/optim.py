@@ -8,7 +8,7 @@ numbers only, so checkpoints load with torch.load(weights_only=True).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

@@ -7,7 +7,7 @@ same permutation / recomputes the same LM window, so the resumed run sees exactl
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -213,9 +213,9 @@ class Trainer:
         return result
 
     def export(self) -> tuple[dict[int, Path], dict[int, dict]]:
+        from qscope.sae import SAEConfig
         from qscope.training.export import calibrate_threshold, export_sae, heldout_metrics, round_trip
         from qscope.training.heldout import heldout_activations
-        from qscope.sae import SAEConfig
 
         cfg, s = self.cfg, self.cfg.sae
         held = heldout_activations(self)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 
-
 def test_auroc_and_effect_match_reference():
     from sklearn.metrics import roc_auc_score
 

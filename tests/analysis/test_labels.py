@@ -6,7 +6,6 @@ import pytest
 import torch
 
 
-
 def test_logit_effects_fold_the_final_norm_weight(data, lm, planted_sae):
     from qscope.analysis import logit_effects
 

@@ -13,6 +13,7 @@ from qscope.data import probes
 from qscope.data.probes import ProbesNotInstalledError, list_tasks, read_task
 from qscope.errors import QscopeError
 
+
 def _zst_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     zstandard = pytest.importorskip("zstandard")
     buf = io.StringIO()

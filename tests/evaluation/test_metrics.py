@@ -13,7 +13,6 @@ from qscope.evaluation import JSON_KEYS, evaluate_sae
 from qscope.evaluation.texts import eval_token_mask
 from qscope.sae import SAE, SAEConfig
 
-
 LAYER = 15
 N_TOKENS = 10_000  # more than the demo texts hold: every text is used, so expected values can be recomputed
 

@@ -3,7 +3,6 @@
 import importlib
 
 import pytest
-
 import qscope.operators
 
 # (old module, old name) -> (new module, attribute path there)

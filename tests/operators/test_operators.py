@@ -6,9 +6,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from qscope.errors import InputError
-from qscope.index import SignatureIndex
 from qscope.operators import (
     BuildSignatureIndex,
     Classify,
@@ -22,6 +19,9 @@ from qscope.operators import (
     WriteParquetShards,
 )
 from qscope.operators.writer import SUCCESS, finalize_shards, is_complete
+
+from qscope.errors import InputError
+from qscope.index import SignatureIndex
 from qscope.provenance import Provenance
 from qscope.seed_model import SeedSignatures, background_sample
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from qscope.operators.base import Operator, Resources
 from qscope.pipelines.flow import Flow, OperatorError, Step, TableInput
 

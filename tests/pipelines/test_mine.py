@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from qscope.pipelines import mine
 from qscope.pipelines.config import MineConfig
 

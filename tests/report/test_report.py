@@ -118,7 +118,7 @@ def test_describe_features_labels_and_writes_dashboards(lm, tmp_path, monkeypatc
     feats = [int(f) for f in doc.signature("max", 2)[0]]  # two features that fire on the first text
     notes = describe_features(lm, sae, feats, [r["text"] for r in rows], report_dir=tmp_path, max_length=48)
     assert sorted(notes) == sorted(feats)
-    for f, n in notes.items():
+    for n in notes.values():
         assert n.label and not n.label.startswith("(silent"), n  # they fire on the first text, so they have tokens
         assert 0.0 <= n.quality <= 1.0 and (tmp_path / n.dashboard).exists()
     html = write_report(tmp_path / "r.html", _samples(), None, [{**TARGETS[0], "feature": feats[0]}], {},

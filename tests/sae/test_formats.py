@@ -69,7 +69,8 @@ def test_qwen_scope_pt_encodes_like_reference_formula(tmp_path):
     sae = load_sae(repo, layer=7)
     assert sae.cfg.k == 50 and sae.cfg.hook_layer == 7 and sae.cfg.model_name == "Qwen/Qwen3-1.7B-Base"
     x = torch.randn(20, 64)
-    # Reference written from the Qwen-Scope formula: pre = x @ W_enc.T + b_enc; keep top-50; decode acts @ W_dec.T + b_dec
+    # Reference written from the Qwen-Scope formula:
+    # pre = x @ W_enc.T + b_enc; keep top-50; decode acts @ W_dec.T + b_dec
     pre = x @ state["W_enc"].T + state["b_enc"]
     vals, idx = pre.topk(50, dim=-1)
     ref = torch.zeros_like(pre).scatter_(1, idx, vals.relu())

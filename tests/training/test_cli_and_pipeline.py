@@ -7,9 +7,10 @@ import json
 import pytest
 import yaml
 
-LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 from qscope.cli import main
 from qscope.sae import load_sae
+
+LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 
 
 def _write_config(make_config, tmp_path, **overrides) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 from qscope.sae import SAEConfig, load_sae
-from qscope.training import TrainConfig, TrainConfigError, TrainableSAE, Trainer
+from qscope.training import TrainableSAE, TrainConfig, TrainConfigError, Trainer
 from qscope.training.export import export_sae
+
+LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 
 
 def test_resume_continues_bitwise_identically(make_config, tmp_path):

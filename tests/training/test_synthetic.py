@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 from qscope.sae import load_sae
 from qscope.training import Trainer
+
+LAYER = 3  # the layer of the synthetic caches in conftest.py (test modules cannot import conftest reliably)
 
 
 def _recovered(sae, atoms) -> float:
