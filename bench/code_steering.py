@@ -94,9 +94,15 @@ def looks_like_code(text: str) -> bool:
                 return True
     for line in lines:
         tree = _parses(line.strip())
-        if tree is not None and _CODE_TOKEN.search(line) and any(
+        if (
+            tree is not None
+            and _CODE_TOKEN.search(line)
+            and any(
                 isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Assign, ast.AugAssign))
-                or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)) for n in tree.body):
+                or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call))
+                for n in tree.body
+            )
+        ):
             return True
     return False
 
@@ -112,8 +118,11 @@ def measure(engine, lm, prompts, intervention, max_new_tokens) -> dict:
     texts = [r.text for r in results]
     ppl = continuation_perplexity(lm, [r.prompt_token_ids for r in results], [r.token_ids for r in results])
     finite = [p for p in ppl if math.isfinite(p)]
-    return {"code_fraction": sum(map(looks_like_code, texts)) / len(texts),
-            "perplexity": sum(finite) / len(finite) if finite else float("nan"), "texts": texts}
+    return {
+        "code_fraction": sum(map(looks_like_code, texts)) / len(texts),
+        "perplexity": sum(finite) / len(finite) if finite else float("nan"),
+        "texts": texts,
+    }
 
 
 def main(argv=None) -> int:
@@ -126,13 +135,23 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=11)
     p.add_argument("--json", default=None, help="write the full result here")
-    p.add_argument("--pos", default=None, help="discover from these example texts (JSONL, 'text') instead of the "
-                   "concept phrase: e.g. real code")
+    p.add_argument(
+        "--pos",
+        default=None,
+        help="discover from these example texts (JSONL, 'text') instead of the concept phrase: e.g. real code",
+    )
     p.add_argument("--neg", default=None, help="negatives for --pos (JSONL; default: the explorer's background)")
-    p.add_argument("--combine", action="store_true",
-                   help="also try the top --candidates features steered together (each at the strength)")
-    p.add_argument("--positions", default="all", choices=["all", "prompt", "generated"],
-                   help="where the steering applies (qscope.steering.intervention)")
+    p.add_argument(
+        "--combine",
+        action="store_true",
+        help="also try the top --candidates features steered together (each at the strength)",
+    )
+    p.add_argument(
+        "--positions",
+        default="all",
+        choices=["all", "prompt", "generated"],
+        help="where the steering applies (qscope.steering.intervention)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -151,8 +170,10 @@ def main(argv=None) -> int:
 
         pos, neg = read_texts(args.pos), (read_texts(args.neg) if args.neg else None)
         features = explorer.discover_top_features(examples=pos, negatives=neg, top=max(args.candidates, 5))
-        print(f"[{time.time() - t0:.0f}s] discover_top_features(examples={args.pos} ({len(pos)} texts), "
-              f"negatives={args.neg}):")
+        print(
+            f"[{time.time() - t0:.0f}s] discover_top_features(examples={args.pos} ({len(pos)} texts), "
+            f"negatives={args.neg}):"
+        )
     else:
         features = explorer.discover_top_features(args.concept, top=max(args.candidates, 5))
         print(f"[{time.time() - t0:.0f}s] discover_top_features({args.concept!r}):")
@@ -162,8 +183,10 @@ def main(argv=None) -> int:
     strengths = [float(s) for s in args.strengths.split(",")]
 
     base_dev = measure(engine, model.lm, DEV_PROMPTS, None, args.max_new_tokens)
-    print(f"[{time.time() - t0:.0f}s] dev unsteered: code {base_dev['code_fraction']:.2f} "
-          f"ppl {base_dev['perplexity']:.2f}")
+    print(
+        f"[{time.time() - t0:.0f}s] dev unsteered: code {base_dev['code_fraction']:.2f} "
+        f"ppl {base_dev['perplexity']:.2f}"
+    )
     grid = []
     # A candidate is one feature, or (--combine) the top ones together: a concept often spreads over several.
     sets = [[int(f)] for f in features[: args.candidates]]
@@ -180,10 +203,19 @@ def main(argv=None) -> int:
         for s in strengths:
             m = measure(engine, model.lm, DEV_PROMPTS, steer(ids, s), args.max_new_tokens)
             ok = m["perplexity"] <= args.ppl_factor * base_dev["perplexity"]
-            grid.append({"feature": ids[0] if len(ids) == 1 else ids, "strength": s,
-                         "code_fraction": m["code_fraction"], "perplexity": m["perplexity"], "within_bound": ok})
-            print(f"[{time.time() - t0:.0f}s] dev feature {'+'.join(map(str, ids))} strength {s:g}: code "
-                  f"{m['code_fraction']:.2f} ppl {m['perplexity']:.2f}{'' if ok else ' (over bound)'}")
+            grid.append(
+                {
+                    "feature": ids[0] if len(ids) == 1 else ids,
+                    "strength": s,
+                    "code_fraction": m["code_fraction"],
+                    "perplexity": m["perplexity"],
+                    "within_bound": ok,
+                }
+            )
+            print(
+                f"[{time.time() - t0:.0f}s] dev feature {'+'.join(map(str, ids))} strength {s:g}: code "
+                f"{m['code_fraction']:.2f} ppl {m['perplexity']:.2f}{'' if ok else ' (over bound)'}"
+            )
     eligible = [g for g in grid if g["within_bound"]]
     if not eligible:
         print("no feature/strength kept perplexity within the bound on the dev prompts")
@@ -195,17 +227,30 @@ def main(argv=None) -> int:
     gain = steered["code_fraction"] - plain["code_fraction"]
     ratio = steered["perplexity"] / plain["perplexity"]
     print(f"[{time.time() - t0:.0f}s] chosen on dev: feature {best['feature']} strength {best['strength']:g}")
-    print(f"test ({len(TEST_PROMPTS)} prompts, greedy, {args.max_new_tokens} new tokens): code fraction "
-          f"{plain['code_fraction']:.2f} -> {steered['code_fraction']:.2f} ({100 * gain:+.0f} points); "
-          f"perplexity {plain['perplexity']:.2f} -> {steered['perplexity']:.2f} ({ratio:.2f}x)")
+    print(
+        f"test ({len(TEST_PROMPTS)} prompts, greedy, {args.max_new_tokens} new tokens): code fraction "
+        f"{plain['code_fraction']:.2f} -> {steered['code_fraction']:.2f} ({100 * gain:+.0f} points); "
+        f"perplexity {plain['perplexity']:.2f} -> {steered['perplexity']:.2f} ({ratio:.2f}x)"
+    )
     for prompt, a, b in list(zip(TEST_PROMPTS, plain["texts"], steered["texts"]))[:4]:
         print(f"--- {prompt}\nplain  : {a[:160]!r}\nsteered: {b[:160]!r}")
-    out = {"sae": args.sae, "layer": layer, "positions": args.positions,
-           "features": [{"id": int(f), "label": f.label, "auroc": f.auroc} for f in features],
-           "dev_unsteered": {k: v for k, v in base_dev.items() if k != "texts"}, "dev_grid": grid, "chosen": best,
-           "test": {"prompts": TEST_PROMPTS, "unsteered": plain, "steered": steered,
-                    "gain_points": round(100 * gain, 1), "perplexity_ratio": round(ratio, 3)},
-           "seconds": round(time.time() - t0, 1)}
+    out = {
+        "sae": args.sae,
+        "layer": layer,
+        "positions": args.positions,
+        "features": [{"id": int(f), "label": f.label, "auroc": f.auroc} for f in features],
+        "dev_unsteered": {k: v for k, v in base_dev.items() if k != "texts"},
+        "dev_grid": grid,
+        "chosen": best,
+        "test": {
+            "prompts": TEST_PROMPTS,
+            "unsteered": plain,
+            "steered": steered,
+            "gain_points": round(100 * gain, 1),
+            "perplexity_ratio": round(ratio, 3),
+        },
+        "seconds": round(time.time() - t0, 1),
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False))
     return 0

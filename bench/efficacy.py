@@ -75,8 +75,13 @@ def load_dataset(name: str) -> dict:
         test = pos + neg
         texts = [r["text"] for r in seeds] + [r["text"] for r in test]
         labels = np.array([1] * len(seeds) + [1] * len(pos) + [0] * len(neg))
-        return dict(texts=texts, labels=labels, seed_pool=np.arange(len(seeds)),
-                    test=np.arange(len(seeds), len(texts)), setting="mine")
+        return dict(
+            texts=texts,
+            labels=labels,
+            seed_pool=np.arange(len(seeds)),
+            test=np.arange(len(seeds), len(texts)),
+            setting="mine",
+        )
     from qscope.data.probes import read_task
 
     rows = read_task(PROBE_TASKS[name])
@@ -85,12 +90,12 @@ def load_dataset(name: str) -> dict:
     n = SEED_POOL_PER_CLASS + TEST_PER_CLASS
     pos = rng.permutation(np.flatnonzero(y == 1))[:n]
     neg = rng.permutation(np.flatnonzero(y == 0))[:n]
-    pick = np.concatenate([pos[:SEED_POOL_PER_CLASS], neg[:SEED_POOL_PER_CLASS],
-                           pos[SEED_POOL_PER_CLASS:], neg[SEED_POOL_PER_CLASS:]])
+    pick = np.concatenate(
+        [pos[:SEED_POOL_PER_CLASS], neg[:SEED_POOL_PER_CLASS], pos[SEED_POOL_PER_CLASS:], neg[SEED_POOL_PER_CLASS:]]
+    )
     texts = [rows[i]["text"] for i in pick]
     k = 2 * SEED_POOL_PER_CLASS
-    return dict(texts=texts, labels=y[pick], seed_pool=np.arange(k), test=np.arange(k, len(pick)),
-                setting="classify")
+    return dict(texts=texts, labels=y[pick], seed_pool=np.arange(k), test=np.arange(k, len(pick)), setting="classify")
 
 
 # --------------------------------------------------------------------------------------------- residual cache
@@ -126,7 +131,7 @@ def encode_residuals(name: str, texts: list[str], lm=None, batch_size: int = 16)
             continue
         toks, lens, means = [], [], []
         for b0 in range(c0, min(c0 + chunk, len(texts)), batch_size):
-            batch = texts[b0: min(b0 + batch_size, c0 + chunk, len(texts))]
+            batch = texts[b0 : min(b0 + batch_size, c0 + chunk, len(texts))]
             res = lm.residuals(batch, [LAYER], max_length=MAX_TOKENS)
             keep = res.attention_mask.bool().clone()
             keep[:, 0] = False  # attention sink
@@ -146,8 +151,11 @@ def encode_residuals(name: str, texts: list[str], lm=None, batch_size: int = 16)
         print(f"  [{name}] encoded {done}/{len(texts)} texts ({time.time() - t0:.0f}s)", flush=True)
     parts = [np.load(p) for p in sorted(parts_dir.glob("*.npz")) if not p.name.endswith(".tmp.npz")]
     lens = np.concatenate([p["lens"] for p in parts])
-    out = dict(toks=np.concatenate([p["toks"] for p in parts]), offsets=np.concatenate([[0], np.cumsum(lens)]),
-               means=np.concatenate([p["means"] for p in parts]).astype(np.float32))
+    out = dict(
+        toks=np.concatenate([p["toks"] for p in parts]),
+        offsets=np.concatenate([[0], np.cumsum(lens)]),
+        means=np.concatenate([p["means"] for p in parts]).astype(np.float32),
+    )
     tmp = final.with_suffix(".tmp.npz")
     np.savez(tmp, **out)
     os.replace(tmp, final)
@@ -206,12 +214,14 @@ def encode_signatures(name: str, res: dict, sae) -> dict[str, list[tuple[np.ndar
     poolings = ("max", "sum", "binary")
     if f.exists():
         z = np.load(f)
-        return {p: [(z[f"{p}_ids"][a:b], z[f"{p}_vals"][a:b]) for a, b in zip(z[f"{p}_ptr"][:-1], z[f"{p}_ptr"][1:])]
-                for p in poolings}
+        return {
+            p: [(z[f"{p}_ids"][a:b], z[f"{p}_vals"][a:b]) for a, b in zip(z[f"{p}_ptr"][:-1], z[f"{p}_ptr"][1:])]
+            for p in poolings
+        }
     idx_all, val_all = [], []
     with torch.no_grad():
         for s in range(0, len(res["toks"]), 4096):
-            codes = sae.encode(torch.from_numpy(res["toks"][s: s + 4096].astype(np.float32)))
+            codes = sae.encode(torch.from_numpy(res["toks"][s : s + 4096].astype(np.float32)))
             idx_all.append(codes.indices.numpy())
             val_all.append(codes.values.float().numpy())
     idx, val = np.concatenate(idx_all), np.concatenate(val_all)
@@ -240,19 +250,30 @@ def _pu_negatives(rng, test: np.ndarray, n: int) -> np.ndarray:
     return rng.choice(test, min(n, len(test)), replace=False)
 
 
-def run_signature(sigs, d_sae, seeds_pos, seeds_neg, test, setting, method, top_n=64, transform="raw",
-                  use_idf=True, **kw) -> np.ndarray:
+def run_signature(
+    sigs, d_sae, seeds_pos, seeds_neg, test, setting, method, top_n=64, transform="raw", use_idf=True, **kw
+) -> np.ndarray:
     from qscope.classify import classify_corpus, mine_corpus
 
     cut = [(f[:top_n], v[:top_n]) for f, v in sigs]
     corpus = [cut[i] for i in test]
     if setting == "mine":
-        return mine_corpus([cut[i] for i in seeds_pos], None, corpus, None, d_sae, method=method,
-                           transform=transform, use_idf=use_idf, **kw).scores
+        return mine_corpus(
+            [cut[i] for i in seeds_pos],
+            None,
+            corpus,
+            None,
+            d_sae,
+            method=method,
+            transform=transform,
+            use_idf=use_idf,
+            **kw,
+        ).scores
     seeds = [cut[i] for i in seeds_pos] + [cut[i] for i in seeds_neg]
     labels = ["pos"] * len(seeds_pos) + ["neg"] * len(seeds_neg)
-    out = classify_corpus(seeds, None, labels, corpus, None, d_sae, method=method, transform=transform,
-                          use_idf=use_idf, **kw)
+    out = classify_corpus(
+        seeds, None, labels, corpus, None, d_sae, method=method, transform=transform, use_idf=use_idf, **kw
+    )
     return out.scores[:, out.classes.index("pos")]
 
 
@@ -290,25 +311,34 @@ def metrics(scores: np.ndarray, y: np.ndarray) -> dict:
 
     order = np.argsort(-scores, kind="stable")
     r = int(y.sum())
-    return {"auroc": roc_auc_score(y, scores), "auprc": average_precision_score(y, scores),
-            "p@r": y[order[:r]].mean(), "p@10": y[order[:10]].mean()}
+    return {
+        "auroc": roc_auc_score(y, scores),
+        "auprc": average_precision_score(y, scores),
+        "p@r": y[order[:r]].mean(),
+        "p@10": y[order[:10]].mean(),
+    }
 
 
 def signature_methods(full: bool) -> dict[str, dict]:
-    base = {"sig-probe": dict(method="probe"), "sig-centroid": dict(method="centroid"),
-            "sig-knn": dict(method="knn", k=5),
-            "sig-probe sum-pool log1p top256": dict(method="probe", pooling="sum", transform="log1p", top_n=256)}
+    base = {
+        "sig-probe": dict(method="probe"),
+        "sig-centroid": dict(method="centroid"),
+        "sig-knn": dict(method="knn", k=5),
+        "sig-probe sum-pool log1p top256": dict(method="probe", pooling="sum", transform="log1p", top_n=256),
+    }
     if full:
-        base.update({
-            "sig-probe sum-pool": dict(method="probe", pooling="sum"),
-            "sig-probe binary": dict(method="probe", transform="binary"),
-            "sig-probe no-idf": dict(method="probe", use_idf=False),
-            "sig-probe top256": dict(method="probe", top_n=256),
-            "sig-probe log1p top256": dict(method="probe", transform="log1p", top_n=256),
-            "sig-centroid top256": dict(method="centroid", top_n=256),
-            "sig-probe log1p": dict(method="probe", transform="log1p"),
-            "sig-knn top256": dict(method="knn", k=5, top_n=256),
-        })
+        base.update(
+            {
+                "sig-probe sum-pool": dict(method="probe", pooling="sum"),
+                "sig-probe binary": dict(method="probe", transform="binary"),
+                "sig-probe no-idf": dict(method="probe", use_idf=False),
+                "sig-probe top256": dict(method="probe", top_n=256),
+                "sig-probe log1p top256": dict(method="probe", transform="log1p", top_n=256),
+                "sig-centroid top256": dict(method="centroid", top_n=256),
+                "sig-probe log1p": dict(method="probe", transform="log1p"),
+                "sig-knn top256": dict(method="knn", k=5, top_n=256),
+            }
+        )
     return base
 
 
@@ -339,8 +369,9 @@ def evaluate(name: str, ns: list[int], draws: int, full: bool, sae) -> list[dict
             for label, cfg in signature_methods(full).items():
                 cfg = dict(cfg)
                 pooling = cfg.pop("pooling", "max")
-                results[label] = run_signature(sigs[pooling], sae.d_sae, sp_,
-                                               sn if ds["setting"] == "classify" else [], test, ds["setting"], **cfg)
+                results[label] = run_signature(
+                    sigs[pooling], sae.d_sae, sp_, sn if ds["setting"] == "classify" else [], test, ds["setting"], **cfg
+                )
             if ENSEMBLES and ds["setting"] == "classify":
                 results.update(ensemble_methods(ds, res, sigs, sae, sp_, sn, test, rng, results))
             for method, scores in results.items():
@@ -361,9 +392,11 @@ def _z(x: np.ndarray) -> np.ndarray:
 def _components(ds, res, sigs, sae, pos, neg, evaluate_on, rng) -> dict[str, np.ndarray]:
     """Each component's scores of `evaluate_on`, fitted on pos / neg (IDF / scaling from the test pool)."""
     test = ds["test"]
-    out = {"sig": _sig_scores(sigs["sum"], sae.d_sae, pos, neg, test, evaluate_on, **DEFAULT_SIG),
-           "tfidf": _tfidf_scores(ds["texts"], pos, neg, test, evaluate_on),
-           "hidden": _hidden_scores(res["means"], pos, neg, test, evaluate_on)}
+    out = {
+        "sig": _sig_scores(sigs["sum"], sae.d_sae, pos, neg, test, evaluate_on, **DEFAULT_SIG),
+        "tfidf": _tfidf_scores(ds["texts"], pos, neg, test, evaluate_on),
+        "hidden": _hidden_scores(res["means"], pos, neg, test, evaluate_on),
+    }
     return out
 
 
@@ -371,9 +404,13 @@ def _sig_scores(sigs, d_sae, pos, neg, pool, evaluate_on, top_n=256, **kw):
     from qscope.classify import SignatureClassifier
 
     cut = [(f[:top_n], v[:top_n]) for f, v in sigs]
-    clf = SignatureClassifier(d_sae, **kw).fit([cut[i][0] for i in np.r_[pos, neg]], [cut[i][1] for i in np.r_[pos, neg]],
-                                              ["pos"] * len(pos) + ["neg"] * len(neg),
-                                              [cut[i][0] for i in pool], [cut[i][1] for i in pool])
+    clf = SignatureClassifier(d_sae, **kw).fit(
+        [cut[i][0] for i in np.r_[pos, neg]],
+        [cut[i][1] for i in np.r_[pos, neg]],
+        ["pos"] * len(pos) + ["neg"] * len(neg),
+        [cut[i][0] for i in pool],
+        [cut[i][1] for i in pool],
+    )
     r = clf.decision_scores([cut[i][0] for i in evaluate_on], [cut[i][1] for i in evaluate_on])
     p = np.clip(r.scores[:, r.classes.index("pos")].astype(float), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -386,7 +423,8 @@ def _tfidf_scores(texts, pos, neg, pool, evaluate_on):
     vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
     vec.fit([texts[i] for i in pool] + [texts[i] for i in pos])
     clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000).fit(
-        vec.transform([texts[i] for i in np.r_[pos, neg]]), np.r_[np.ones(len(pos)), np.zeros(len(neg))])
+        vec.transform([texts[i] for i in np.r_[pos, neg]]), np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    )
     return clf.decision_function(vec.transform([texts[i] for i in evaluate_on]))
 
 
@@ -396,7 +434,8 @@ def _hidden_scores(means, pos, neg, pool, evaluate_on, C=0.1):
 
     sc = StandardScaler().fit(means[pool])
     clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(
-        sc.transform(means[np.r_[pos, neg]]), np.r_[np.ones(len(pos)), np.zeros(len(neg))])
+        sc.transform(means[np.r_[pos, neg]]), np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    )
     return clf.decision_function(sc.transform(means[evaluate_on]))
 
 
@@ -431,8 +470,10 @@ def ensemble_methods(ds, res, sigs, sae, pos, neg, test, rng, results) -> dict[s
         "ens hidden+tfidf": (z["hidden"] + z["tfidf"]) / 2,
     }
     cv = _cv_auroc(ds, res, sigs, sae, pos, neg, rng)
-    for keys, label in ((("sig", "tfidf"), "cv-weighted sig+tfidf"), (("sig", "hidden", "tfidf"),
-                                                                        "cv-weighted sig+hidden+tfidf")):
+    for keys, label in (
+        (("sig", "tfidf"), "cv-weighted sig+tfidf"),
+        (("sig", "hidden", "tfidf"), "cv-weighted sig+hidden+tfidf"),
+    ):
         w = {k: max(cv[k] - 0.5, 0.0) ** 2 + 1e-3 for k in keys}
         out[label] = sum(w[k] * z[k] for k in keys) / sum(w.values())
         best = max(keys, key=lambda k: cv[k])
@@ -446,17 +487,30 @@ def criterion(rows: list[dict], n: int) -> str:
 
     df = pl.DataFrame(rows).filter((pl.col("n") == n) & (pl.col("dataset") != "debian_hamradio"))
     per = df.group_by(["dataset", "method"]).agg(pl.col("auroc").mean())
-    best = (per.filter(pl.col("method").is_in(list(BASELINES))).group_by("dataset")
-            .agg(pl.col("auroc").max().alias("best")))
+    best = (
+        per.filter(pl.col("method").is_in(list(BASELINES))).group_by("dataset").agg(pl.col("auroc").max().alias("best"))
+    )
     j = per.join(best, on="dataset").with_columns((pl.col("auroc") - pl.col("best")).alias("gap"))
-    s = (j.group_by("method").agg((pl.col("gap") >= -1e-9).mean().alias("share_ge"), pl.col("gap").min().alias("worst"),
-                                  pl.col("auroc").mean().alias("mean"), pl.len().alias("tasks"))
-         .sort("share_ge", "worst", descending=True))
-    lines = [f"\nN = {n}: against the best baseline per task ({', '.join(BASELINES)}); goal: share >= 0.6, worst >= "
-             "-0.02", "| method | tasks >= best baseline | worst gap | mean AUROC |", "|---|---:|---:|---:|"]
+    s = (
+        j.group_by("method")
+        .agg(
+            (pl.col("gap") >= -1e-9).mean().alias("share_ge"),
+            pl.col("gap").min().alias("worst"),
+            pl.col("auroc").mean().alias("mean"),
+            pl.len().alias("tasks"),
+        )
+        .sort("share_ge", "worst", descending=True)
+    )
+    lines = [
+        f"\nN = {n}: against the best baseline per task ({', '.join(BASELINES)}); goal: share >= 0.6, worst >= -0.02",
+        "| method | tasks >= best baseline | worst gap | mean AUROC |",
+        "|---|---:|---:|---:|",
+    ]
     for r in s.iter_rows(named=True):
-        lines.append(f"| {r['method']} | {r['share_ge']:.2f} ({round(r['share_ge'] * r['tasks'])}/{r['tasks']}) | "
-                     f"{r['worst']:+.3f} | {r['mean']:.3f} |")
+        lines.append(
+            f"| {r['method']} | {r['share_ge']:.2f} ({round(r['share_ge'] * r['tasks'])}/{r['tasks']}) | "
+            f"{r['worst']:+.3f} | {r['mean']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -468,12 +522,13 @@ def report(rows: list[dict]) -> str:
 
     df = pl.DataFrame(rows)
     per = df.group_by(["dataset", "n", "method"]).agg(
-        [pl.col(m).mean().alias(m) for m in ("auroc", "auprc", "p@r", "p@10")] + [pl.col("auroc").std().alias("sd")])
+        [pl.col(m).mean().alias(m) for m in ("auroc", "auprc", "p@r", "p@10")] + [pl.col("auroc").std().alias("sd")]
+    )
     lines = []
     for n in sorted(df["n"].unique()):
         sub = per.filter(pl.col("n") == n)
         datasets = sorted(sub["dataset"].unique())
-        methods = (sub.group_by("method").agg(pl.col("auroc").mean()).sort("auroc", descending=True)["method"])
+        methods = sub.group_by("method").agg(pl.col("auroc").mean()).sort("auroc", descending=True)["method"]
         lines.append(f"\nN = {n} seeds per class — AUROC (mean over draws) per dataset; mean AUROC / AUPRC / P@R")
         lines.append("| method | " + " | ".join(datasets) + " | mean AUROC | mean AUPRC | mean P@R |")
         lines.append("|---|" + "---:|" * (len(datasets) + 3))
@@ -483,8 +538,11 @@ def report(rows: list[dict]) -> str:
             for dname in datasets:
                 x = r.filter(pl.col("dataset") == dname)
                 cells.append(f"{x['auroc'][0]:.3f}±{x['sd'][0]:.3f}" if len(x) else "-")
-            lines.append(f"| {m} | " + " | ".join(cells) +
-                         f" | {r['auroc'].mean():.3f} | {r['auprc'].mean():.3f} | {r['p@r'].mean():.3f} |")
+            lines.append(
+                f"| {m} | "
+                + " | ".join(cells)
+                + f" | {r['auroc'].mean():.3f} | {r['auprc'].mean():.3f} | {r['p@r'].mean():.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -498,8 +556,12 @@ def main() -> None:
     ap.add_argument("--sae", default=None, help="SAE to read (load_sae spec); default: the shipped one")
     ap.add_argument("--cached-only", action="store_true", help="evaluate only datasets whose residuals are cached")
     ap.add_argument("--out", default=None, help="also write the per-draw rows as JSONL")
-    ap.add_argument("--ensembles", action="store_true", help="also score ensembles of signature, TF-IDF and "
-                    "hidden-state classifiers and print the issue-14 criterion (>= best baseline per task)")
+    ap.add_argument(
+        "--ensembles",
+        action="store_true",
+        help="also score ensembles of signature, TF-IDF and "
+        "hidden-state classifiers and print the issue-14 criterion (>= best baseline per task)",
+    )
     args = ap.parse_args()
     global ENSEMBLES
     ENSEMBLES = args.ensembles

@@ -69,8 +69,10 @@ def main() -> None:
             runs["truncated"].append(tokens_per_second(truncated, batches, n_tokens))
             runs["full"].append(tokens_per_second(full, batches, n_tokens))
     med = {k: statistics.median(v) for k, v in runs.items()}
-    print(f"model {lm.name}: {lm.n_layers} layers, hook layer {args.layer}, {len(texts)} docs, {n_tokens} tokens, "
-          f"batch {args.batch}, torch threads {torch.get_num_threads()}, SAE {'yes' if sae else 'no'}")
+    print(
+        f"model {lm.name}: {lm.n_layers} layers, hook layer {args.layer}, {len(texts)} docs, {n_tokens} tokens, "
+        f"batch {args.batch}, torch threads {torch.get_num_threads()}, SAE {'yes' if sae else 'no'}"
+    )
     print(f"{'path':<10} {'median tok/s':>13} {'min':>9} {'max':>9}")
     for k, v in runs.items():
         print(f"{k:<10} {med[k]:>13.0f} {min(v):>9.0f} {max(v):>9.0f}")

@@ -44,8 +44,9 @@ class Corpus:
         f_top = np.take_along_axis(self.topic[t], _pick(rng, (n, 160), 16), 1)
         f_bg = self.perm[rng.choice(D_SAE, (n, 20), p=self.p)]
         fids = np.concatenate([f_sub, f_top, f_bg], 1)
-        vals = np.concatenate([rng.lognormal(1.0, 0.5, (n, 28)), rng.lognormal(0.6, 0.5, (n, 16)),
-                               rng.lognormal(0.2, 0.6, (n, 20))], 1).astype(np.float32)
+        vals = np.concatenate(
+            [rng.lognormal(1.0, 0.5, (n, 28)), rng.lognormal(0.6, 0.5, (n, 16)), rng.lognormal(0.2, 0.6, (n, 20))], 1
+        ).astype(np.float32)
         # drop repeated latents within a row (keep the larger value), then keep top-64 by value
         # one int64 sort instead of a lexsort: id in the high half, then value descending (positive float32 bit
         # patterns order like the values)
@@ -83,16 +84,17 @@ def to_lists(fids: np.ndarray, vals: np.ndarray):
 
     keep = vals > 0
     offsets = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int64)
-    return (pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(fids[keep])),
-            pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(vals[keep])))
+    return (
+        pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(fids[keep])),
+        pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(vals[keep])),
+    )
 
 
 def recall_at(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x[:k]) & set(y[:k]) - {-1}) / k for x, y in zip(a, b)]))
 
 
-def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bits: list[int],
-             alt: bool) -> list[dict]:
+def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bits: list[int], alt: bool) -> list[dict]:
     from qscope.index import SignatureIndex
 
     rows = []
@@ -106,15 +108,27 @@ def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bi
     index.add(np.arange(n).astype(str), fl, vl)
     t_add = time.time() - t
     q = index.vectorize(*to_lists(qf, qv))
-    print(f"n={n:,}: generated in {t_gen:.1f}s, added in {t_add:.1f}s "
-          f"(avg {np.mean((vals > 0).sum(1)):.1f} latents/doc)", flush=True)
+    print(
+        f"n={n:,}: generated in {t_gen:.1f}s, added in {t_add:.1f}s (avg {np.mean((vals > 0).sum(1)):.1f} latents/doc)",
+        flush=True,
+    )
 
     t = time.time()
     exact = index.search_vectors(q, k=10, exact=True)
     t_exact = time.time() - t
     store_b = index.store.nbytes() / n
-    rows.append(dict(n=n, method="exact sparse cosine (scipy CSR)", param="-", recall=1.0,
-                     qps=n_queries / t_exact, bytes=store_b, code_bytes=0, build=t_add))
+    rows.append(
+        dict(
+            n=n,
+            method="exact sparse cosine (scipy CSR)",
+            param="-",
+            recall=1.0,
+            qps=n_queries / t_exact,
+            bytes=store_b,
+            code_bytes=0,
+            build=t_add,
+        )
+    )
     print(f"  exact: {n_queries / t_exact:.0f} q/s ({t_exact:.1f}s)", flush=True)
 
     for bits in code_bits:
@@ -127,14 +141,26 @@ def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bi
             t = time.time()
             approx = index.search_vectors(q, k=10, exact=False, rerank=rerank)
             dt = time.time() - t
-            rows.append(dict(n=n, method=f"qscope: SimHash {bits} bits (FAISS binary) + exact re-rank",
-                             param=f"rerank={rerank}", recall=recall_at(approx.positions, exact.positions),
-                             qps=n_queries / dt, bytes=index.nbytes() / n, code_bytes=bits / 8, build=t_add + t_codes))
+            rows.append(
+                dict(
+                    n=n,
+                    method=f"qscope: SimHash {bits} bits (FAISS binary) + exact re-rank",
+                    param=f"rerank={rerank}",
+                    recall=recall_at(approx.positions, exact.positions),
+                    qps=n_queries / dt,
+                    bytes=index.nbytes() / n,
+                    code_bytes=bits / 8,
+                    build=t_add + t_codes,
+                )
+            )
             print(f"  rerank={rerank}: recall@10={rows[-1]['recall']:.3f}  {rows[-1]['qps']:.0f} q/s", flush=True)
     if alt:
         for r in alternatives(index, q, exact.positions, n, store_b):
-            print(f"  {r['method']} ({r['param']}): recall@10={r['recall']:.3f}"
-                  + (f" / {r['recall_rerank']:.3f}" if "recall_rerank" in r else ""), flush=True)
+            print(
+                f"  {r['method']} ({r['param']}): recall@10={r['recall']:.3f}"
+                + (f" / {r['recall_rerank']:.3f}" if "recall_rerank" in r else ""),
+                flush=True,
+            )
             rows.append(r)
     return rows
 
@@ -154,12 +180,31 @@ def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[di
         t = time.time()
         _, hits = flat.search(qd, 10)
         dt = time.time() - t
-        out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS flat", param="float32", recall=recall_at(pos[hits], truth),
-                        qps=len(qd) / dt, bytes=dim * 4, code_bytes=dim * 4, build=0.0))
+        out.append(
+            dict(
+                n=n,
+                method=f"feature hashing {dim}-d, FAISS flat",
+                param="float32",
+                recall=recall_at(pos[hits], truth),
+                qps=len(qd) / dt,
+                bytes=dim * 4,
+                code_bytes=dim * 4,
+                build=0.0,
+            )
+        )
         _, hits = flat.search(qd, 100)
-        out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS flat", param="top-100 + exact rerank",
-                        recall=_rerank_recall(x, q, hits, pos, truth), qps=float("nan"), bytes=dim * 4 + store_b,
-                        code_bytes=dim * 4, build=0.0))
+        out.append(
+            dict(
+                n=n,
+                method=f"feature hashing {dim}-d, FAISS flat",
+                param="top-100 + exact rerank",
+                recall=_rerank_recall(x, q, hits, pos, truth),
+                qps=float("nan"),
+                bytes=dim * 4 + store_b,
+                code_bytes=dim * 4,
+                build=0.0,
+            )
+        )
         t = time.time()
         pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, int(np.sqrt(n)), 64, 8, faiss.METRIC_INNER_PRODUCT)
         pq.train(xd[np.random.default_rng(0).choice(n, min(n, 100_000), replace=False)])
@@ -169,9 +214,18 @@ def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[di
         t = time.time()
         _, hits = pq.search(qd, 100)
         dt = time.time() - t
-        out.append(dict(n=n, method=f"feature hashing {dim}-d, FAISS IVF-PQ64", param="nprobe=32, top-100 + exact rerank",
-                        recall=_rerank_recall(x, q, hits, pos, truth), qps=len(qd) / dt, bytes=64 + 8 + store_b,
-                        code_bytes=64 + 8, build=tb))
+        out.append(
+            dict(
+                n=n,
+                method=f"feature hashing {dim}-d, FAISS IVF-PQ64",
+                param="nprobe=32, top-100 + exact rerank",
+                recall=_rerank_recall(x, q, hits, pos, truth),
+                qps=len(qd) / dt,
+                bytes=64 + 8 + store_b,
+                code_bytes=64 + 8,
+                build=tb,
+            )
+        )
         del flat, pq
     bits = 512
     rng = np.random.default_rng(0)
@@ -183,9 +237,18 @@ def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[di
     t = time.time()
     _, hits = bidx.search(qb, 1000)
     dt = time.time() - t
-    out.append(dict(n=n, method=f"SimHash {bits} bits, FAISS binary flat", param="top-10 / top-1000 + rerank",
-                    recall=recall_at(pos[hits[:, :10]], truth), qps=len(qb) / dt, bytes=bits // 8 + store_b,
-                    code_bytes=bits // 8, build=0.0))
+    out.append(
+        dict(
+            n=n,
+            method=f"SimHash {bits} bits, FAISS binary flat",
+            param="top-10 / top-1000 + rerank",
+            recall=recall_at(pos[hits[:, :10]], truth),
+            qps=len(qb) / dt,
+            bytes=bits // 8 + store_b,
+            code_bytes=bits // 8,
+            build=0.0,
+        )
+    )
     out[-1]["recall_rerank"] = _rerank_recall(x, q, hits, pos, truth)
     return out
 
@@ -193,8 +256,10 @@ def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[di
 def hashing_matrix(d_sae: int, dim: int, seed: int = 0) -> sp.csr_matrix:
     """Signed feature hashing d_sae → dim (one ±1 per latent)."""
     rng = np.random.default_rng(seed)
-    return sp.csr_matrix((rng.choice(np.array([-1.0, 1.0], np.float32), d_sae), rng.integers(0, dim, d_sae),
-                          np.arange(d_sae + 1)), shape=(d_sae, dim))
+    return sp.csr_matrix(
+        (rng.choice(np.array([-1.0, 1.0], np.float32), d_sae), rng.integers(0, dim, d_sae), np.arange(d_sae + 1)),
+        shape=(d_sae, dim),
+    )
 
 
 def project(x, h) -> np.ndarray:
@@ -226,12 +291,16 @@ def main() -> None:
         # exact search is the slow side at 1M (a few q/s): fewer queries there, still 2000+ neighbours scored
         nq = args.queries if n <= 200_000 else max(100, args.queries // 5)
         rows += run_size(n, nq, corpus, args.rerank, args.code_bits, alt=args.alt and i == 0)
-    print("\n| signatures | method | setting | recall@10 | queries/s | code bytes/sig | total bytes/sig |\n"
-          "|---:|---|---|---:|---:|---:|---:|")
+    print(
+        "\n| signatures | method | setting | recall@10 | queries/s | code bytes/sig | total bytes/sig |\n"
+        "|---:|---|---|---:|---:|---:|---:|"
+    )
     for r in rows:
         rec = f"{r['recall']:.3f}" + (f" / {r['recall_rerank']:.3f}" if "recall_rerank" in r else "")
         qps = "-" if not np.isfinite(r["qps"]) else f"{r['qps']:,.0f}"
-        print(f"| {r['n']:,} | {r['method']} | {r['param']} | {rec} | {qps} | {r['code_bytes']:.0f} | {r['bytes']:.0f} |")
+        print(
+            f"| {r['n']:,} | {r['method']} | {r['param']} | {rec} | {qps} | {r['code_bytes']:.0f} | {r['bytes']:.0f} |"
+        )
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 

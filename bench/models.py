@@ -39,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
 
     texts = load_texts(args.docs)
-    batches = [texts[i: i + args.batch] for i in range(0, len(texts), args.batch)]
+    batches = [texts[i : i + args.batch] for i in range(0, len(texts), args.batch)]
     setups = {}
     for name in MODELS:
         lm = LanguageModel.load(name, max_length=args.max_length)
@@ -62,15 +62,19 @@ def main() -> None:
         for _ in range(args.repeats):
             for name in MODELS:
                 rates[name].append(run(name))
-    print(f"{len(texts)} docs (data/demo/corpus.jsonl), batch {args.batch}, max_length {args.max_length}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(texts)} docs (data/demo/corpus.jsonl), batch {args.batch}, max_length {args.max_length}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"{'model':<20} {'layer':>9} {'tokens':>7} {'median tok/s':>13} {'texts/s':>8} {'min':>7} {'max':>7}")
     med = {}
     for name in MODELS:
         lm, _, layer, n_tokens = setups[name]
         med[name] = statistics.median(rates[name])
-        print(f"{name:<20} {f'{layer}/{lm.n_layers}':>9} {n_tokens:>7} {med[name]:>13.0f} "
-              f"{med[name] * len(texts) / n_tokens:>8.1f} {min(rates[name]):>7.0f} {max(rates[name]):>7.0f}")
+        print(
+            f"{name:<20} {f'{layer}/{lm.n_layers}':>9} {n_tokens:>7} {med[name]:>13.0f} "
+            f"{med[name] * len(texts) / n_tokens:>8.1f} {min(rates[name]):>7.0f} {max(rates[name]):>7.0f}"
+        )
     small, qwen = MODELS
     texts_ratio = (med[small] / setups[small][3]) / (med[qwen] / setups[qwen][3])
     print(f"ratio {small} / {qwen}: {med[small] / med[qwen]:.2f}x tokens/s, {texts_ratio:.2f}x texts/s")

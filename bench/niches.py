@@ -71,8 +71,9 @@ def debian_packages() -> list[dict]:
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             for r in recs:
-                f.write(json.dumps({k: r[k] for k in ("package", "section", "tags", "text", "long_description")})
-                        + "\n")
+                f.write(
+                    json.dumps({k: r[k] for k in ("package", "section", "tags", "text", "long_description")}) + "\n"
+                )
         os.replace(tmp, path)
     return [json.loads(x) for x in open(path)]
 
@@ -93,10 +94,14 @@ def _jsonl(path: Path) -> list[dict]:
 
 DEBIAN = {
     "hamradio": dict(section="hamradio", tags=("hardware::hamradio",), topic="software for amateur (ham) radio"),
-    "electronics": dict(section="electronics", tags=("field::electronics",),
-                        topic="software for electronics design and simulation"),
-    "biology": dict(section=None, tags=("field::biology", "field::biology:bioinformatics"),
-                    topic="software for biology and bioinformatics"),
+    "electronics": dict(
+        section="electronics", tags=("field::electronics",), topic="software for electronics design and simulation"
+    ),
+    "biology": dict(
+        section=None,
+        tags=("field::biology", "field::biology:bioinformatics"),
+        topic="software for biology and bioinformatics",
+    ),
 }
 
 
@@ -108,13 +113,20 @@ def _debian_niche(name: str) -> Niche:
     pkgs = _dedup(debian_packages())
 
     def is_pos(r):
-        return (spec["section"] is not None and r["section"] == spec["section"]) or \
-            any(t in r["tags"] for t in spec["tags"])
+        return (spec["section"] is not None and r["section"] == spec["section"]) or any(
+            t in r["tags"] for t in spec["tags"]
+        )
 
     used = {r["id"] for r in demo_seeds + demo_corpus + classify}
     by_id = {r["package"]: r for r in pkgs}
-    corpus = [{"id": r["id"], "text": r["text"], "label": is_pos(by_id[r["id"]]) if r["id"] in by_id else
-               r["section"] == spec["section"]} for r in demo_corpus]
+    corpus = [
+        {
+            "id": r["id"],
+            "text": r["text"],
+            "label": is_pos(by_id[r["id"]]) if r["id"] in by_id else r["section"] == spec["section"],
+        }
+        for r in demo_corpus
+    ]
     rng = random.Random(0)
     if name == "hamradio":
         seeds = [{"id": r["id"], "text": r["text"]} for r in demo_seeds]
@@ -138,8 +150,9 @@ def _debian_niche(name: str) -> Niche:
     return Niche(name, seeds, corpus, texts, labels, topic=spec["topic"])
 
 
-def _probe_niche(name: str, task: str, what: str, template: str, topic: str, n_corpus: int = 600,
-                 corpus_pos_fraction: float = 0.25) -> Niche:
+def _probe_niche(
+    name: str, task: str, what: str, template: str, topic: str, n_corpus: int = 600, corpus_pos_fraction: float = 0.25
+) -> Niche:
     sys.path.insert(0, str(REPO / "bench"))
     from efficacy import positive_label
 
@@ -154,14 +167,22 @@ def _probe_niche(name: str, task: str, what: str, template: str, topic: str, n_c
     neg = [i for i in idx if rows[i]["label"] != pos_label]
     seeds = [{"id": f"{task}:{i}", "text": rows[i]["text"]} for i in pos[:20]]
     n_pos = int(n_corpus * corpus_pos_fraction)
-    c_idx = pos[20:20 + n_pos] + neg[:n_corpus - n_pos]
+    c_idx = pos[20 : 20 + n_pos] + neg[: n_corpus - n_pos]
     rng.shuffle(c_idx)
     corpus = [{"id": f"{task}:{i}", "text": rows[i]["text"], "label": rows[i]["label"] == pos_label} for i in c_idx]
-    j_idx = pos[20 + n_pos:][:N_JUDGE_PROBE] + neg[n_corpus - n_pos:][:N_JUDGE_PROBE]
-    return Niche(name, seeds, corpus, [rows[i]["text"] for i in j_idx],
-                 [int(rows[i]["label"] == pos_label) for i in j_idx], what=what,
-                 example_template=template + " {text}", prompt_template="Here are some {what}.\n\n{examples}\n\n"
-                 + template, topic=topic, stop_strings=["\n\n", template])
+    j_idx = pos[20 + n_pos :][:N_JUDGE_PROBE] + neg[n_corpus - n_pos :][:N_JUDGE_PROBE]
+    return Niche(
+        name,
+        seeds,
+        corpus,
+        [rows[i]["text"] for i in j_idx],
+        [int(rows[i]["label"] == pos_label) for i in j_idx],
+        what=what,
+        example_template=template + " {text}",
+        prompt_template="Here are some {what}.\n\n{examples}\n\n" + template,
+        topic=topic,
+        stop_strings=["\n\n", template],
+    )
 
 
 NICHES = ("hamradio", "electronics", "biology", "sports_news")
@@ -178,12 +199,15 @@ def load_niche(name: str) -> Niche:
 if __name__ == "__main__":
     for n in sys.argv[1:] or NICHES:
         x = load_niche(n)
-        print(f"{n}: {len(x.seeds)} seeds, corpus {len(x.corpus)} ({sum(r['label'] for r in x.corpus)} in niche), "
-              f"judge data {sum(x.judge_labels)} pos / {len(x.judge_labels) - sum(x.judge_labels)} neg")
+        print(
+            f"{n}: {len(x.seeds)} seeds, corpus {len(x.corpus)} ({sum(r['label'] for r in x.corpus)} in niche), "
+            f"judge data {sum(x.judge_labels)} pos / {len(x.judge_labels) - sum(x.judge_labels)} neg"
+        )
 
 
-def write_records(records: list[dict], out: str | None, default: Path, report: Callable[[list[dict]], str],
-                  started: float) -> None:
+def write_records(
+    records: list[dict], out: str | None, default: Path, report: Callable[[list[dict]], str], started: float
+) -> None:
     """A bench's last step: its records as JSON to `out` (or `default`), then its report and a closing line."""
     path = Path(out) if out else default
     path.write_text(json.dumps(records, indent=1))

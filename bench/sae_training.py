@@ -37,8 +37,9 @@ IMPORTS = {"saelens": "sae_lens", "sparsify": "sparsify"}
 
 
 # --- data (main process, qscope venv) --------------------------------------------------------------------
-def make_data(out: Path, n_train: int, n_heldout: int, d_in: int, n_atoms: int, atoms_per_token: float,
-              seed: int) -> Path:
+def make_data(
+    out: Path, n_train: int, n_heldout: int, d_in: int, n_atoms: int, atoms_per_token: float, seed: int
+) -> Path:
     """Synthetic sparse-dictionary activations as a qscope activation cache + heldout.npy (idempotent)."""
     from qscope.training.cache import write_activation_cache
 
@@ -68,8 +69,14 @@ def make_data(out: Path, n_train: int, n_heldout: int, d_in: int, n_atoms: int, 
 
     train, heldout = sample(n_train), sample(n_heldout)
     scale = np.sqrt(d_in) / np.linalg.norm(train[:16384], axis=1).mean()
-    write_activation_cache(path, {0: train * scale}, model="synthetic-sparse-dictionary",
-                           atoms=n_atoms, atoms_per_token=atoms_per_token, seed=seed)
+    write_activation_cache(
+        path,
+        {0: train * scale},
+        model="synthetic-sparse-dictionary",
+        atoms=n_atoms,
+        atoms_per_token=atoms_per_token,
+        seed=seed,
+    )
     np.save(path / "heldout.npy", (heldout * scale).astype(np.float32))
     return path
 
@@ -96,8 +103,8 @@ def heldout_metrics(reconstruct, x: torch.Tensor, chunk: int = 4096) -> dict:
     """EV = 1 - SSE/SST (per-dimension mean), L0 = mean active latents; `reconstruct(x) -> (x_hat, n_active)`."""
     sse, active = 0.0, 0.0
     for i in range(0, len(x), chunk):
-        x_hat, n_active = reconstruct(x[i:i + chunk])
-        sse += float((x_hat.float() - x[i:i + chunk]).pow(2).sum())
+        x_hat, n_active = reconstruct(x[i : i + chunk])
+        sse += float((x_hat.float() - x[i : i + chunk]).pow(2).sum())
         active += float(n_active)
     sst = float((x - x.mean(0)).pow(2).sum())
     return {"explained_variance": 1 - sse / sst, "l0": active / len(x)}
@@ -120,8 +127,11 @@ class StepTimer:
         return timed
 
     def report(self, batch: int) -> dict:
-        return {"tokens_per_s": batch * len(self.times) / sum(self.times),
-                "tokens_per_s_median_step": batch / statistics.median(self.times), "steps": len(self.times)}
+        return {
+            "tokens_per_s": batch * len(self.times) / sum(self.times),
+            "tokens_per_s_median_step": batch / statistics.median(self.times),
+            "steps": len(self.times),
+        }
 
 
 class Batches:
@@ -135,7 +145,7 @@ class Batches:
         if self.pos + self.batch > len(self.perm):
             self.epoch, self.pos = self.epoch + 1, 0
             self.perm = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        idx = self.perm[self.pos:self.pos + self.batch]
+        idx = self.perm[self.pos : self.pos + self.batch]
         self.pos += self.batch
         return self.data[idx]
 
@@ -151,8 +161,15 @@ def run_qscope(a, heldout: torch.Tensor) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(
-            layers=[0], cache=str(a.data_dir), batch_size=a.batch, max_tokens=a.tokens, seed=a.seed,
-            num_threads=a.threads, out=out, checkpoint_every=0, progress=False,
+            layers=[0],
+            cache=str(a.data_dir),
+            batch_size=a.batch,
+            max_tokens=a.tokens,
+            seed=a.seed,
+            num_threads=a.threads,
+            out=out,
+            checkpoint_every=0,
+            progress=False,
             sae=SAETrainConfig(d_sae=a.d_sae, k=a.k, lr=a.lr, warmup_steps=a.warmup, init_b_dec=a.qscope_b_dec),
         )
         trainer = Trainer(cfg)
@@ -171,15 +188,23 @@ def run_qscope(a, heldout: torch.Tensor) -> dict:
 
         trainer.source.next_batch, trainer.train_step = timed_next_batch, timed_train_step
         result = trainer.fit(export=False)
-        sae = export_sae(trainer.saes[0], trainer.scales[0], SAEConfig("topk", heldout.shape[1], a.d_sae, a.k,
-                                                                           apply_b_dec_to_input=True))
+        sae = export_sae(
+            trainer.saes[0],
+            trainer.scales[0],
+            SAEConfig("topk", heldout.shape[1], a.d_sae, a.k, apply_b_dec_to_input=True),
+        )
 
     def reconstruct(x):
         codes = sae.encode(x)
         return sae.decode(codes), (codes.values > 0).sum()
 
-    return {**timer.report(a.batch), "trainer_tokens_per_s": result.tokens_per_s, "train_tokens": result.tokens,
-            "version": getattr(qscope, "__version__", "?"), **heldout_metrics(reconstruct, heldout)}
+    return {
+        **timer.report(a.batch),
+        "trainer_tokens_per_s": result.tokens_per_s,
+        "train_tokens": result.tokens,
+        "version": getattr(qscope, "__version__", "?"),
+        **heldout_metrics(reconstruct, heldout),
+    }
 
 
 def run_saelens(a, heldout: torch.Tensor) -> dict:
@@ -188,8 +213,9 @@ def run_saelens(a, heldout: torch.Tensor) -> dict:
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
     torch.manual_seed(a.seed)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=heldout.shape[1], d_sae=a.d_sae, k=a.k, dtype="float32",
-                                                device="cpu"))
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(d_in=heldout.shape[1], d_sae=a.d_sae, k=a.k, dtype="float32", device="cpu")
+    )
     data = Batches(load_cache(a.data_dir), a.batch, a.seed)
     steps = a.tokens // a.batch
     opt = torch.optim.Adam(sae.parameters(), lr=a.lr, betas=(0.9, 0.999))
@@ -204,9 +230,15 @@ def run_saelens(a, heldout: torch.Tensor) -> dict:
                 sae.b_dec.copy_(x.mean(0))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, a.lr, a.warmup)
-        out = sae.training_forward_pass(TrainStepInput(
-            sae_in=x, coefficients=coefficients, dead_neuron_mask=since_fired >= a.dead_tokens,
-            n_training_steps=step, is_logging_step=False))
+        out = sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=x,
+                coefficients=coefficients,
+                dead_neuron_mask=since_fired >= a.dead_tokens,
+                n_training_steps=step,
+                is_logging_step=False,
+            )
+        )
         with torch.no_grad():  # as sae_lens.training.sae_trainer.SAETrainer._train_step
             fired = out.feature_acts.bool().sum(-2).bool()
             since_fired += len(x)
@@ -222,8 +254,12 @@ def run_saelens(a, heldout: torch.Tensor) -> dict:
         acts = sae.encode(x)
         return sae.decode(acts), (acts > 0).sum()
 
-    return {**timer.report(a.batch), "train_tokens": steps * a.batch,
-            "version": sae_lens.__version__, **heldout_metrics(reconstruct, heldout)}
+    return {
+        **timer.report(a.batch),
+        "train_tokens": steps * a.batch,
+        "version": sae_lens.__version__,
+        **heldout_metrics(reconstruct, heldout),
+    }
 
 
 def run_sparsify(a, heldout: torch.Tensor) -> dict:
@@ -263,8 +299,12 @@ def run_sparsify(a, heldout: torch.Tensor) -> dict:
         enc = sae.encode(x)
         return sae.decode(enc.top_acts, enc.top_indices), (enc.top_acts > 0).sum()
 
-    return {**timer.report(a.batch), "train_tokens": steps * a.batch,
-            "version": version("eai-sparsify"), **heldout_metrics(reconstruct, heldout)}
+    return {
+        **timer.report(a.batch),
+        "train_tokens": steps * a.batch,
+        "version": version("eai-sparsify"),
+        **heldout_metrics(reconstruct, heldout),
+    }
 
 
 def worker(a) -> None:
@@ -290,17 +330,33 @@ def available(impl: str, python: str) -> str | None:
 
 def run_one(impl: str, a, python: str) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--worker", impl, "--data-dir", str(a.data_dir)]
-    for name in ("tokens", "batch", "d_sae", "k", "lr", "warmup", "threads", "seed", "dead_tokens", "auxk_alpha",
-                 "qscope_b_dec"):
+    for name in (
+        "tokens",
+        "batch",
+        "d_sae",
+        "k",
+        "lr",
+        "warmup",
+        "threads",
+        "seed",
+        "dead_tokens",
+        "auxk_alpha",
+        "qscope_b_dec",
+    ):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(a, name))]
-    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads),
-           "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(a.threads),
+        "MKL_NUM_THREADS": str(a.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "WANDB_MODE": "disabled",
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise RuntimeError(f"{impl} worker failed (rc {proc.returncode}):\n{tail}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main(argv=None) -> int:
@@ -314,11 +370,19 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="linear warmup steps")
     p.add_argument("--dead-tokens", type=int, default=1_000_000, help="tokens without firing = dead (AuxK)")
     p.add_argument("--auxk-alpha", type=float, default=1 / 32)
-    p.add_argument("--qscope-b-dec", default="geometric_median", choices=["geometric_median", "mean", "zeros"],
-                   help="qscope's b_dec init (the competitors start at the first batch's mean)")
+    p.add_argument(
+        "--qscope-b-dec",
+        default="geometric_median",
+        choices=["geometric_median", "mean", "zeros"],
+        help="qscope's b_dec init (the competitors start at the first batch's mean)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="runs per implementation; medians are reported")
-    p.add_argument("--saelens-repeats", type=int, default=None,
-                   help="fewer runs for SAELens (it is ~3x slower; its runs still interleave with the first rounds)")
+    p.add_argument(
+        "--saelens-repeats",
+        type=int,
+        default=None,
+        help="fewer runs for SAELens (it is ~3x slower; its runs still interleave with the first rounds)",
+    )
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads for every side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout", type=int, default=16384, help="held-out tokens for EV / L0")
@@ -340,9 +404,13 @@ def main(argv=None) -> int:
         p.error(f"unknown implementation(s) {unknown}; choose from {IMPLS}")
     t0 = time.time()
     a.data_dir = make_data(a.data_root, a.tokens, a.heldout, 576, a.atoms, a.atoms_per_token, a.seed)
-    print(f"data: {a.data_dir} ({a.tokens:,} train + {a.heldout:,} held-out tokens, d_in 576; {time.time() - t0:.0f} s)")
-    print(f"setting: d_sae {a.d_sae}, k {a.k}, batch {a.batch}, Adam lr {a.lr:.3g}, warmup {a.warmup}, "
-          f"{a.tokens // a.batch} steps, {a.threads} threads, {a.repeats} repeat(s); load avg {os.getloadavg()[0]:.1f}")
+    print(
+        f"data: {a.data_dir} ({a.tokens:,} train + {a.heldout:,} held-out tokens, d_in 576; {time.time() - t0:.0f} s)"
+    )
+    print(
+        f"setting: d_sae {a.d_sae}, k {a.k}, batch {a.batch}, Adam lr {a.lr:.3g}, warmup {a.warmup}, "
+        f"{a.tokens // a.batch} steps, {a.threads} threads, {a.repeats} repeat(s); load avg {os.getloadavg()[0]:.1f}"
+    )
     pythons = {impl: sys.executable if impl == "qscope" else a.bench_python for impl in impls}
     for impl in list(impls):
         reason = available(impl, pythons[impl])
@@ -359,9 +427,12 @@ def main(argv=None) -> int:
             res = run_one(impl, a, pythons[impl])
             res["load_avg"] = round((load_before + os.getloadavg()[0]) / 2, 2)
             results.setdefault(impl, []).append(res)
-            print(f"  {impl:9s} run {r + 1}: {res['tokens_per_s']:8.0f} tok/s (median step "
-                  f"{res['tokens_per_s_median_step']:.0f})  EV {res['explained_variance']:.4f}  "
-                  f"L0 {res['l0']:.1f}  (load avg {res['load_avg']:.1f})", flush=True)
+            print(
+                f"  {impl:9s} run {r + 1}: {res['tokens_per_s']:8.0f} tok/s (median step "
+                f"{res['tokens_per_s_median_step']:.0f})  EV {res['explained_variance']:.4f}  "
+                f"L0 {res['l0']:.1f}  (load avg {res['load_avg']:.1f})",
+                flush=True,
+            )
 
     summary = {
         impl: {
@@ -377,19 +448,30 @@ def main(argv=None) -> int:
     print()
     print(f"{'impl':10s} {'version':>10s} {'tok/s':>9s} {'tok/s median step':>18s} {'EV':>8s} {'L0':>6s}")
     for impl, s in summary.items():
-        print(f"{impl:10s} {s['version']:>10s} {s['tokens_per_s']:9.0f} {s['tokens_per_s_median_step']:18.0f} "
-              f"{s['explained_variance']:8.4f} {s['l0']:6.1f}")
+        print(
+            f"{impl:10s} {s['version']:>10s} {s['tokens_per_s']:9.0f} {s['tokens_per_s_median_step']:18.0f} "
+            f"{s['explained_variance']:8.4f} {s['l0']:6.1f}"
+        )
     if "qscope" in summary:
         for other in ("saelens", "sparsify"):
             if other in summary:
                 q, o = summary["qscope"], summary[other]
-                print(f"qscope/{other}: throughput {q['tokens_per_s'] / o['tokens_per_s']:.2f}x "
-                      f"(median step {q['tokens_per_s_median_step'] / o['tokens_per_s_median_step']:.2f}x), "
-                      f"EV {q['explained_variance']:.4f} vs {o['explained_variance']:.4f}, "
-                      f"L0 {q['l0']:.1f} vs {o['l0']:.1f}")
+                print(
+                    f"qscope/{other}: throughput {q['tokens_per_s'] / o['tokens_per_s']:.2f}x "
+                    f"(median step {q['tokens_per_s_median_step'] / o['tokens_per_s_median_step']:.2f}x), "
+                    f"EV {q['explained_variance']:.4f} vs {o['explained_variance']:.4f}, "
+                    f"L0 {q['l0']:.1f} vs {o['l0']:.1f}"
+                )
     if a.json:
-        print(json.dumps({"setting": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
-                          "summary": summary, "runs": results}))
+        print(
+            json.dumps(
+                {
+                    "setting": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+                    "summary": summary,
+                    "runs": results,
+                }
+            )
+        )
     return 0
 
 

@@ -33,8 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = [f"{a}{b}" for a in ("ra", "mo", "ki", "tu", "se", "lo", "an", "ve", "pi", "do") for b in
-         ("dio", "tor", "lan", "mex", "sun", "ber", "cal", "fin", "gor", "hul", "zet", "pra")]
+WORDS = [
+    f"{a}{b}"
+    for a in ("ra", "mo", "ki", "tu", "se", "lo", "an", "ve", "pi", "do")
+    for b in ("dio", "tor", "lan", "mex", "sun", "ber", "cal", "fin", "gor", "hul", "zet", "pra")
+]
 
 
 # Ray starts its workers at nice 15: on a machine doing anything else they get a fraction of the CPU that the
@@ -101,8 +104,11 @@ class TreeSampler:
             if self.verbose and time.monotonic() >= self._next_report:  # where the memory is, once a minute
                 self._next_report = time.monotonic() + 60
                 top = ", ".join(f"{n} {p / 2**20:.0f}MB" for p, n in sorted(each, reverse=True)[:5])
-                print(f"    [{time.monotonic() - self._t0:5.0f}s] PSS {total / 2**20:.0f} MB: {top}", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"    [{time.monotonic() - self._t0:5.0f}s] PSS {total / 2**20:.0f} MB: {top}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             self._stop.wait(self.interval)
 
     def stop(self):
@@ -113,9 +119,27 @@ class TreeSampler:
 def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, config: Path, tag: str) -> dict:
     out = work / f"out-{tag}" / "labels.parquet"
     shutil.rmtree(out.parent, ignore_errors=True)  # a kept --workdir would reuse the signature store: no encode pass
-    cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
-           "--out", str(out), "--model", str(model), "--sae", str(sae), "--config", str(config),
-           "--address", "local", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qscope.cli",
+        "classify",
+        "--seeds",
+        str(seeds),
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--sae",
+        str(sae),
+        "--config",
+        str(config),
+        "--address",
+        "local",
+        "--json",
+    ]
     env = {**os.environ, "QSCOPE_PROGRESS_INTERVAL": "30", **SAME_PRIORITY}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -133,10 +157,15 @@ def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, 
     if os.environ.get("QSCOPE_BENCH_VERBOSE"):
         top = ", ".join(f"{n} {p / 2**20:.0f}MB" for p, n in sampler.at_peak[:8])
         print(f"    at peak ({len(sampler.at_peak)} processes): {top}", file=sys.stderr)
-    return {"rows": res["rows"], "peak_pss_mb": sampler.peak_pss / 2**20,
-            "driver_rss_mb": sampler.peak_driver_rss / 2**20, "wall_s": time.perf_counter() - t0,
-            "steady_rows_s": res["rows"] / span, "encode_rows_s": th["encode_corpus"]["rows_per_s"],
-            "classify_rows_s": th["classify"]["rows_per_s"]}
+    return {
+        "rows": res["rows"],
+        "peak_pss_mb": sampler.peak_pss / 2**20,
+        "driver_rss_mb": sampler.peak_driver_rss / 2**20,
+        "wall_s": time.perf_counter() - t0,
+        "steady_rows_s": res["rows"] / span,
+        "encode_rows_s": th["encode_corpus"]["rows_per_s"],
+        "classify_rows_s": th["classify"]["rows_per_s"],
+    }
 
 
 def bare_loop(corpus: Path, batch_size: int) -> float:
@@ -161,16 +190,22 @@ def main(argv=None) -> int:
     ap.add_argument("--embedded-rows", type=int, default=5000, help="0 skips the embedded-model overhead check")
     ap.add_argument("--workdir", default=None, help="keep corpora / tiny model here between runs")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved pipeline / bare-loop rounds (embedded model)")
-    ap.add_argument("--baseline-runs", type=int, default=3,
-                    help="runs of the smallest size; its median is the baseline (idle Ray workers vary it ~10%%)")
+    ap.add_argument(
+        "--baseline-runs",
+        type=int,
+        default=3,
+        help="runs of the smallest size; its median is the baseline (idle Ray workers vary it ~10%%)",
+    )
     args = ap.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="qscope-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     model, sae = make_tiny_model(work)
     seeds = make_corpus(work / "seeds.jsonl", 20, seed=99)
     tiny_cfg = work / "tiny.yaml"
-    tiny_cfg.write_text("model: {max_length: 16}\nresources:\n  encode: {batch_size: 256, num_cpus: 0.5}\n"
-                        "  light: {batch_size: 2048, num_cpus: 0.25, local_below: 0}\n")
+    tiny_cfg.write_text(
+        "model: {max_length: 16}\nresources:\n  encode: {batch_size: 256, num_cpus: 0.5}\n"
+        "  light: {batch_size: 2048, num_cpus: 0.25, local_below: 0}\n"
+    )
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     for i, n in enumerate(sizes):
@@ -179,20 +214,26 @@ def main(argv=None) -> int:
         for _ in range(max(1, args.baseline_runs) if i == 0 else 1):
             r = run_classify(work, corpus, seeds, model, sae, tiny_cfg, f"tiny-{n}")
             runs.append(r)
-            print(f"  {n:>9,} rows: peak PSS {r['peak_pss_mb']:7.0f} MB (driver RSS {r['driver_rss_mb']:5.0f} MB), "
-                  f"steady {r['steady_rows_s']:8,.0f} rows/s (encode {r['encode_rows_s']:,.0f}, classify "
-                  f"{r['classify_rows_s']:,.0f}), wall {r['wall_s']:.0f} s", flush=True)
+            print(
+                f"  {n:>9,} rows: peak PSS {r['peak_pss_mb']:7.0f} MB (driver RSS {r['driver_rss_mb']:5.0f} MB), "
+                f"steady {r['steady_rows_s']:8,.0f} rows/s (encode {r['encode_rows_s']:,.0f}, classify "
+                f"{r['classify_rows_s']:,.0f}), wall {r['wall_s']:.0f} s",
+                flush=True,
+            )
         rows.append((n, {k: statistics.median(r[k] for r in runs) for k in runs[0]}))
     base = rows[0][1]
     if args.baseline_runs > 1:
         print(f"\n(the {sizes[0]:,}-row line is the median of {max(1, args.baseline_runs)} runs)")
     print("\nclassify, tiny random LM + SAE (side by side, one run):")
-    print(f"{'rows':>10} {'peak PSS MB':>12} {'vs first':>9} {'driver RSS MB':>14} {'steady rows/s':>14} "
-          f"{'vs first':>9}")
+    print(
+        f"{'rows':>10} {'peak PSS MB':>12} {'vs first':>9} {'driver RSS MB':>14} {'steady rows/s':>14} {'vs first':>9}"
+    )
     for n, r in rows:
-        print(f"{n:>10,} {r['peak_pss_mb']:>12.0f} {r['peak_pss_mb'] / base['peak_pss_mb']:>9.2f} "
-              f"{r['driver_rss_mb']:>14.0f} {r['steady_rows_s']:>14,.0f} "
-              f"{r['steady_rows_s'] / base['steady_rows_s']:>9.2f}")
+        print(
+            f"{n:>10,} {r['peak_pss_mb']:>12.0f} {r['peak_pss_mb'] / base['peak_pss_mb']:>9.2f} "
+            f"{r['driver_rss_mb']:>14.0f} {r['steady_rows_s']:>14,.0f} "
+            f"{r['steady_rows_s'] / base['steady_rows_s']:>9.2f}"
+        )
     if args.embedded_rows:
         corpus = make_corpus(work / f"embedded-{args.embedded_rows}.jsonl", args.embedded_rows, seed=7)
         cfg = work / "embedded.yaml"
@@ -201,18 +242,42 @@ def main(argv=None) -> int:
         for r in range(args.rounds):  # interleaved rounds: load drift hits both sides alike
             out = work / f"out-embedded-{r}" / "labels.parquet"
             shutil.rmtree(out.parent, ignore_errors=True)
-            cmd = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(seeds), "--corpus", str(corpus),
-                   "--out", str(out), "--model", "smollm2-135m", "--config", str(cfg), "--address", "local", "--json"]
-            res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT,
-                                            env={**os.environ, **SAME_PRIORITY}).stdout)
+            cmd = [
+                sys.executable,
+                "-m",
+                "qscope.cli",
+                "classify",
+                "--seeds",
+                str(seeds),
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                "--model",
+                "smollm2-135m",
+                "--config",
+                str(cfg),
+                "--address",
+                "local",
+                "--json",
+            ]
+            res = json.loads(
+                subprocess.run(
+                    cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, **SAME_PRIORITY}
+                ).stdout
+            )
             pipe.append(res["throughput"]["encode_corpus"]["rows_per_s"])
             bare.append(bare_loop(corpus, 32))
             print(f"  round {r + 1}: pipeline {pipe[-1]:.1f} rows/s, bare loop {bare[-1]:.1f} rows/s", flush=True)
         p, b = statistics.median(pipe), statistics.median(bare)
-        print(f"\nembedded SmolLM2-135M + shipped SAE, {args.embedded_rows:,} rows, max_length 48, batch 32, "
-              f"median of {args.rounds} interleaved rounds:")
-        print(f"  pipeline (Ray actor, streaming) {p:8.1f} rows/s | bare loop (same operator, in-process) "
-              f"{b:8.1f} rows/s | ratio {p / b:.2f}")
+        print(
+            f"\nembedded SmolLM2-135M + shipped SAE, {args.embedded_rows:,} rows, max_length 48, batch 32, "
+            f"median of {args.rounds} interleaved rounds:"
+        )
+        print(
+            f"  pipeline (Ray actor, streaming) {p:8.1f} rows/s | bare loop (same operator, in-process) "
+            f"{b:8.1f} rows/s | ratio {p / b:.2f}"
+        )
     print(f"\nload average: {os.getloadavg()[0]:.2f}; work dir: {work}")
     return 0
 

@@ -29,11 +29,21 @@ import sys
 import time
 
 PROMPTS = [
-    "Write a short poem about the sea.", "What is the capital of France?", "Explain photosynthesis simply.",
-    "Give me three tips for learning to cook.", "Describe a busy train station.", "Why is the sky blue?",
-    "Tell me a story about a lost dog.", "How do vaccines work?", "What makes a good friend?",
-    "Summarize the plot of a heist movie.", "Describe your ideal weekend.", "How does a bicycle stay upright?",
-    "Write a product review for headphones.", "What is machine learning?", "Describe a thunderstorm.",
+    "Write a short poem about the sea.",
+    "What is the capital of France?",
+    "Explain photosynthesis simply.",
+    "Give me three tips for learning to cook.",
+    "Describe a busy train station.",
+    "Why is the sky blue?",
+    "Tell me a story about a lost dog.",
+    "How do vaccines work?",
+    "What makes a good friend?",
+    "Summarize the plot of a heist movie.",
+    "Describe your ideal weekend.",
+    "How does a bicycle stay upright?",
+    "Write a product review for headphones.",
+    "What is machine learning?",
+    "Describe a thunderstorm.",
     "Plan a picnic for four people.",
 ]
 STEERED = ("activate", "activate+suppress", "activate+suppress_dense")
@@ -47,8 +57,17 @@ def load_sae(d_model: int):
     import torch
 
     torch.manual_seed(0)
-    return SAE.from_config(SAEConfig(architecture="topk", d_in=d_model, d_sae=8192, k=32, hook_layer=15,
-                                     sae_id="bench/random-topk", model_name="smollm2-135m"))
+    return SAE.from_config(
+        SAEConfig(
+            architecture="topk",
+            d_in=d_model,
+            d_sae=8192,
+            k=32,
+            hook_layer=15,
+            sae_id="bench/random-topk",
+            model_name="smollm2-135m",
+        )
+    )
 
 
 def pick_features(lm, sae, prompts) -> tuple[dict[str, int], dict[str, float], dict[int, dict[int, float]]]:
@@ -77,9 +96,13 @@ def mixed_interventions(picks: dict[str, int], n: int) -> list:
     """n per-prompt interventions cycling through four different ones and none (unsteered)."""
     from qscope.steering import activate, clamp, suppress
 
-    kinds = [None, activate(picks["activate"], 2.0), activate(picks["activate_2"], 2.0, positions="generated"),
-             activate(picks["activate"], 1.0) + suppress(picks["suppress"], 1.0),
-             clamp(picks["activate_2"], 1.0, positions="generated")]
+    kinds = [
+        None,
+        activate(picks["activate"], 2.0),
+        activate(picks["activate_2"], 2.0, positions="generated"),
+        activate(picks["activate"], 1.0) + suppress(picks["suppress"], 1.0),
+        clamp(picks["activate_2"], 1.0, positions="generated"),
+    ]
     return [kinds[i % len(kinds)] for i in range(n)]
 
 
@@ -98,12 +121,11 @@ def measure(engine, cases: dict, tokens: int, repeats: int, baseline: dict) -> t
     runs = {name: [] for name in cases}
     names = list(cases)
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             prompts, iv = cases[name]
             runs[name].append(throughput(engine, prompts, tokens, iv))
     tps = {name: statistics.median(v) for name, v in runs.items()}
-    ratios = {name: statistics.median(s / u for s, u in zip(runs[name], runs[base]))
-              for name, base in baseline.items()}
+    ratios = {name: statistics.median(s / u for s, u in zip(runs[name], runs[base])) for name, base in baseline.items()}
     return tps, ratios
 
 
@@ -116,8 +138,12 @@ def parse_args():
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (medians are reported)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default=None, help="model dtype (default: float32 on cpu, bfloat16 on cuda)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads for HF (default: torch's; use 1 when the cores are shared and overloaded)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for HF (default: torch's; use 1 when the cores are shared and overloaded)",
+    )
     p.add_argument("--json", action="store_true")
     return p.parse_args()
 
@@ -139,10 +165,12 @@ def main() -> None:
     prompts = (PROMPTS * (args.prompts // len(PROMPTS) + 1))[: args.prompts]
     mixed_prompts = (PROMPTS * (args.mixed_prompts // len(PROMPTS) + 1))[: args.mixed_prompts]
     picks, fraction, scales = pick_features(lm, sae, prompts)
-    cases = {"unsteered": (prompts, None), "activate": (prompts, activate(picks["activate"], 2.0)),
-             "activate+suppress": (prompts, activate(picks["activate"], 2.0) + suppress(picks["suppress"], 1.0)),
-             "activate+suppress_dense": (prompts, activate(picks["activate"], 2.0)
-                                         + suppress(picks["suppress_dense"], 1.0))}
+    cases = {
+        "unsteered": (prompts, None),
+        "activate": (prompts, activate(picks["activate"], 2.0)),
+        "activate+suppress": (prompts, activate(picks["activate"], 2.0) + suppress(picks["suppress"], 1.0)),
+        "activate+suppress_dense": (prompts, activate(picks["activate"], 2.0) + suppress(picks["suppress_dense"], 1.0)),
+    }
     baseline = {name: "unsteered" for name in STEERED}
     if args.mixed_prompts:
         cases["unsteered_batch"] = (mixed_prompts, None)
@@ -164,32 +192,49 @@ def main() -> None:
         rows[kind] = {f"{name}_tok_s": round(v, 1) for name, v in tps.items()}
         rows[kind].update({f"{name}_ratio": round(v, 3) for name, v in ratios.items()})
         print(f"{kind}: {json.dumps(rows[kind])}", file=sys.stderr, flush=True)  # partial results of long runs
-    result = {"device": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(), "dtype": dtype,
-              "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "load_avg_1m": [round(load_start, 1), round(os.getloadavg()[0], 1)], "prompts": args.prompts,
-              "mixed_prompts": args.mixed_prompts, "max_new_tokens": args.tokens, "sae": sae.sae_id,
-              "features": picks, "features_active_fraction": fraction, "engines": rows}
+    result = {
+        "device": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(),
+        "dtype": dtype,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1m": [round(load_start, 1), round(os.getloadavg()[0], 1)],
+        "prompts": args.prompts,
+        "mixed_prompts": args.mixed_prompts,
+        "max_new_tokens": args.tokens,
+        "sae": sae.sae_id,
+        "features": picks,
+        "features_active_fraction": fraction,
+        "engines": rows,
+    }
     if "hf" in rows and "vllm" in rows:
-        result["vllm_over_hf"] = {name: round(rows["vllm"][f"{name}_tok_s"] / rows["hf"][f"{name}_tok_s"], 3)
-                                  for name in (*STEERED, "mixed") if f"{name}_tok_s" in rows["vllm"]}
+        result["vllm_over_hf"] = {
+            name: round(rows["vllm"][f"{name}_tok_s"] / rows["hf"][f"{name}_tok_s"], 3)
+            for name in (*STEERED, "mixed")
+            if f"{name}_tok_s" in rows["vllm"]
+        }
     print(json.dumps(result) if args.json else report(result, args))
 
 
 def report(result: dict, args) -> str:
-    lines = [f"device {result['device']} {result['dtype']} ({result['cpus']} cores, load "
-             f"{result['load_avg_1m'][0]} -> {result['load_avg_1m'][1]}), {args.prompts} prompts x {args.tokens} "
-             f"tokens, SAE {result['sae']}",
-             f"features {result['features']}, fraction of prompt tokens where active "
-             f"{result['features_active_fraction']}",
-             f"{'engine':<7}{'unsteered tok/s':>16}" + "".join(f"{n + ' tok/s':>30}{'ratio':>7}" for n in STEERED)]
+    lines = [
+        f"device {result['device']} {result['dtype']} ({result['cpus']} cores, load "
+        f"{result['load_avg_1m'][0]} -> {result['load_avg_1m'][1]}), {args.prompts} prompts x {args.tokens} "
+        f"tokens, SAE {result['sae']}",
+        f"features {result['features']}, fraction of prompt tokens where active {result['features_active_fraction']}",
+        f"{'engine':<7}{'unsteered tok/s':>16}" + "".join(f"{n + ' tok/s':>30}{'ratio':>7}" for n in STEERED),
+    ]
     for kind, r in result["engines"].items():
-        lines.append(f"{kind:<7}{r['unsteered_tok_s']:>16}"
-                     + "".join(f"{r[n + '_tok_s']:>30}{r[n + '_ratio']:>7}" for n in STEERED))
+        lines.append(
+            f"{kind:<7}{r['unsteered_tok_s']:>16}"
+            + "".join(f"{r[n + '_tok_s']:>30}{r[n + '_ratio']:>7}" for n in STEERED)
+        )
     for kind, r in result["engines"].items():
         if "mixed_tok_s" in r:
-            lines.append(f"{kind:<7}mixed batch ({args.mixed_prompts} prompts: 4 interventions + unsteered, one call) "
-                         f"{r['mixed_tok_s']} tok/s vs the same prompts unsteered {r['unsteered_batch_tok_s']} "
-                         f"tok/s: mixed/unsteered {r['mixed_ratio']}")
+            lines.append(
+                f"{kind:<7}mixed batch ({args.mixed_prompts} prompts: 4 interventions + unsteered, one call) "
+                f"{r['mixed_tok_s']} tok/s vs the same prompts unsteered {r['unsteered_batch_tok_s']} "
+                f"tok/s: mixed/unsteered {r['mixed_ratio']}"
+            )
     if "vllm_over_hf" in result:
         lines.append(f"vLLM / HF throughput: {result['vllm_over_hf']}")
     return "\n".join(lines)

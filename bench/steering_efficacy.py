@@ -54,15 +54,32 @@ CONCEPTS = {
     "python": ("159_code_Python", "1", "Python code"),
 }
 NEUTRAL_PROMPTS = [
-    "Write a short paragraph.", "Tell me something interesting.", "Describe your ideal weekend.",
-    "Write a few sentences about your day.", "What should I know about this?", "Write a short note to a friend.",
-    "Give me some advice.", "Tell me a short story.", "Describe a place you like.", "What happened yesterday?",
-    "Write an opening sentence for a blog post.", "Share a thought.",
+    "Write a short paragraph.",
+    "Tell me something interesting.",
+    "Describe your ideal weekend.",
+    "Write a few sentences about your day.",
+    "What should I know about this?",
+    "Write a short note to a friend.",
+    "Give me some advice.",
+    "Tell me a short story.",
+    "Describe a place you like.",
+    "What happened yesterday?",
+    "Write an opening sentence for a blog post.",
+    "Share a thought.",
 ]
 QUESTIONS = [
-    "What is photosynthesis?", "Why is the sky blue?", "How does a bicycle work?", "What is a black hole?",
-    "Why do cats purr?", "How do vaccines work?", "What causes rain?", "What is inflation?",
-    "How do airplanes fly?", "What is the internet?", "Why do leaves change color?", "What is DNA?",
+    "What is photosynthesis?",
+    "Why is the sky blue?",
+    "How does a bicycle work?",
+    "What is a black hole?",
+    "Why do cats purr?",
+    "How do vaccines work?",
+    "What causes rain?",
+    "What is inflation?",
+    "How do airplanes fly?",
+    "What is the internet?",
+    "Why do leaves change color?",
+    "What is DNA?",
 ]
 
 
@@ -81,8 +98,9 @@ class Ctx:
         torch.set_num_threads(threads)
         self.lm = LanguageModel.load()
         self.sae = load_sae(DEFAULT_SAE_ID)
-        self.engine = make_engine("hf", lm=self.lm, saes={LAYER: self.sae}, batch_size=16,
-                                  feature_stats={LAYER: DEFAULT_SAE_ID})
+        self.engine = make_engine(
+            "hf", lm=self.lm, saes={LAYER: self.sae}, batch_size=16, feature_stats={LAYER: DEFAULT_SAE_ID}
+        )
         OUT.mkdir(parents=True, exist_ok=True)
 
     def generate(self, tag: str, prompts: list[str], iv, max_new_tokens: int) -> list[dict]:
@@ -93,8 +111,17 @@ class Ctx:
             return json.loads(path.read_text())
         t0 = time.time()
         res = self.engine.generate(prompts, intervention=iv, max_new_tokens=max_new_tokens, chat=True)
-        out = [{"prompt": r.prompt, "text": r.text, "n_tokens": len(r.token_ids), "finish": r.finish_reason,
-                "prompt_ids": r.prompt_token_ids, "ids": r.token_ids} for r in res]
+        out = [
+            {
+                "prompt": r.prompt,
+                "text": r.text,
+                "n_tokens": len(r.token_ids),
+                "finish": r.finish_reason,
+                "prompt_ids": r.prompt_token_ids,
+                "ids": r.token_ids,
+            }
+            for r in res
+        ]
         path.write_text(json.dumps(out))
         print(f"    generated {tag}: {len(prompts)} x {max_new_tokens} tokens in {time.time() - t0:.0f}s", flush=True)
         return out
@@ -126,7 +153,7 @@ def task_split(task: str, pos_label: str, n_examples: int, n_judge: int, seed: i
     pos = [rows[i]["text"] for i in idx if rows[i]["label"] == pos_label]
     neg = [rows[i]["text"] for i in idx if rows[i]["label"] != pos_label]
     ex_p, ex_n = pos[:n_examples], neg[:n_examples]
-    jp, jn = pos[n_examples:n_examples + n_judge], neg[n_examples:n_examples + n_judge]
+    jp, jn = pos[n_examples : n_examples + n_judge], neg[n_examples : n_examples + n_judge]
     return ex_p, ex_n, jp + jn, [1] * len(jp) + [0] * len(jn)
 
 
@@ -151,8 +178,11 @@ def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_j
     feats = ctx.discover(name, ex_p, ex_n, top=5)
     f = int(feats[0]["feature"])
     judges = fit_judges(jt, jl)
-    print(f"[{name}] feature {f} (AUROC {feats[0]['auroc']:.3f}); judges " +
-          "; ".join(f"{j.name} AUROC {j.validation.get('auroc', float('nan')):.3f}" for j in judges), flush=True)
+    print(
+        f"[{name}] feature {f} (AUROC {feats[0]['auroc']:.3f}); judges "
+        + "; ".join(f"{j.name} AUROC {j.validation.get('auroc', float('nan')):.3f}" for j in judges),
+        flush=True,
+    )
     prompts = NEUTRAL_PROMPTS[:n]
     about_prompts = [f"{p} Write about {about}." for p in prompts]
     arms = [("none", prompts, 0.0), ("prompt", about_prompts, 0.0)]
@@ -163,13 +193,25 @@ def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_j
         gens = ctx.generate(f"{name}-{arm}-{s:g}", ps, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
         ppl = ctx.perplexity(gens)
-        rows.append({"concept": name, "feature": f, "arm": arm, "strength": s, "n": len(texts),
-                     **{f"rate_{k}": v for k, v in judged(judges, texts).items()},
-                     "ppl_median": float(np.nanmedian(ppl)), "sample": texts[0][:160],
-                     "judges": {j.name: j.validation for j in judges}})
+        rows.append(
+            {
+                "concept": name,
+                "feature": f,
+                "arm": arm,
+                "strength": s,
+                "n": len(texts),
+                **{f"rate_{k}": v for k, v in judged(judges, texts).items()},
+                "ppl_median": float(np.nanmedian(ppl)),
+                "sample": texts[0][:160],
+                "judges": {j.name: j.validation for j in judges},
+            }
+        )
         r = rows[-1]
-        print(f"  {arm:13s} s={s:<3g} concept rate tfidf {r['rate_tfidf']:.2f} hidden {r['rate_hidden']:.2f} "
-              f"both {r['rate_both']:.2f}  ppl {r['ppl_median']:.1f}  | {texts[0][:90]!r}", flush=True)
+        print(
+            f"  {arm:13s} s={s:<3g} concept rate tfidf {r['rate_tfidf']:.2f} hidden {r['rate_hidden']:.2f} "
+            f"both {r['rate_both']:.2f}  ppl {r['ppl_median']:.1f}  | {texts[0][:90]!r}",
+            flush=True,
+        )
     return rows
 
 
@@ -200,12 +242,22 @@ def scenario_safety(ctx: Ctx, strengths, n: int, max_new_tokens: int, n_judge: i
         iv = suppress_all(feats, s)
         gens = ctx.generate(f"safety-{s:g}", prompts, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
-        r = {"scenario": "safety", "op": "suppress", "features": feats, "strength": s, "n": len(texts),
-             **{f"offensive_{kk}": v for kk, v in judged(judges, texts).items()},
-             "ppl_median": float(np.nanmedian(ctx.perplexity(gens))), "sample": texts[0][:160]}
+        r = {
+            "scenario": "safety",
+            "op": "suppress",
+            "features": feats,
+            "strength": s,
+            "n": len(texts),
+            **{f"offensive_{kk}": v for kk, v in judged(judges, texts).items()},
+            "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
+            "sample": texts[0][:160],
+        }
         out.append(r)
-        print(f"  safety suppress s={s:<3g} offensive tfidf {r['offensive_tfidf']:.2f} hidden "
-              f"{r['offensive_hidden']:.2f} both {r['offensive_both']:.2f} ppl {r['ppl_median']:.1f}", flush=True)
+        print(
+            f"  safety suppress s={s:<3g} offensive tfidf {r['offensive_tfidf']:.2f} hidden "
+            f"{r['offensive_hidden']:.2f} both {r['offensive_both']:.2f} ppl {r['ppl_median']:.1f}",
+            flush=True,
+        )
     return out
 
 
@@ -217,8 +269,10 @@ def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 
     train_q, test_q = QUESTIONS[n:] or QUESTIONS[:4], QUESTIONS[:n]
     detailed = ctx.generate("concise-detailed", [f"{q} Explain in detail." for q in train_q], None, 64)
     short = ctx.generate("concise-short", [f"{q} Answer in one short sentence." for q in train_q], None, 64)
-    feats = [int(x["feature"]) for x in ctx.discover("verbose", [g["text"] for g in detailed],
-                                                     [g["text"] for g in short], top=k)]
+    feats = [
+        int(x["feature"])
+        for x in ctx.discover("verbose", [g["text"] for g in detailed], [g["text"] for g in short], top=k)
+    ]
     emb = HiddenStateJudge(max_length=64)
     out = []
     for s in [0.0, *strengths]:
@@ -227,14 +281,24 @@ def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 
         texts = [g["text"] for g in gens]
         a, b = emb.embed(test_q), emb.embed([t or "." for t in texts])
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        r = {"scenario": "concise", "op": "suppress", "features": feats, "strength": s, "n": len(texts),
-             "mean_tokens": float(np.mean([g["n_tokens"] for g in gens])),
-             "stopped": float(np.mean([g["finish"] == "stop" for g in gens])),
-             "relevance": float(np.mean(cos)), "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
-             "sample": texts[0][:160]}
+        r = {
+            "scenario": "concise",
+            "op": "suppress",
+            "features": feats,
+            "strength": s,
+            "n": len(texts),
+            "mean_tokens": float(np.mean([g["n_tokens"] for g in gens])),
+            "stopped": float(np.mean([g["finish"] == "stop" for g in gens])),
+            "relevance": float(np.mean(cos)),
+            "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
+            "sample": texts[0][:160],
+        }
         out.append(r)
-        print(f"  concise suppress s={s:<3g} tokens {r['mean_tokens']:.1f} (stopped {r['stopped']:.2f}) relevance "
-              f"{r['relevance']:.3f} ppl {r['ppl_median']:.1f}", flush=True)
+        print(
+            f"  concise suppress s={s:<3g} tokens {r['mean_tokens']:.1f} (stopped {r['stopped']:.2f}) relevance "
+            f"{r['relevance']:.3f} ppl {r['ppl_median']:.1f}",
+            flush=True,
+        )
     return out
 
 
@@ -242,9 +306,14 @@ def scenario_chinese() -> list[dict]:
     from qscope.sae.loading import shipped_sae_ids
 
     ids = [s for s in shipped_sae_ids() if "qwen" in s]
-    return [{"scenario": "chinese", "measured": False,
-             "why": "needs a multilingual model + an SAE that saw Chinese; shipped Qwen SAEs: " + (", ".join(ids) or
-                                                                                                 "none")}]
+    return [
+        {
+            "scenario": "chinese",
+            "measured": False,
+            "why": "needs a multilingual model + an SAE that saw Chinese; shipped Qwen SAEs: "
+            + (", ".join(ids) or "none"),
+        }
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -259,8 +328,10 @@ def _best_strength(rows: list[dict], arm: str, max_ppl: float) -> dict:
 
 
 def report(rows: list[dict]) -> str:
-    lines = ["| concept (feature) | none | prompt | steer (best s) | prompt+steer (best s) | ppl none / steer best |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| concept (feature) | none | prompt | steer (best s) | prompt+steer (best s) | ppl none / steer best |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     concepts = [r for r in rows if "concept" in r]
     for c in dict.fromkeys(r["concept"] for r in concepts):
         sub = [r for r in concepts if r["concept"] == c]
@@ -268,23 +339,35 @@ def report(rows: list[dict]) -> str:
         prompt = next(r for r in sub if r["arm"] == "prompt")
         bound = 2 * none["ppl_median"]
         st, ps = _best_strength(sub, "steer", bound), _best_strength(sub, "prompt+steer", bound)
-        lines.append(f"| {c} ({sub[0]['feature']}) | {_f(none['rate_both'])} | {_f(prompt['rate_both'])} | "
-                     f"{_f(st['rate_both'])} ({st['strength']:g}) | {_f(ps['rate_both'])} ({ps['strength']:g}) | "
-                     f"{_f(none['ppl_median'], 1)} / {_f(st['ppl_median'], 1)} |")
+        lines.append(
+            f"| {c} ({sub[0]['feature']}) | {_f(none['rate_both'])} | {_f(prompt['rate_both'])} | "
+            f"{_f(st['rate_both'])} ({st['strength']:g}) | {_f(ps['rate_both'])} ({ps['strength']:g}) | "
+            f"{_f(none['ppl_median'], 1)} / {_f(st['ppl_median'], 1)} |"
+        )
     lines.append("\nconcept rate (both judges) and median perplexity per strength:")
     for c in dict.fromkeys(r["concept"] for r in concepts):
         sub = [r for r in concepts if r["concept"] == c and r["arm"] in ("steer", "prompt+steer")]
-        lines.append(f"- {c}: " + "; ".join(f"{r['arm']} s={r['strength']:g} {_f(r['rate_both'])} "
-                                            f"(tfidf {_f(r['rate_tfidf'])}, hidden {_f(r['rate_hidden'])}, ppl "
-                                            f"{_f(r['ppl_median'], 1)})" for r in sub))
+        lines.append(
+            f"- {c}: "
+            + "; ".join(
+                f"{r['arm']} s={r['strength']:g} {_f(r['rate_both'])} "
+                f"(tfidf {_f(r['rate_tfidf'])}, hidden {_f(r['rate_hidden'])}, ppl "
+                f"{_f(r['ppl_median'], 1)})"
+                for r in sub
+            )
+        )
     for r in rows:
         if r.get("scenario") == "safety":
-            lines.append(f"- safety: suppress {r['features']} s={r['strength']:g}: offensive rate both "
-                         f"{_f(r['offensive_both'])} (tfidf {_f(r['offensive_tfidf'])}, hidden "
-                         f"{_f(r['offensive_hidden'])}), ppl {_f(r['ppl_median'], 1)}")
+            lines.append(
+                f"- safety: suppress {r['features']} s={r['strength']:g}: offensive rate both "
+                f"{_f(r['offensive_both'])} (tfidf {_f(r['offensive_tfidf'])}, hidden "
+                f"{_f(r['offensive_hidden'])}), ppl {_f(r['ppl_median'], 1)}"
+            )
         elif r.get("scenario") == "concise":
-            lines.append(f"- concise: suppress {r['features']} s={r['strength']:g}: {_f(r['mean_tokens'], 1)} tokens "
-                         f"(stopped {_f(r['stopped'])}), relevance {_f(r['relevance'], 3)}, ppl {_f(r['ppl_median'], 1)}")
+            lines.append(
+                f"- concise: suppress {r['features']} s={r['strength']:g}: {_f(r['mean_tokens'], 1)} tokens "
+                f"(stopped {_f(r['stopped'])}), relevance {_f(r['relevance'], 3)}, ppl {_f(r['ppl_median'], 1)}"
+            )
         elif r.get("scenario") == "chinese":
             lines.append(f"- chinese: not measured: {r['why']}")
     return "\n".join(lines)

@@ -101,12 +101,14 @@ class Encoder:
             if (c0 // chunk) % n_shards != shard:  # another process encodes this chunk (--shard)
                 continue
             if not part.exists():
-                sub = rows[c0:c0 + chunk]
+                sub = rows[c0 : c0 + chunk]
                 out = self.op(pa.table({"id": [r["id"] for r in sub], "text": [r["text"] for r in sub]}))
                 pq.write_table(out, part.with_suffix(".tmp"))
                 os.replace(part.with_suffix(".tmp"), part)
-                print(f"  encoded {min(c0 + chunk, len(rows))}/{len(rows)} {name} texts ({time.time() - t0:.0f}s)",
-                      flush=True)
+                print(
+                    f"  encoded {min(c0 + chunk, len(rows))}/{len(rows)} {name} texts ({time.time() - t0:.0f}s)",
+                    flush=True,
+                )
             parts.append(pq.read_table(part))
         if n_shards > 1:
             missing = [c0 for c0 in range(0, len(rows), chunk) if not (parts_dir / f"{c0:06d}.parquet").exists()]
@@ -129,15 +131,18 @@ class Encoder:
         of a `make demo` run) built with the same encoder settings; None unless every row (id and text) is there."""
         import pyarrow.dataset as pads
 
-        want = {**{k: getattr(self.meta(), k) for k in ("model", "sae", "layer", "pooling", "top_n", "d_sae")},
-                "max_length": self.cfg.model.max_length}
+        want = {
+            **{k: getattr(self.meta(), k) for k in ("model", "sae", "layer", "pooling", "top_n", "d_sae")},
+            "max_length": self.cfg.model.max_length,
+        }
         for store in STORES:
             manifest = json.loads((Path(store) / "_manifest.json").read_text())
             if any(manifest["meta"].get(k) != v for k, v in want.items()):
                 print(f"  {store}: built with other encoder settings ({manifest['meta']}); not used", flush=True)
                 continue
             t = pads.dataset(store, partitioning="hive", exclude_invalid_files=True).to_table(
-                columns=["id", "text", "feature_ids", "feature_values", "n_tokens", "truncated"])
+                columns=["id", "text", "feature_ids", "feature_values", "n_tokens", "truncated"]
+            )
             pos = {(i, x): k for k, (i, x) in enumerate(zip(t["id"].to_pylist(), t["text"].to_pylist()))}
             idx = [pos.get((r["id"], r["text"])) for r in rows]
             if all(i is not None for i in idx):
@@ -157,14 +162,28 @@ class NicheRun:
         self.corpus_table = encoder.table(f"{corpus_key}-corpus", n.corpus)
         self.meta = encoder.meta()
         t = cfg.targets
-        self.model = SeedModel.fit(self.seed_table, self.corpus_table, self.meta, n_targets=t.n_features,
-                                   target_method=t.method, min_seed_fraction=t.min_seed_fraction,
-                                   method=cfg.mining.method, k=cfg.mining.k)
+        self.model = SeedModel.fit(
+            self.seed_table,
+            self.corpus_table,
+            self.meta,
+            n_targets=t.n_features,
+            target_method=t.method,
+            min_seed_fraction=t.min_seed_fraction,
+            method=cfg.mining.method,
+            k=cfg.mining.k,
+        )
         self.cutoff = self.model.mining_cutoff(target_precision)
         self.classifier = self.model.classifier()
         syn = cfg.synthesis
-        self.syn = type(syn)(**{**syn.__dict__, "what": n.what, "example_template": n.example_template,
-                                "prompt_template": n.prompt_template, "stop_strings": list(n.stop_strings)})
+        self.syn = type(syn)(
+            **{
+                **syn.__dict__,
+                "what": n.what,
+                "example_template": n.example_template,
+                "prompt_template": n.prompt_template,
+                "stop_strings": list(n.stop_strings),
+            }
+        )
         self.dir = OUT / name
         self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -175,8 +194,15 @@ class NicheRun:
         if arm == "topic":
             syn = type(syn)(**{**syn.__dict__, "what": f"{self.niche.what} of {self.niche.topic}"})
         shots = 0 if arm == "steer" else syn.n_shots
-        return build_prompts([s["id"] for s in self.niche.seeds], [s["text"] for s in self.niche.seeds], self.model,
-                             syn, n_samples=n, strengths=[strength], n_shots=shots)
+        return build_prompts(
+            [s["id"] for s in self.niche.seeds],
+            [s["text"] for s in self.niche.seeds],
+            self.model,
+            syn,
+            n_samples=n,
+            strengths=[strength],
+            n_shots=shots,
+        )
 
 
 # ------------------------------------------------------------------------------------------------ generation
@@ -188,9 +214,15 @@ def generator(cfg, syn):
 
     key = (syn.max_new_tokens, syn.temperature, syn.seed, tuple(syn.stop_strings))
     if key not in _GEN:
-        _GEN[key] = SteeredGenerate(cfg.model.to_dict(), engine="hf", max_new_tokens=syn.max_new_tokens,
-                                    temperature=syn.temperature, seed=syn.seed, chat=syn.chat,
-                                    stop_strings=list(syn.stop_strings))
+        _GEN[key] = SteeredGenerate(
+            cfg.model.to_dict(),
+            engine="hf",
+            max_new_tokens=syn.max_new_tokens,
+            temperature=syn.temperature,
+            seed=syn.seed,
+            chat=syn.chat,
+            stop_strings=list(syn.stop_strings),
+        )
     return _GEN[key]
 
 
@@ -200,8 +232,19 @@ def generate(run: NicheRun, arm: str, strength: float, n: int, batch: int = 8) -
 
     prompts = run.prompts(arm, strength, n)
     syn = run.syn
-    key = _h(arm, strength, syn.max_new_tokens, syn.temperature, syn.seed, syn.n_shots, syn.what, syn.prompt_template,
-             syn.example_template, syn.features_per_sample, run.model.target_ids)
+    key = _h(
+        arm,
+        strength,
+        syn.max_new_tokens,
+        syn.temperature,
+        syn.seed,
+        syn.n_shots,
+        syn.what,
+        syn.prompt_template,
+        syn.example_template,
+        syn.features_per_sample,
+        run.model.target_ids,
+    )
     parts = []
     for b0 in range(0, n, batch):
         path = run.dir / f"gen-{arm}-s{strength:g}-{key}-{b0:04d}.parquet"
@@ -216,8 +259,11 @@ def generate(run: NicheRun, arm: str, strength: float, n: int, batch: int = 8) -
         out = op(sub)
         pq.write_table(out, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)
-        print(f"  [{run.name}] {arm} s={strength:g}: generated {b0 + sub.num_rows}/{n} "
-              f"({sum(out['n_new_tokens'].to_pylist())} tokens, {time.time() - t0:.0f}s)", flush=True)
+        print(
+            f"  [{run.name}] {arm} s={strength:g}: generated {b0 + sub.num_rows}/{n} "
+            f"({sum(out['n_new_tokens'].to_pylist())} tokens, {time.time() - t0:.0f}s)",
+            flush=True,
+        )
         parts.append(out)
     return pa.concat_tables(parts, promote_options="permissive")
 
@@ -236,9 +282,13 @@ def score(run: NicheRun, gen: pa.Table) -> pa.Table:
         return pq.read_table(path)
     key = tuple(run.model.target_ids)
     if key not in _SCORER:
-        _SCORER[key] = ScoreTargetFeatures(seed_model=run.model, model_spec=run.cfg.model.to_dict(),
-                                           pooling=run.cfg.signatures.pooling, top_n=run.cfg.signatures.top_n,
-                                           keep_tokens=False)
+        _SCORER[key] = ScoreTargetFeatures(
+            seed_model=run.model,
+            model_spec=run.cfg.model.to_dict(),
+            pooling=run.cfg.signatures.pooling,
+            top_n=run.cfg.signatures.top_n,
+            keep_tokens=False,
+        )
     out = _SCORER[key](gen)
     pq.write_table(out, path.with_suffix(".tmp"))
     os.replace(path.with_suffix(".tmp"), path)
@@ -292,8 +342,11 @@ def judges(run: NicheRun) -> list:
             texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
         t0 = time.time()
         js = [TfidfJudge().fit(texts, labels), HiddenStateJudge(max_length=48).fit(texts, labels)]
-        print(f"  [{run.name}] judges fitted in {time.time() - t0:.0f}s: " +
-              "; ".join(f"{j.name} {j.validation}" for j in js), flush=True)
+        print(
+            f"  [{run.name}] judges fitted in {time.time() - t0:.0f}s: "
+            + "; ".join(f"{j.name} {j.validation}" for j in js),
+            flush=True,
+        )
         _JUDGES[run.name] = js
     return _JUDGES[run.name]
 
@@ -304,13 +357,13 @@ def _words(t: str) -> list[str]:
 
 
 def distinct_n(texts: list[str], n: int = 2) -> float:
-    grams = [tuple(w[i:i + n]) for w in map(_words, texts) for i in range(len(w) - n + 1)]
+    grams = [tuple(w[i : i + n]) for w in map(_words, texts) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else float("nan")
 
 
 def _grams(t: str, n: int = 3) -> set:
     w = _words(t)
-    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 def longest_shared_ngram(a: str, b: str) -> int:
@@ -352,8 +405,17 @@ def apply_filter(name: str, run: NicheRun, rows: dict, idx: np.ndarray) -> np.nd
 
     f = run.cfg.filter
     texts = rows["text"]
-    ok = np.array([len(texts[i].strip()) >= f.min_chars and distinct_word_ratio(texts[i]) >= f.min_distinct_word_ratio
-                   for i in idx], bool) if len(idx) else np.zeros(0, bool)
+    ok = (
+        np.array(
+            [
+                len(texts[i].strip()) >= f.min_chars and distinct_word_ratio(texts[i]) >= f.min_distinct_word_ratio
+                for i in idx
+            ],
+            bool,
+        )
+        if len(idx)
+        else np.zeros(0, bool)
+    )
     if name == "none":
         return idx
     if name == "target":
@@ -377,14 +439,16 @@ def apply_filter(name: str, run: NicheRun, rows: dict, idx: np.ndarray) -> np.nd
 # ------------------------------------------------------------------------------------------------ evaluation
 def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) -> list[dict]:
     run = NicheRun(name, cfg, encoder)
-    print(f"[{name}] targets {run.model.target_ids}; seed-classifier cut-off for precision 0.8: "
-          f"{run.cutoff.to_dict()}", flush=True)
+    print(
+        f"[{name}] targets {run.model.target_ids}; seed-classifier cut-off for precision 0.8: {run.cutoff.to_dict()}",
+        flush=True,
+    )
     js = judges(run)
     seeds_nov = Novelty([s["text"] for s in run.niche.seeds])
     corpus_nov = Novelty([r["text"] for r in run.niche.corpus])
     out = []
     for arm in arms:
-        for s in ([0.0] if arm in ("fewshot", "topic") else strengths):
+        for s in [0.0] if arm in ("fewshot", "topic") else strengths:
             gen = generate(run, arm, s, n)
             scored = score(run, gen)
             texts = [t or "" for t in scored["text"].to_pylist()]
@@ -401,8 +465,15 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
             nov_s = [seeds_nov(t) for t in texts]
             nov_c = [corpus_nov(t) for t in texts]
             idx_all = np.arange(len(texts))
-            rec = {"niche": name, "arm": arm, "strength": s, "n": len(texts), "cutoff": run.cutoff.cutoff,
-                   "targets": run.model.target_ids, "judges": {j.name: j.validation for j in js}}
+            rec = {
+                "niche": name,
+                "arm": arm,
+                "strength": s,
+                "n": len(texts),
+                "cutoff": run.cutoff.cutoff,
+                "targets": run.model.target_ids,
+                "judges": {j.name: j.validation for j in js},
+            }
             for f in FILTERS:
                 kept = apply_filter(f, run, rows, idx_all)
                 k = len(kept)
@@ -420,17 +491,26 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
             for col in ("target_score", "seed_score", "seed_score_nosteer"):
                 order = np.argsort(-rows[col], kind="stable")
                 rec["curves"][col] = [float(on["both"][order[:k]].mean()) for k in range(1, len(order) + 1)]
-            rec["samples"] = [{"text": texts[i], "target_score": round(float(rows["target_score"][i]), 3),
-                               "seed_score": round(float(rows["seed_score"][i]), 3),
-                               "seed_score_nosteer": round(float(rows["seed_score_nosteer"][i]), 3),
-                               **{f"p_{j}": round(float(p[j][i]), 3) for j in p}, "ppl": round(float(ppl[i]), 1)}
-                              for i in range(len(texts))]
+            rec["samples"] = [
+                {
+                    "text": texts[i],
+                    "target_score": round(float(rows["target_score"][i]), 3),
+                    "seed_score": round(float(rows["seed_score"][i]), 3),
+                    "seed_score_nosteer": round(float(rows["seed_score_nosteer"][i]), 3),
+                    **{f"p_{j}": round(float(p[j][i]), 3) for j in p},
+                    "ppl": round(float(ppl[i]), 1),
+                }
+                for i in range(len(texts))
+            ]
             out.append(rec)
             r = rec["none"]
-            print(f"  [{name}] {arm:14s} s={s:<4g} n={len(texts)} on-target tfidf {r['on_tfidf']:.2f} hidden "
-                  f"{r['on_hidden']:.2f} both {r['on_both']:.2f} | seed filter kept {rec['seed']['kept']} "
-                  f"both {rec['seed']['on_both']:.2f} | target filter kept {rec['target']['kept']} "
-                  f"both {rec['target']['on_both']:.2f}", flush=True)
+            print(
+                f"  [{name}] {arm:14s} s={s:<4g} n={len(texts)} on-target tfidf {r['on_tfidf']:.2f} hidden "
+                f"{r['on_hidden']:.2f} both {r['on_both']:.2f} | seed filter kept {rec['seed']['kept']} "
+                f"both {rec['seed']['on_both']:.2f} | target filter kept {rec['target']['kept']} "
+                f"both {rec['target']['on_both']:.2f}",
+                flush=True,
+            )
     return out
 
 
@@ -443,21 +523,31 @@ def report(recs: list[dict]) -> str:
     for niche in dict.fromkeys(r["niche"] for r in recs):
         sub = [r for r in recs if r["niche"] == niche]
         jv = sub[0]["judges"]
-        lines.append(f"\n### {niche}  (seed-classifier cut-off {sub[0]['cutoff']:.3f}; judges (5-fold CV on their own "
-                     "data): " + "; ".join(f"{k} AUROC {v.get('auroc', float('nan')):.3f} TPR {v.get('tpr', 0):.2f} "
-                                          f"FPR {v.get('fpr', 0):.2f} ({v['n_pos']}+{v['n_neg']})"
-                                          for k, v in jv.items()) + ")")
-        lines.append("| arm | strength | filter | kept / n | on-target tfidf | hidden | both | distinct-2 | ppl (median)"
-                     " | LCS seed / corpus (words) | 3-gram overlap seed / corpus |")
+        lines.append(
+            f"\n### {niche}  (seed-classifier cut-off {sub[0]['cutoff']:.3f}; judges (5-fold CV on their own "
+            "data): "
+            + "; ".join(
+                f"{k} AUROC {v.get('auroc', float('nan')):.3f} TPR {v.get('tpr', 0):.2f} "
+                f"FPR {v.get('fpr', 0):.2f} ({v['n_pos']}+{v['n_neg']})"
+                for k, v in jv.items()
+            )
+            + ")"
+        )
+        lines.append(
+            "| arm | strength | filter | kept / n | on-target tfidf | hidden | both | distinct-2 | ppl (median)"
+            " | LCS seed / corpus (words) | 3-gram overlap seed / corpus |"
+        )
         lines.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in sub:
             for f in FILTERS:
                 x = r[f]
-                lines.append(f"| {r['arm']} | {r['strength']:g} | {f} | {x['kept']} / {r['n']} | {_fmt(x['on_tfidf'])} | "
-                             f"{_fmt(x['on_hidden'])} | {_fmt(x['on_both'])} | {_fmt(x['distinct2'])} | "
-                             f"{_fmt(x['ppl_median'], 1)} | {_fmt(x['seed_lcs_median'], 0)} / "
-                             f"{_fmt(x['corpus_lcs_median'], 0)} | {_fmt(x['seed_overlap_median'])} / "
-                             f"{_fmt(x['corpus_overlap_median'])} |")
+                lines.append(
+                    f"| {r['arm']} | {r['strength']:g} | {f} | {x['kept']} / {r['n']} | {_fmt(x['on_tfidf'])} | "
+                    f"{_fmt(x['on_hidden'])} | {_fmt(x['on_both'])} | {_fmt(x['distinct2'])} | "
+                    f"{_fmt(x['ppl_median'], 1)} | {_fmt(x['seed_lcs_median'], 0)} / "
+                    f"{_fmt(x['corpus_lcs_median'], 0)} | {_fmt(x['seed_overlap_median'])} / "
+                    f"{_fmt(x['corpus_overlap_median'])} |"
+                )
         lines.append("\nprecision-yield (on target by both judges among the top k by each score; k = 4, 8, 16, all):")
         for r in sub:
             cells = []
@@ -476,13 +566,25 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=24, help="generations per arm and strength")
     ap.add_argument("--out", default=None, help="write the per-arm records (JSON) here")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("QSCOPE_BENCH_THREADS", "1")))
-    ap.add_argument("--corpus-signatures", nargs="*", default=[], help="pipeline corpus stores (e.g. "
-                    "out/demo/corpus_signatures) to take corpus signatures from instead of encoding")
-    ap.add_argument("--judge-max", type=int, default=None, help="at most this many judge texts per class "
-                    "(random, fixed seed): the hidden-state judge encodes every one")
+    ap.add_argument(
+        "--corpus-signatures",
+        nargs="*",
+        default=[],
+        help="pipeline corpus stores (e.g. "
+        "out/demo/corpus_signatures) to take corpus signatures from instead of encoding",
+    )
+    ap.add_argument(
+        "--judge-max",
+        type=int,
+        default=None,
+        help="at most this many judge texts per class (random, fixed seed): the hidden-state judge encodes every one",
+    )
     ap.add_argument("--encode-only", action="store_true", help="encode seeds and corpora (slow), then stop")
-    ap.add_argument("--shard", default="0/1", help="with --encode-only: encode every n-th chunk (i/n), so two "
-                    "1-thread processes share a busy 2-core machine")
+    ap.add_argument(
+        "--shard",
+        default="0/1",
+        help="with --encode-only: encode every n-th chunk (i/n), so two 1-thread processes share a busy 2-core machine",
+    )
     args = ap.parse_args()
     global SHARD
     SHARD = tuple(int(x) for x in args.shard.split("/"))

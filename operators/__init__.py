@@ -37,20 +37,39 @@ from qscope.operators.writer import WriteParquetShards
 from qscope.deprecation import moved_names
 
 __all__ = [
-    "BuildSignatureIndex", "Classify", "Dedup", "EncodeSignatures", "FilterByScore", "MineBySignature", "ModelSpec",
-    "Operator", "Project", "Resources", "SampleByHash", "ScoreTargetFeatures", "SteeredGenerate", "TopRows",
+    "BuildSignatureIndex",
+    "Classify",
+    "Dedup",
+    "EncodeSignatures",
+    "FilterByScore",
+    "MineBySignature",
+    "ModelSpec",
+    "Operator",
+    "Project",
+    "Resources",
+    "SampleByHash",
+    "ScoreTargetFeatures",
+    "SteeredGenerate",
+    "TopRows",
     "WriteParquetShards",
 ]
 
 # Helpers and data types this package used to export: they warn and keep working from here.
-__getattr__ = moved_names(__name__, {
-    "as_table": "qscope.operators.base",
-    "load_model_and_sae": "qscope.operators.base",
-    "load_index": "qscope.index:SignatureIndex.load",
-    "Provenance": "qscope.provenance",
-    "add_provenance": "qscope.provenance",
-    **{n: "qscope.seed_model" for n in ("SeedModel", "SeedSignatures", "background_idf", "background_sample",
-                                        "fit_seed_classifier")},
-    **{n: "qscope.operators.writer" for n in ("finalize_shards", "is_complete", "mark_complete",
-                                              "write_table_atomic")},
-})
+__getattr__ = moved_names(
+    __name__,
+    {
+        "as_table": "qscope.operators.base",
+        "load_model_and_sae": "qscope.operators.base",
+        "load_index": "qscope.index:SignatureIndex.load",
+        "Provenance": "qscope.provenance",
+        "add_provenance": "qscope.provenance",
+        **{
+            n: "qscope.seed_model"
+            for n in ("SeedModel", "SeedSignatures", "background_idf", "background_sample", "fit_seed_classifier")
+        },
+        **{
+            n: "qscope.operators.writer"
+            for n in ("finalize_shards", "is_complete", "mark_complete", "write_table_atomic")
+        },
+    },
+)

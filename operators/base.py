@@ -56,8 +56,11 @@ class Resources(ConfigBase):
     code are not retried: they fail the run at once."""
 
     def check(self) -> None:
-        for key, value, zero_ok in (("num_cpus", self.num_cpus, False), ("num_gpus", self.num_gpus, True),
-                                    ("concurrency", self.concurrency, False)):
+        for key, value, zero_ok in (
+            ("num_cpus", self.num_cpus, False),
+            ("num_gpus", self.num_gpus, True),
+            ("concurrency", self.concurrency, False),
+        ):
             if not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero_ok):
                 raise self.invalid(key, f"must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
 
@@ -213,8 +216,9 @@ class ModelSpec(ConfigBase):
 
     def spec(self) -> dict:
         """Deprecated: `to_dict()` (the pipeline config's `ModelConfig.spec()`, from before it was this class)."""
-        warnings.warn("ModelSpec.spec() / ModelConfig.spec() is deprecated: use to_dict()", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "ModelSpec.spec() / ModelConfig.spec() is deprecated: use to_dict()", DeprecationWarning, stacklevel=2
+        )
         return self.to_dict()
 
 
@@ -228,6 +232,11 @@ def load_model_and_sae(spec: ModelSpec, features_only: bool = False):
 
     chosen = resolve_sae_and_model(spec.sae, spec.model, spec.layer, spec.allow_model_mismatch)
     device = resolve_device(spec.device)
-    lm = LanguageModel.load(chosen.model, dtype=spec.dtype, device=device, max_length=spec.max_length,
-                            max_layer=chosen.layer if features_only else None)
+    lm = LanguageModel.load(
+        chosen.model,
+        dtype=spec.dtype,
+        device=device,
+        max_length=spec.max_length,
+        max_layer=chosen.layer if features_only else None,
+    )
     return lm, chosen.sae.to(device), chosen.layer

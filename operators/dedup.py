@@ -70,9 +70,16 @@ class Dedup(Operator):
 
     name: ClassVar[str] = "dedup"
 
-    def __init__(self, threshold: float = 0.8, reference: Sequence[str] = (), reference_ids: Sequence[str] = (),
-                 text_column: str = "text", keep_duplicates: bool = False, measure: str = "jaccard",
-                 resources: Resources | dict | None = None):
+    def __init__(
+        self,
+        threshold: float = 0.8,
+        reference: Sequence[str] = (),
+        reference_ids: Sequence[str] = (),
+        text_column: str = "text",
+        keep_duplicates: bool = False,
+        measure: str = "jaccard",
+        resources: Resources | dict | None = None,
+    ):
         super().__init__(resources)
         check_dedup_args(measure, threshold)
         self.similarity = MEASURES[measure]

@@ -76,8 +76,13 @@ class EncodeSignatures(Operator):
         texts = table.column(self.text_column).to_pylist()
         if "reject_reason" not in table.column_names:  # a plain batch (user ETL): every row must be text
             sigs = self.signatures(texts)
-            return _with_signature_columns(table, [s.feature_ids for s in sigs], [s.feature_values for s in sigs],
-                                           [s.n_tokens for s in sigs], [s.truncated for s in sigs])
+            return _with_signature_columns(
+                table,
+                [s.feature_ids for s in sigs],
+                [s.feature_values for s in sigs],
+                [s.n_tokens for s in sigs],
+                [s.truncated for s in sigs],
+            )
         # Corpus rows (`pipelines.sources`): rejected rows pass through unencoded, and a row the model cannot
         # read becomes a rejected row instead of failing its whole batch.
         reasons = table.column("reject_reason").to_pylist()

@@ -32,8 +32,14 @@ class FilterByScore(Operator):
 
     name: ClassVar[str] = "filter_by_score"
 
-    def __init__(self, rules: dict, min_chars: int = 0, text_column: str = "text",
-                 min_distinct_word_ratio: float = 0.0, resources: Resources | dict | None = None):
+    def __init__(
+        self,
+        rules: dict,
+        min_chars: int = 0,
+        text_column: str = "text",
+        min_distinct_word_ratio: float = 0.0,
+        resources: Resources | dict | None = None,
+    ):
         super().__init__(resources)
         self.rules: dict[str, tuple[float | None, float | None]] = {}
         for col, rule in (rules or {}).items():
@@ -59,8 +65,9 @@ class FilterByScore(Operator):
             lens = pc.fill_null(pc.utf8_length(pc.utf8_trim_whitespace(table.column(self.text_column))), 0)
             keep &= lens.to_numpy(zero_copy_only=False) >= self.min_chars
         if self.min_distinct and self.text_column in table.column_names:
-            keep &= np.array([distinct_word_ratio(t) >= self.min_distinct
-                              for t in table.column(self.text_column).to_pylist()], bool)
+            keep &= np.array(
+                [distinct_word_ratio(t) >= self.min_distinct for t in table.column(self.text_column).to_pylist()], bool
+            )
         return keep
 
     def process(self, table: pa.Table) -> pa.Table:

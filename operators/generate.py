@@ -70,8 +70,9 @@ class SteeredGenerate(Operator):
             return
         model, sae_spec, sae, layer = _vllm_sources(self.model_spec)
         # (spec, sae): the engine validates with this copy and its workers load their own from the spec.
-        self.engine = make_engine("vllm", model=model, saes={layer: (sae_spec, sae)}, seed=self.seed,
-                                  **self.engine_kwargs)
+        self.engine = make_engine(
+            "vllm", model=model, saes={layer: (sae_spec, sae)}, seed=self.seed, **self.engine_kwargs
+        )
 
     def teardown(self) -> None:
         if getattr(self, "engine", None) is not None:
@@ -99,8 +100,14 @@ class SteeredGenerate(Operator):
             if iv not in parsed:
                 parsed[iv] = Intervention.from_json(iv) if iv else None
             ivs.append(parsed[iv])
-        results = self.engine.generate(prompts, intervention=ivs, max_new_tokens=self.max_new_tokens,
-                                       temperature=self.temperature, seed=self.seed, chat=self.chat)
+        results = self.engine.generate(
+            prompts,
+            intervention=ivs,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            chat=self.chat,
+        )
         table = set_column(table, "text", pa.array([self._cut(r.text) for r in results], pa.string()))
         table = set_column(table, "finish_reason", pa.array([r.finish_reason for r in results], pa.string()))
         table = set_column(table, "n_new_tokens", pa.array([len(r.token_ids) for r in results], pa.int32()))

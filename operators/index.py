@@ -59,7 +59,7 @@ class BuildSignatureIndex(Operator):
         return self.index.save(path)
 
 
-
 # Old homes of names that moved: they warn and keep working.
-__getattr__ = moved_names(__name__, {"SeedSignatures": "qscope.seed_model",
-                                     "load_index": "qscope.index:SignatureIndex.load"})
+__getattr__ = moved_names(
+    __name__, {"SeedSignatures": "qscope.seed_model", "load_index": "qscope.index:SignatureIndex.load"}
+)

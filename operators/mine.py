@@ -116,8 +116,9 @@ class MineBySignature(Operator):
         table = set_column(table, "nearest_seed", pa.array(nearest, pa.string()))
         score = seed_sim
         if self.classifier is not None and n:
-            score = self.classifier.decision_scores(table.column("feature_ids"),
-                                                    table.column("feature_values")).scores[:, 0]
+            score = self.classifier.decision_scores(table.column("feature_ids"), table.column("feature_values")).scores[
+                :, 0
+            ]
         if self.targets:
             acts = target_activations(signature_rows(table), self.targets)
             ts, cov = target_scores(acts, self.reference)
@@ -130,7 +131,10 @@ class MineBySignature(Operator):
 
 
 # Old homes of names that moved: they warn and keep working.
-__getattr__ = moved_names(__name__, {
-    "Classify": "qscope.operators.classify",
-    **{n: "qscope.seed_model" for n in ("background_idf", "background_sample", "fit_seed_classifier")},
-})
+__getattr__ = moved_names(
+    __name__,
+    {
+        "Classify": "qscope.operators.classify",
+        **{n: "qscope.seed_model" for n in ("background_idf", "background_sample", "fit_seed_classifier")},
+    },
+)

@@ -93,8 +93,9 @@ class ScoreTargetFeatures(Operator):
                         acts.append(best)
                     tok_act[i] = acts
         table = _with_signature_columns(table, ids, vals, ntok, trunc)
-        acts = target_activations([(np.asarray(a, np.int64), np.asarray(b, np.float32)) for a, b in zip(ids, vals)],
-                                  self.targets)
+        acts = target_activations(
+            [(np.asarray(a, np.int64), np.asarray(b, np.float32)) for a, b in zip(ids, vals)], self.targets
+        )
         score, cov = target_scores(acts, self.reference)
         table = set_column(table, "target_score", pa.array(score, pa.float32()))
         table = set_column(table, "target_coverage", pa.array(cov, pa.float32()))
@@ -104,6 +105,8 @@ class ScoreTargetFeatures(Operator):
         if self.keep_tokens:
             table = set_column(table, "tokens", pa.array(tokens, pa.list_(pa.string())))
             table = set_column(
-                table, "token_target_act", pa.array([np.asarray(a, np.float32) for a in tok_act], pa.list_(pa.float32()))
+                table,
+                "token_target_act",
+                pa.array([np.asarray(a, np.float32) for a in tok_act], pa.list_(pa.float32())),
             )
         return table

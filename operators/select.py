@@ -24,8 +24,9 @@ _SCALE = float(1 << 64)
 
 def id_hash(ids: Sequence[str]) -> np.ndarray:
     """64-bit BLAKE2b of each id (uint64): a row's fixed place in every sample, whatever the batching."""
-    return np.array([int.from_bytes(hashlib.blake2b(str(i).encode(), digest_size=8).digest(), "little")
-                     for i in ids], np.uint64)
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(str(i).encode(), digest_size=8).digest(), "little") for i in ids], np.uint64
+    )
 
 
 class SampleByHash(Operator):

@@ -42,8 +42,13 @@ class WriteParquetShards(Operator):
 
     name: ClassVar[str] = "write_parquet_shards"
 
-    def __init__(self, out_dir: str, provenance: Provenance | dict | None = None, prefix: str = "part",
-                 resources: Resources | dict | None = None):
+    def __init__(
+        self,
+        out_dir: str,
+        provenance: Provenance | dict | None = None,
+        prefix: str = "part",
+        resources: Resources | dict | None = None,
+    ):
         super().__init__(resources)
         self.out_dir = Path(out_dir)
         self.provenance = provenance
@@ -67,16 +72,23 @@ def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict | None 
     path = Path(path)
     if metadata:
         md = dict(table.schema.metadata or {})
-        md.update({f"qscope.{k}".encode(): (v if isinstance(v, str) else json.dumps(v)).encode()
-                   for k, v in metadata.items()})
+        md.update(
+            {f"qscope.{k}".encode(): (v if isinstance(v, str) else json.dumps(v)).encode() for k, v in metadata.items()}
+        )
         table = table.replace_schema_metadata(md)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
 
 
-def finalize_shards(out_dir: str | Path, final_name: str = "samples.parquet", metadata: dict | None = None,
-                    sort_by: str | None = None, descending: bool = False, transform=None) -> Path:
+def finalize_shards(
+    out_dir: str | Path,
+    final_name: str = "samples.parquet",
+    metadata: dict | None = None,
+    sort_by: str | None = None,
+    descending: bool = False,
+    transform=None,
+) -> Path:
     """Merge `<out_dir>/shards/*.parquet` into `<out_dir>/<final_name>` atomically, then write `_SUCCESS`."""
     out_dir = Path(out_dir)
     shards = sorted((out_dir / SHARD_DIR).glob("*.parquet"))

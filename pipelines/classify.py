@@ -47,17 +47,31 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
     light = cfg.resources.light
     res = light.actor_resources()
     classify = Step(Classify, {"seed_model": Ref("seed_model")}, res, light.batch_size)
-    project = Step(Project, {"columns": Ref("result_columns"), "metadata": Ref("result_metadata")}, res,
-                   light.batch_size)
-    stages = shared.head(cfg, side, side / SIGNATURES_DIR, label_column=cfg.label_column,
-                         check_result=lambda: check_result_path(out))
+    project = Step(
+        Project, {"columns": Ref("result_columns"), "metadata": Ref("result_metadata")}, res, light.batch_size
+    )
+    stages = shared.head(
+        cfg, side, side / SIGNATURES_DIR, label_column=cfg.label_column, check_result=lambda: check_result_path(out)
+    )
     stages += [
         shared.seed_model_stage(cfg, cfg.background_size, method=cfg.method, k=cfg.k, label_column="label"),
-        Stage("classify", "flow", ("signatures", "seed_model", "output"), {"result": f"Parquet {out}"},
-              lambda run: {"result": _classify(run, classify, project)}, [classify, project],
-              doc=f"in-process below {light.local_below} rows" if light.local_below else ""),
-        Stage("finalize", "driver", ("result", "signatures"), {"summary": "dict"},
-              lambda run: {"summary": _finalize(run)}, doc="_SUCCESS (run id) last"),
+        Stage(
+            "classify",
+            "flow",
+            ("signatures", "seed_model", "output"),
+            {"result": f"Parquet {out}"},
+            lambda run: {"result": _classify(run, classify, project)},
+            [classify, project],
+            doc=f"in-process below {light.local_below} rows" if light.local_below else "",
+        ),
+        Stage(
+            "finalize",
+            "driver",
+            ("result", "signatures"),
+            {"summary": "dict"},
+            lambda run: {"summary": _finalize(run)},
+            doc="_SUCCESS (run id) last",
+        ),
     ]
     return Plan("classify", cfg, stages)
 
@@ -68,13 +82,23 @@ def _classify(run: Run, classify: Step, project: Step) -> str:
     labels = sorted({x for x in model.seeds.labels if x is not None})
     scores = [f"score_{c}" for c in labels] if len(labels) > 1 else ["score"]
     run.values["result_columns"] = ["id", *scores, "predicted_label", "n_tokens", "truncated"]
-    run.values["result_metadata"] = {"pipeline": "classify", "run_id": run.run_id, "model": meta.model,
-                                     "sae": meta.sae, "layer": str(meta.layer), "pooling": meta.pooling,
-                                     "method": cfg.method, "k": str(cfg.k)}
+    run.values["result_metadata"] = {
+        "pipeline": "classify",
+        "run_id": run.run_id,
+        "model": meta.model,
+        "sae": meta.sae,
+        "layer": str(meta.layer),
+        "pooling": meta.pooling,
+        "method": cfg.method,
+        "k": str(cfg.k),
+    }
     n = sigs.totals()["good"]
     executor = "local" if n < cfg.resources.light.local_below else run.executor  # no actor start-up for small jobs
-    flow = Flow(sigs.read(["id", "feature_ids", "feature_values", "n_tokens", "truncated"]),
-                [classify.resolve(run), project.resolve(run)], "classify")
+    flow = Flow(
+        sigs.read(["id", "feature_ids", "feature_values", "n_tokens", "truncated"]),
+        [classify.resolve(run), project.resolve(run)],
+        "classify",
+    )
     out = Path(cfg.out)
     staged = staging_dir(run["output"], run.run_id, "result")
     with run.progress.stage("classify", total=n):
@@ -89,22 +113,34 @@ def _classify(run: Run, classify: Step, project: Step) -> str:
 def check_result_path(out: Path) -> None:
     """`X.parquet` must be a file (or absent); a directory result must hold Parquet parts only (we replace them)."""
     if out.suffix == ".parquet" and out.is_dir():
-        raise InputError(f"--out {out} is a directory; give a .parquet file name, or a directory path without the "
-                         ".parquet suffix for a directory of parts")
+        raise InputError(
+            f"--out {out} is a directory; give a .parquet file name, or a directory path without the "
+            ".parquet suffix for a directory of parts"
+        )
     if out.suffix != ".parquet" and out.is_dir():
         foreign = [p.name for p in out.iterdir() if not (p.is_file() and p.suffix == ".parquet")]
         if foreign:
-            raise InputError(f"output directory {out} holds more than Parquet parts ({', '.join(sorted(foreign)[:5])})"
-                             "; choose a new or empty directory")
+            raise InputError(
+                f"output directory {out} holds more than Parquet parts ({', '.join(sorted(foreign)[:5])})"
+                "; choose a new or empty directory"
+            )
 
 
 def _finalize(run: Run) -> dict:
     t = run["signatures"].totals()
     labels = sorted({x for x in run["seed_model"].seeds.labels if x is not None})
-    summary = {"parquet": run["result"], "rows": t["good"], "classes": labels if len(labels) > 1 else None,
-               "rejected": t["rejected"], "bad": t["bad"], "quarantined": sorted(t["quarantined"]),
-               "files_encoded": t["files_encoded"], "files_reused": t["files_reused"],
-               "signatures": str(run["signatures"].store.root), "run_id": run.run_id}
+    summary = {
+        "parquet": run["result"],
+        "rows": t["good"],
+        "classes": labels if len(labels) > 1 else None,
+        "rejected": t["rejected"],
+        "bad": t["bad"],
+        "quarantined": sorted(t["quarantined"]),
+        "files_encoded": t["files_encoded"],
+        "files_reused": t["files_reused"],
+        "signatures": str(run["signatures"].store.root),
+        "run_id": run.run_id,
+    }
     mark_success(run["output"], run.run_id, {"pipeline": "classify", "rows": t["good"], "rejected": t["rejected"]})
     return summary
 
@@ -114,8 +150,12 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
 
     t0 = time.perf_counter()
     r = execute(plan, start_run(plan.config, executor, address))
-    return {**r["summary"], "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings,
-            "throughput": r.progress.stats()}
+    return {
+        **r["summary"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "timings": r.timings,
+        "throughput": r.progress.stats(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

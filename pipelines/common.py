@@ -17,8 +17,16 @@ def signature_meta(model_cfg, sig_cfg) -> SignatureMeta:
 
     chosen = resolve_sae_and_model(model_cfg.sae, model_cfg.model, model_cfg.layer, model_cfg.allow_model_mismatch)
     sae = chosen.sae
-    return SignatureMeta(model_name(chosen.model), sae.sae_id, chosen.layer, sig_cfg.pooling, int(sig_cfg.top_n),
-                         sae.d_sae, sae_hash=sae.weights_hash(), max_length=int(model_cfg.max_length))
+    return SignatureMeta(
+        model_name(chosen.model),
+        sae.sae_id,
+        chosen.layer,
+        sig_cfg.pooling,
+        int(sig_cfg.top_n),
+        sae.d_sae,
+        sae_hash=sae.weights_hash(),
+        max_length=int(model_cfg.max_length),
+    )
 
 
 def start_run(cfg, executor: str | None = None, address: str | None = None):

@@ -46,8 +46,13 @@ class ResourceConfig(Resources):
 
     def actor_resources(self) -> Resources:
         """What each actor asks Ray for (without the batch settings)."""
-        return Resources(num_cpus=self.num_cpus, num_gpus=self.num_gpus, concurrency=self.concurrency,
-                         threads=self.threads, retries=self.retries)
+        return Resources(
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            concurrency=self.concurrency,
+            threads=self.threads,
+            retries=self.retries,
+        )
 
 
 @dataclass
@@ -58,8 +63,9 @@ class ResourcesConfig(ConfigBase):
     """Generation actors (HF on CPU; vLLM wants num_gpus: 1)."""
     score: ResourceConfig = field(default_factory=ResourceConfig)
     """Re-encoding of generated texts."""
-    light: ResourceConfig = field(default_factory=lambda: ResourceConfig(num_cpus=0.25, batch_size=256,
-                                                                          local_below=20000))
+    light: ResourceConfig = field(
+        default_factory=lambda: ResourceConfig(num_cpus=0.25, batch_size=256, local_below=20000)
+    )
     """Model-free steps: mining / classify scoring, filtering, writing."""
 
 

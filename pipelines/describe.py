@@ -31,9 +31,15 @@ def describe_stage(cfg, reads: tuple[str, ...] = ("seeds", "seed_model")) -> Sta
         save_notes(notes, report_dir / NOTES_FILE)
         return {"feature_notes": notes}
 
-    return Stage("describe_features", "worker", reads, {"feature_notes": "{feature: FeatureNote} (small)"}, fn,
-                 doc=f"labels + dashboards of the target features from <= {MAX_TEXTS} seed and mined texts, in a "
-                     "worker with the encode resources")
+    return Stage(
+        "describe_features",
+        "worker",
+        reads,
+        {"feature_notes": "{feature: FeatureNote} (small)"},
+        fn,
+        doc=f"labels + dashboards of the target features from <= {MAX_TEXTS} seed and mined texts, in a "
+        "worker with the encode resources",
+    )
 
 
 def label_texts(run: Run) -> list[str]:
@@ -65,5 +71,6 @@ def describe(spec, features: list[int], texts: list[str], report_dir: str) -> di
 
     spec = ModelSpec.coerce(spec)
     lm, sae, layer = load_model_and_sae(spec)
-    return describe_features(lm, sae, features, texts, layer=layer, report_dir=report_dir,
-                             max_length=min(128, spec.max_length or 128))
+    return describe_features(
+        lm, sae, features, texts, layer=layer, report_dir=report_dir, max_length=min(128, spec.max_length or 128)
+    )

@@ -53,63 +53,152 @@ def build_plan(cfg: ExpandConfig) -> Plan:
     out = Path(cfg.out)
     stages = shared.head(cfg, out, out / SIGNATURES_DIR, max_rows=cfg.max_corpus_rows)
     t = cfg.targets
-    stages.append(shared.seed_model_stage(
-        cfg, mining.background_size, n_targets=t.n_features, target_method=t.method,
-        min_seed_fraction=t.min_seed_fraction, fixed_targets=t.features, method=mining.method, k=mining.k))
-    stages.append(Stage("cutoff", "driver", ("seed_model", "signatures"), {"cutoff": "dict (CutoffEstimate)"},
-                        lambda run: {"cutoff": _cutoff(run)},
-                        doc=f"seed-classifier cut-off for precision {mining.target_precision} from the seeds' "
-                            "held-out scores (mining.min_score / filter.min_seed_score: auto)"))
+    stages.append(
+        shared.seed_model_stage(
+            cfg,
+            mining.background_size,
+            n_targets=t.n_features,
+            target_method=t.method,
+            min_seed_fraction=t.min_seed_fraction,
+            fixed_targets=t.features,
+            method=mining.method,
+            k=mining.k,
+        )
+    )
+    stages.append(
+        Stage(
+            "cutoff",
+            "driver",
+            ("seed_model", "signatures"),
+            {"cutoff": "dict (CutoffEstimate)"},
+            lambda run: {"cutoff": _cutoff(run)},
+            doc=f"seed-classifier cut-off for precision {mining.target_precision} from the seeds' "
+            "held-out scores (mining.min_score / filter.min_seed_score: auto)",
+        )
+    )
     if mining.enabled:
         min_score = Ref("cutoff_score") if mining.min_score == "auto" else mining.min_score
-        mine = Step(MineBySignature, {"seed_model": Ref("seed_model"), "min_score": min_score,
-                                      "drop_below": True}, res.light.actor_resources(), res.light.batch_size)
-        top = Step(TopRows, {"column": "mine_score", "k": mining.max_results}, res.light.actor_resources(),
-                   res.light.batch_size)
-        stages.append(Stage("mine", "flow", ("signatures", "seed_model", *(("cutoff",) if mining.min_score == "auto"
-                                                                             else ())),
-                            {"mined": "Table (<= max_results rows)"},
-                            lambda run: {"mined": _mine(run, mine, top)}, [mine, top],
-                            doc=f"best {mining.max_results} corpus rows with mine_score >= {mining.min_score}"))
+        mine = Step(
+            MineBySignature,
+            {"seed_model": Ref("seed_model"), "min_score": min_score, "drop_below": True},
+            res.light.actor_resources(),
+            res.light.batch_size,
+        )
+        top = Step(
+            TopRows,
+            {"column": "mine_score", "k": mining.max_results},
+            res.light.actor_resources(),
+            res.light.batch_size,
+        )
+        stages.append(
+            Stage(
+                "mine",
+                "flow",
+                ("signatures", "seed_model", *(("cutoff",) if mining.min_score == "auto" else ())),
+                {"mined": "Table (<= max_results rows)"},
+                lambda run: {"mined": _mine(run, mine, top)},
+                [mine, top],
+                doc=f"best {mining.max_results} corpus rows with mine_score >= {mining.min_score}",
+            )
+        )
     if cfg.save_corpus:
-        stages.append(Stage("index", "driver", ("signatures",), {"corpus_index": f"SignatureIndex {out / INDEX_DIR}"},
-                            lambda run: {"corpus_index": _index(run)}, doc="kNN over the corpus without the model"))
-    score = Step(ScoreTargetFeatures, {"seed_model": Ref("seed_model"), "model_spec": cfg.model.to_dict(),
-                                       "pooling": cfg.signatures.pooling, "top_n": cfg.signatures.top_n},
-                 res.score.actor_resources(), res.score.batch_size)
+        stages.append(
+            Stage(
+                "index",
+                "driver",
+                ("signatures",),
+                {"corpus_index": f"SignatureIndex {out / INDEX_DIR}"},
+                lambda run: {"corpus_index": _index(run)},
+                doc="kNN over the corpus without the model",
+            )
+        )
+    score = Step(
+        ScoreTargetFeatures,
+        {
+            "seed_model": Ref("seed_model"),
+            "model_spec": cfg.model.to_dict(),
+            "pooling": cfg.signatures.pooling,
+            "top_n": cfg.signatures.top_n,
+        },
+        res.score.actor_resources(),
+        res.score.batch_size,
+    )
     if syn.n_samples > 0:
-        gen = Step(SteeredGenerate, {"model_spec": cfg.model.to_dict(), "engine": syn.engine,
-                                     "max_new_tokens": syn.max_new_tokens, "temperature": syn.temperature,
-                                     "seed": syn.seed, "chat": syn.chat, "stop_strings": list(syn.stop_strings),
-                                     "engine_kwargs": engine_kwargs},
-                   res.generate.actor_resources(), res.generate.batch_size)
+        gen = Step(
+            SteeredGenerate,
+            {
+                "model_spec": cfg.model.to_dict(),
+                "engine": syn.engine,
+                "max_new_tokens": syn.max_new_tokens,
+                "temperature": syn.temperature,
+                "seed": syn.seed,
+                "chat": syn.chat,
+                "stop_strings": list(syn.stop_strings),
+                "engine_kwargs": engine_kwargs,
+            },
+            res.generate.actor_resources(),
+            res.generate.batch_size,
+        )
         if syn.strengths == "auto":
-            stages.append(Stage(
-                "choose_strength", "flow", ("seeds", "seed_model", "cutoff"), {"strengths": "list[float]"},
-                lambda run: _choose_strength(run, gen, score), [gen, score],
-                doc=f"pilot: {syn.pilot_samples} generations x strengths {syn.auto_strengths}, scored like the "
-                    "outputs; the strength with the most samples passing the filter"))
+            stages.append(
+                Stage(
+                    "choose_strength",
+                    "flow",
+                    ("seeds", "seed_model", "cutoff"),
+                    {"strengths": "list[float]"},
+                    lambda run: _choose_strength(run, gen, score),
+                    [gen, score],
+                    doc=f"pilot: {syn.pilot_samples} generations x strengths {syn.auto_strengths}, scored like the "
+                    "outputs; the strength with the most samples passing the filter",
+                )
+            )
         stages += [
-            Stage("build_prompts", "driver", ("seeds", "seed_model", *(("strengths",) if syn.strengths == "auto"
-                                                                       else ())), {"prompts": "Table"},
-                  lambda run: {"prompts": _build_prompts(run)},
-                  doc=f"{syn.n_samples} few-shot prompts x strengths {syn.strengths}"),
-            Stage("generate", "flow", ("prompts",), {"generated": "Table"},
-                  lambda run: {"generated": _collect(run, "generate", run["prompts"], [gen])}, [gen]),
+            Stage(
+                "build_prompts",
+                "driver",
+                ("seeds", "seed_model", *(("strengths",) if syn.strengths == "auto" else ())),
+                {"prompts": "Table"},
+                lambda run: {"prompts": _build_prompts(run)},
+                doc=f"{syn.n_samples} few-shot prompts x strengths {syn.strengths}",
+            ),
+            Stage(
+                "generate",
+                "flow",
+                ("prompts",),
+                {"generated": "Table"},
+                lambda run: {"generated": _collect(run, "generate", run["prompts"], [gen])},
+                [gen],
+            ),
         ]
     reads = tuple(n for n in ("generated", "mined") if any(n in s.produces for s in stages))
     stages += [
-        Stage("score", "flow", ("seeds", "seed_model", *reads), {"scored": "Table", "seeds_scored": "Table"},
-              lambda run: _score(run, score), [score],
-              doc="generated + mined + seeds re-encoded (seeds are scored for comparison, never output)"),
-        Stage("select", "driver", ("scored", "cutoff"), {"passed_filter": "Table", "final": "Table"},
-              lambda run: _select(run),
-              doc=f"filter (seed_score >= {cfg.filter.min_seed_score}, target_score >= "
-                  f"{cfg.filter.min_target_score}, ...), then drop near-duplicates "
-                  f"(word-3-gram {cfg.dedup.measure} >= {cfg.dedup.threshold}) and seed copies"),
-        Stage("write", "driver", ("final", "seed_model", "output"), {"result": "dict"},
-              lambda run: {"result": _write(run)},
-              doc=f"{OUTPUT_FILE} (atomic), {TARGETS_FILE}, {REPORT_FILE}, then _SUCCESS"),
+        Stage(
+            "score",
+            "flow",
+            ("seeds", "seed_model", *reads),
+            {"scored": "Table", "seeds_scored": "Table"},
+            lambda run: _score(run, score),
+            [score],
+            doc="generated + mined + seeds re-encoded (seeds are scored for comparison, never output)",
+        ),
+        Stage(
+            "select",
+            "driver",
+            ("scored", "cutoff"),
+            {"passed_filter": "Table", "final": "Table"},
+            lambda run: _select(run),
+            doc=f"filter (seed_score >= {cfg.filter.min_seed_score}, target_score >= "
+            f"{cfg.filter.min_target_score}, ...), then drop near-duplicates "
+            f"(word-3-gram {cfg.dedup.measure} >= {cfg.dedup.threshold}) and seed copies",
+        ),
+        Stage(
+            "write",
+            "driver",
+            ("final", "seed_model", "output"),
+            {"result": "dict"},
+            lambda run: {"result": _write(run)},
+            doc=f"{OUTPUT_FILE} (atomic), {TARGETS_FILE}, {REPORT_FILE}, then _SUCCESS",
+        ),
     ]
     if cfg.report:  # labels + dashboards of the targets for report.html, before `write`
         mined = ("mined",) if "mined" in reads else ()
@@ -127,10 +216,24 @@ def _mine(run: Run, mine: Step, top: Step) -> pa.Table:
     best = None
     with run.progress.stage("mine", total=n):
         for batch in flow.iter_tables(executor, run.counter):  # at most max_results rows per batch reach us
-            best = batch if best is None else best_rows(pa.concat_tables([best, batch], promote_options="permissive"),
-                                                        "mine_score", cfg.mining.max_results)
-    return best if best is not None else pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string()),
-                                                   "mine_score": pa.array([], pa.float32())})
+            best = (
+                batch
+                if best is None
+                else best_rows(
+                    pa.concat_tables([best, batch], promote_options="permissive"), "mine_score", cfg.mining.max_results
+                )
+            )
+    return (
+        best
+        if best is not None
+        else pa.table(
+            {
+                "id": pa.array([], pa.string()),
+                "text": pa.array([], pa.string()),
+                "mine_score": pa.array([], pa.float32()),
+            }
+        )
+    )
 
 
 def _index(run: Run) -> str:
@@ -199,8 +302,11 @@ def filter_mask(cfg: ExpandConfig, table: pa.Table, cutoff_score: float):
     import numpy as np
 
     f = cfg.filter
-    keep = FilterByScore({"target_score": f.min_target_score, "seed_similarity": f.min_seed_similarity},
-                         min_chars=f.min_chars, min_distinct_word_ratio=f.min_distinct_word_ratio).mask(table)
+    keep = FilterByScore(
+        {"target_score": f.min_target_score, "seed_similarity": f.min_seed_similarity},
+        min_chars=f.min_chars,
+        min_distinct_word_ratio=f.min_distinct_word_ratio,
+    ).mask(table)
     if f.min_seed_score is not None and table.num_rows:
         cut = cutoff_score if f.min_seed_score == "auto" else float(f.min_seed_score)
         score = np.nan_to_num(table["seed_score"].to_numpy(zero_copy_only=False).astype(float), nan=-np.inf)
@@ -225,21 +331,32 @@ def _choose_strength(run: Run, gen: Step, score: Step) -> dict:
     pilot_syn = dataclasses.replace(syn, seed=syn.seed + 7919)  # other shots than the run's own prompts
     parts = []
     for j, s in enumerate(grid):
-        t = build_prompts(seeds.ids, seeds.texts, run["seed_model"], pilot_syn, n_samples=syn.pilot_samples,
-                          strengths=[s])
+        t = build_prompts(
+            seeds.ids, seeds.texts, run["seed_model"], pilot_syn, n_samples=syn.pilot_samples, strengths=[s]
+        )
         parts.append(t.set_column(0, "id", pa.array([f"pilot-{j}-{i}" for i in range(t.num_rows)], pa.string())))
     prompts = pa.concat_tables(parts)
     generated = _collect(run, "pilot_generate", prompts, [gen.resolve(run)])
-    scored = _collect(run, "pilot_score", generated.drop_columns(
-        [c for c in ("finish_reason",) if c in generated.column_names]), [score.resolve(run)])
+    scored = _collect(
+        run,
+        "pilot_score",
+        generated.drop_columns([c for c in ("finish_reason",) if c in generated.column_names]),
+        [score.resolve(run)],
+    )
     scored = _with_seed_scores(run, scored)
     keep = filter_mask(cfg, scored, run["cutoff_score"])
     strengths = [float(x) for x in scored["strength"].to_pylist()]
     pilot = []
     for s in grid:
         rows = [i for i, x in enumerate(strengths) if abs(x - s) < 1e-9]
-        pilot.append({"strength": s, "n": len(rows), "passed": int(sum(keep[i] for i in rows)),
-                      "median_seed_score": float(np_median([scored["seed_score"][i].as_py() for i in rows]))})
+        pilot.append(
+            {
+                "strength": s,
+                "n": len(rows),
+                "passed": int(sum(keep[i] for i in rows)),
+                "median_seed_score": float(np_median([scored["seed_score"][i].as_py() for i in rows])),
+            }
+        )
     best = max(pilot, key=lambda r: (r["passed"], -r["strength"]))
     run.values["strength_pilot"] = pilot
     return {"strengths": [best["strength"]]}
@@ -253,18 +370,33 @@ def np_median(xs: list[float]) -> float:
 
 def _build_prompts(run: Run) -> pa.Table:
     seeds = run["seeds"]
-    return build_prompts(seeds.ids, seeds.texts, run["seed_model"], run.config.synthesis,
-                         strengths=run.get("strengths"))
+    return build_prompts(
+        seeds.ids, seeds.texts, run["seed_model"], run.config.synthesis, strengths=run.get("strengths")
+    )
 
 
-PROMPT_SCHEMA = pa.schema([
-    ("id", pa.string()), ("prompt", pa.string()), ("intervention", pa.string()),
-    ("seed_ids", pa.list_(pa.string())), ("target_features", pa.list_(pa.int32())),
-    ("strength", pa.float32()), ("source", pa.string())])
+PROMPT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("prompt", pa.string()),
+        ("intervention", pa.string()),
+        ("seed_ids", pa.list_(pa.string())),
+        ("target_features", pa.list_(pa.int32())),
+        ("strength", pa.float32()),
+        ("source", pa.string()),
+    ]
+)
 
 
-def build_prompts(ids: list[str], texts: list[str], model, syn, n_samples: int | None = None,
-                  strengths: list[float] | None = None, n_shots: int | None = None) -> pa.Table:
+def build_prompts(
+    ids: list[str],
+    texts: list[str],
+    model,
+    syn,
+    n_samples: int | None = None,
+    strengths: list[float] | None = None,
+    n_shots: int | None = None,
+) -> pa.Table:
     """`n_samples` few-shot prompts (each with `n_shots` random seeds as examples; 0 = no examples) cycling
     through `strengths` (default: the config's); a steered row activates `features_per_sample` target features,
     cycling through the seed model's targets. Pure: the pipeline and bench/synthesis.py build prompts here."""
@@ -279,14 +411,17 @@ def build_prompts(ids: list[str], texts: list[str], model, syn, n_samples: int |
     rows = []
     for i in range(n_samples):
         shots = rng.sample(range(len(ids)), min(n_shots, len(ids)))
-        examples = "\n\n".join(syn.example_template.format(text=_shorten(texts[j], syn.max_example_chars))
-                                for j in shots)
+        examples = "\n\n".join(
+            syn.example_template.format(text=_shorten(texts[j], syn.max_example_chars)) for j in shots
+        )
         prompt = syn.prompt_template.format(examples=examples, what=syn.what)
         if not shots:  # no examples: the template's blank lines around {examples} collapse to one
             prompt = re.sub(r"\n{3,}", "\n\n", prompt)
         strength = float(strengths[i % len(strengths)])
-        feats = [targets[(i * syn.features_per_sample + j) % len(targets)]
-                 for j in range(min(syn.features_per_sample, len(targets)))]
+        feats = [
+            targets[(i * syn.features_per_sample + j) % len(targets)]
+            for j in range(min(syn.features_per_sample, len(targets)))
+        ]
         iv = ""
         if strength != 0.0 and feats:
             inter = Intervention()
@@ -294,9 +429,17 @@ def build_prompts(ids: list[str], texts: list[str], model, syn, n_samples: int |
                 # unit: strength 1.0 = the feature's typical (pooled max) activation on the seeds
                 inter = inter.activate(f, strength, layer=model.meta.layer, scale=reference[f])
             iv = inter.to_json()
-        rows.append({"id": f"gen-{i:05d}", "prompt": prompt, "intervention": iv,
-                     "seed_ids": [ids[j] for j in shots], "target_features": feats if iv else [],
-                     "strength": strength, "source": "synthesized"})
+        rows.append(
+            {
+                "id": f"gen-{i:05d}",
+                "prompt": prompt,
+                "intervention": iv,
+                "seed_ids": [ids[j] for j in shots],
+                "target_features": feats if iv else [],
+                "strength": strength,
+                "source": "synthesized",
+            }
+        )
     return pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA)
 
 
@@ -312,14 +455,27 @@ def _score(run: Run, score: Step) -> dict:
         parts.append(gen.drop_columns([c for c in ("finish_reason",) if c in gen.column_names]))
     mined = run.get("mined")
     if mined is not None and mined.num_rows:
-        parts.append(pa.table({"id": mined["id"], "text": mined["text"],
-                               "source": pa.array(["mined"] * mined.num_rows, pa.string()),
-                               "mine_score": mined["mine_score"],
-                               "seed_ids": pa.array([[s] for s in mined["nearest_seed"].to_pylist()],
-                                                    pa.list_(pa.string()))}))
+        parts.append(
+            pa.table(
+                {
+                    "id": mined["id"],
+                    "text": mined["text"],
+                    "source": pa.array(["mined"] * mined.num_rows, pa.string()),
+                    "mine_score": mined["mine_score"],
+                    "seed_ids": pa.array([[s] for s in mined["nearest_seed"].to_pylist()], pa.list_(pa.string())),
+                }
+            )
+        )
     seeds = run["seeds"]
-    parts.append(pa.table({"id": pa.array(seeds.ids, pa.string()), "text": pa.array(seeds.texts, pa.string()),
-                           "source": pa.array(["seed"] * len(seeds), pa.string())}))
+    parts.append(
+        pa.table(
+            {
+                "id": pa.array(seeds.ids, pa.string()),
+                "text": pa.array(seeds.texts, pa.string()),
+                "source": pa.array(["seed"] * len(seeds), pa.string()),
+            }
+        )
+    )
     # Rows with an empty generation still flow (scored 0) so the report can count them; the filter drops them.
     scored = _collect(run, "score", pa.concat_tables(parts, promote_options="permissive"), [score.resolve(run)])
     is_seed = pc.equal(scored["source"], "seed")
@@ -335,7 +491,8 @@ def _select(run: Run) -> dict:
     if passed.num_rows:  # best first (target_score), then drop near-duplicates of earlier rows and of the seeds
         seeds = run["seeds"]
         final = Dedup(cfg.dedup.threshold, reference=seeds.texts, reference_ids=seeds.ids, measure=cfg.dedup.measure)(
-            passed.sort_by([("seed_score", "descending"), ("id", "ascending")]))
+            passed.sort_by([("seed_score", "descending"), ("id", "ascending")])
+        )
     return {"passed_filter": passed, "final": final}
 
 
@@ -353,8 +510,12 @@ def _write(run: Run) -> dict:
         key = "seed_score" if "seed_score" in table.column_names else "target_score"
         table = table.sort_by([(key, "descending"), ("id", "ascending")])
     table = order_columns(add_provenance(table, prov))
-    md = {"pipeline": "expand", "run_id": run.run_id, "targets": [t["feature"] for t in targets],
-          "config": cfg.to_dict()}
+    md = {
+        "pipeline": "expand",
+        "run_id": run.run_id,
+        "targets": [t["feature"] for t in targets],
+        "config": cfg.to_dict(),
+    }
     path = write_table_atomic(table, out / OUTPUT_FILE, md)
     json_dump(out / TARGETS_FILE, {"meta": dataclasses.asdict(meta), "targets": targets})
     report = None
@@ -362,13 +523,23 @@ def _write(run: Run) -> dict:
     if cfg.report:
         from qscope.report import write_report
 
-        summary = {"run_id": run.run_id, "model": meta.model, "sae": meta.sae, "layer": meta.layer,
-                   "counts": {**counts, **quality_lines(run)}, "timings": run.timings}
-        report = write_report(out / REPORT_FILE, path, run.get("seeds_scored"), targets, summary,
-                              features=run.get("feature_notes"))
+        summary = {
+            "run_id": run.run_id,
+            "model": meta.model,
+            "sae": meta.sae,
+            "layer": meta.layer,
+            "counts": {**counts, **quality_lines(run)},
+            "timings": run.timings,
+        }
+        report = write_report(
+            out / REPORT_FILE, path, run.get("seeds_scored"), targets, summary, features=run.get("feature_notes")
+        )
     mark_success(out, run.run_id, {"pipeline": "expand", "rows": table.num_rows, "files": [OUTPUT_FILE]})
-    result = {"parquet": str(path), "report": str(report) if report else None,
-              "corpus_signatures": str(run["signatures"].store.root)}
+    result = {
+        "parquet": str(path),
+        "report": str(report) if report else None,
+        "corpus_signatures": str(run["signatures"].store.root),
+    }
     if run.get("corpus_index"):
         result["corpus_index"] = run["corpus_index"]
     return result
@@ -390,9 +561,19 @@ def quality(run: Run) -> dict:
             groups[s] = [x for x, y in zip(sc, src) if y == s and x is not None]
     if run.get("seed_heldout_scores"):
         groups["seeds (held-out)"] = run["seed_heldout_scores"]
-    out["seed_score"] = {k: ({"n": len(v), "median": round(float(np.median(v)), 3),
-                              "p10": round(float(np.quantile(v, 0.1)), 3), "p90": round(float(np.quantile(v, 0.9)), 3)}
-                             if v else {"n": 0}) for k, v in groups.items()}
+    out["seed_score"] = {
+        k: (
+            {
+                "n": len(v),
+                "median": round(float(np.median(v)), 3),
+                "p10": round(float(np.quantile(v, 0.1)), 3),
+                "p90": round(float(np.quantile(v, 0.9)), 3),
+            }
+            if v
+            else {"n": 0}
+        )
+        for k, v in groups.items()
+    }
     if run.get("cutoff"):
         out["cutoff"] = run["cutoff"]
     if run.get("strength_pilot"):
@@ -405,8 +586,9 @@ def quality_lines(run: Run) -> dict:
     """`quality(run)` as short report lines (the report shows the summary's counts as a table)."""
     q, lines = quality(run), {}
     for k, v in q.get("seed_score", {}).items():
-        lines[f"seed_score of {k}"] = (f"median {v['median']:.2f} (p10 {v['p10']:.2f}, p90 {v['p90']:.2f}), "
-                                       f"n {v['n']}" if v.get("n") else "none")
+        lines[f"seed_score of {k}"] = (
+            f"median {v['median']:.2f} (p10 {v['p10']:.2f}, p90 {v['p90']:.2f}), n {v['n']}" if v.get("n") else "none"
+        )
     c = q.get("cutoff")
     if c:
         cfg: ExpandConfig = run.config
@@ -414,16 +596,20 @@ def quality_lines(run: Run) -> dict:
             f"seed_score >= {c['cutoff']:.3f} for precision {c['target_precision']:.2f}: est. precision "
             f"{c['est_precision']:.2f}, recall {c['est_recall']:.2f}, ~{c['est_rows']} of {c['corpus_rows']} corpus "
             f"rows (est. prevalence {c['est_prevalence']:.3f}){'' if c['reached'] else ' - target not reached'}"
-            + ("" if cfg.mining.min_score == "auto" else f"; this run used min_score {cfg.mining.min_score}"))
+            + ("" if cfg.mining.min_score == "auto" else f"; this run used min_score {cfg.mining.min_score}")
+        )
     if q.get("strength_pilot"):
-        lines["strength pilot (auto)"] = "; ".join(f"s={p['strength']:g}: {p['passed']}/{p['n']} pass"
-                                                   for p in q["strength_pilot"]) + f" -> {q['strengths']}"
+        lines["strength pilot (auto)"] = (
+            "; ".join(f"s={p['strength']:g}: {p['passed']}/{p['n']} pass" for p in q["strength_pilot"])
+            + f" -> {q['strengths']}"
+        )
     return lines
 
 
 def _empty_output() -> pa.Table:
-    return pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string()),
-                     "source": pa.array([], pa.string())})
+    return pa.table(
+        {"id": pa.array([], pa.string()), "text": pa.array([], pa.string()), "source": pa.array([], pa.string())}
+    )
 
 
 def _counts(run: Run) -> dict:
@@ -437,12 +623,24 @@ def _counts(run: Run) -> dict:
         for s in ("synthesized", "mined"):
             by_source[f"final_{s}"] = int(pc.sum(pc.equal(final["source"], s)).as_py() or 0)
     t = run["signatures"].totals()
-    reused = sum(run["signatures"].store.files[k].rows for k in run["signatures"].keys
-                 if k in run["signatures"].store.files and run["signatures"].store.files[k].run_id != run.run_id)
-    return {"seeds": len(run["seeds"]), "corpus": t["good"], "corpus_rejected": t["rejected"],
-            "truncated": run["seeds"].n_truncated, "corpus_reused": reused,
-            "mined_candidates": n("mined"), "generated": n("generated"), "scored": n("scored"),
-            "passed_filter": n("passed_filter"), "final": n("final"), **by_source}
+    reused = sum(
+        run["signatures"].store.files[k].rows
+        for k in run["signatures"].keys
+        if k in run["signatures"].store.files and run["signatures"].store.files[k].run_id != run.run_id
+    )
+    return {
+        "seeds": len(run["seeds"]),
+        "corpus": t["good"],
+        "corpus_rejected": t["rejected"],
+        "truncated": run["seeds"].n_truncated,
+        "corpus_reused": reused,
+        "mined_candidates": n("mined"),
+        "generated": n("generated"),
+        "scored": n("scored"),
+        "passed_filter": n("passed_filter"),
+        "final": n("final"),
+        **by_source,
+    }
 
 
 def run(plan: Plan, executor: str | None = None, address: str | None = None) -> dict:
@@ -451,10 +649,17 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
 
     t0 = time.perf_counter()
     r = execute(plan, start_run(plan.config, executor, address))
-    return {**r["result"], "rows": r["final"].num_rows, "counts": _counts(r), "quality": quality(r),
-            "targets": r["seed_model"].target_ids,
-            "run_id": r.run_id, "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings,
-            "throughput": r.progress.stats()}
+    return {
+        **r["result"],
+        "rows": r["final"].num_rows,
+        "counts": _counts(r),
+        "quality": quality(r),
+        "targets": r["seed_model"].target_ids,
+        "run_id": r.run_id,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "timings": r.timings,
+        "throughput": r.progress.stats(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

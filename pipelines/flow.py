@@ -80,8 +80,11 @@ class CorpusInput:
 
     def describe(self) -> str:
         n = len(self.source.files)
-        return f"corpus {self.source.spec} ({n} file{'s' if n != 1 else ''})" if not self.source.hub else \
-            f"corpus {self.source.spec}"
+        return (
+            f"corpus {self.source.spec} ({n} file{'s' if n != 1 else ''})"
+            if not self.source.hub
+            else f"corpus {self.source.spec}"
+        )
 
 
 @dataclass
@@ -133,8 +136,15 @@ class Tracked:
     """Runs one operator and reports rows to the run's progress counter (the first step counts rows in, the last
     the rejected rows out)."""
 
-    def __init__(self, operator: type, kwargs: dict, stage: str = "", counter=None, count_in: bool = False,
-                 count_rejected: bool = False):
+    def __init__(
+        self,
+        operator: type,
+        kwargs: dict,
+        stage: str = "",
+        counter=None,
+        count_in: bool = False,
+        count_rejected: bool = False,
+    ):
         self.op = operator(**kwargs)
         self.stage, self.counter, self.count_in, self.count_rejected = stage, counter, count_in, count_rejected
         self.node = _node_id() if counter is not None and count_in else None
@@ -146,8 +156,13 @@ class Tracked:
             rejected = 0
             if self.count_rejected and "reject_reason" in out.column_names:
                 rejected = len(out) - out.column("reject_reason").null_count
-            self.counter.add(self.stage, n_in if self.count_in else 0, rejected, self.node,
-                             out.num_rows if self.count_rejected else 0)
+            self.counter.add(
+                self.stage,
+                n_in if self.count_in else 0,
+                rejected,
+                self.node,
+                out.num_rows if self.count_rejected else 0,
+            )
         return out
 
     def teardown(self) -> None:
@@ -196,8 +211,13 @@ class Flow:
         for i, step in enumerate(self.steps):
             kw = step.map_batches_kwargs()
             kw["fn_constructor_kwargs"] = {
-                "operator": step.operator, "kwargs": kw["fn_constructor_kwargs"], "stage": self.stage,
-                "counter": counter, "count_in": i == 0, "count_rejected": i == len(self.steps) - 1}
+                "operator": step.operator,
+                "kwargs": kw["fn_constructor_kwargs"],
+                "stage": self.stage,
+                "counter": counter,
+                "count_in": i == 0,
+                "count_rejected": i == len(self.steps) - 1,
+            }
             kw["fn"] = Tracked
             with warnings.catch_warnings():
                 # max_restarts / max_task_retries (bounded retries) have no named parameter in Ray 2.60 yet; Ray's
@@ -217,8 +237,14 @@ class Flow:
         ops = []
         try:
             for i, step in enumerate(self.steps):
-                op = Tracked(step.operator, {**step.kwargs, "resources": step.resources}, self.stage, counter,
-                             i == 0, i == len(self.steps) - 1)
+                op = Tracked(
+                    step.operator,
+                    {**step.kwargs, "resources": step.resources},
+                    self.stage,
+                    counter,
+                    i == 0,
+                    i == len(self.steps) - 1,
+                )
                 ops.append(op)
                 blocks = _apply(op, _rebatch(blocks, step.batch_size))
             yield from blocks
@@ -238,8 +264,14 @@ class Flow:
         else:
             yield from self.iter_local(counter)
 
-    def write_parquet(self, path: str | Path, executor: str, counter=None, partition_col: str | None = None,
-                      rows_per_file: int = ROWS_PER_FILE) -> None:
+    def write_parquet(
+        self,
+        path: str | Path,
+        executor: str,
+        counter=None,
+        partition_col: str | None = None,
+        rows_per_file: int = ROWS_PER_FILE,
+    ) -> None:
         """Write the output as Parquet parts under `path` (hive directories `<col>=<value>/` per partition).
 
         On a cluster every node must see `path` (a shared filesystem): the rows Ray's write tasks report are held
@@ -265,7 +297,8 @@ def check_written(path: str | Path, expected: int, stage: str) -> int:
         raise OutputNotSharedError(
             f"stage {stage}: its writers wrote {expected:,} rows but {found:,} are in {path}: parts written on "
             "other nodes are not visible here. On a multi-node cluster put `out` (and corpus_signatures) on a "
-            "filesystem every node mounts at the same path (NFS, a shared disk)")
+            "filesystem every node mounts at the same path (NFS, a shared disk)"
+        )
     return found
 
 
@@ -278,13 +311,19 @@ def _write_ray(ds, path: Path, partition_col: str | None, rows_per_file: int, co
     if partition_col:
         # Coalesce small operator outputs into blocks of `rows_per_file` (streaming, no shuffle): the partitioned
         # writer writes one file per block and partition.
-        ds = ds.map_batches(_identity, batch_size=rows_per_file, batch_format="pyarrow", num_cpus=READ_CPUS,
-                            concurrency=concurrency)
-    sink = _counting_sink(str(path), [partition_col] if partition_col else None,
-                          None if partition_col else rows_per_file)
+        ds = ds.map_batches(
+            _identity, batch_size=rows_per_file, batch_format="pyarrow", num_cpus=READ_CPUS, concurrency=concurrency
+        )
+    sink = _counting_sink(
+        str(path), [partition_col] if partition_col else None, None if partition_col else rows_per_file
+    )
     if sink is None:  # a Ray without the datasink class: write, but nothing to cross-check against
-        ds.write_parquet(str(path), partition_cols=[partition_col] if partition_col else None,
-                         ray_remote_args={"num_cpus": READ_CPUS}, concurrency=concurrency)
+        ds.write_parquet(
+            str(path),
+            partition_cols=[partition_col] if partition_col else None,
+            ray_remote_args={"num_cpus": READ_CPUS},
+            concurrency=concurrency,
+        )
         return None
     ds.write_datasink(sink, ray_remote_args={"num_cpus": READ_CPUS}, concurrency=concurrency)
     return sink.rows_written
@@ -334,8 +373,10 @@ def _operator_errors(stage: str):
             kind, message = raised[-1]
             raise OperatorError(f"stage {stage}: {kind.rsplit('.', 1)[-1]}: {message.strip()}") from exc
         if isinstance(exc, ActorDiedError):
-            raise OperatorError(f"stage {stage}: an actor died more often than its retries allow (resources "
-                                f".retries); see the Ray worker logs for why (out of memory, a lost node)") from exc
+            raise OperatorError(
+                f"stage {stage}: an actor died more often than its retries allow (resources "
+                f".retries); see the Ray worker logs for why (out of memory, a lost node)"
+            ) from exc
         raise OperatorError(f"stage {stage}: {type(exc).__name__}: {text.splitlines()[0][:500]}") from exc
 
 
@@ -385,8 +426,9 @@ def iter_parquet(inp: ParquetInput, files: list[str] | None = None, batch_rows: 
     files = inp.files() if files is None else files
     if not files:
         return
-    data = pads.dataset(files, format="parquet", partitioning=_string_partitions(files, inp.base_dir),
-                        partition_base_dir=inp.base_dir)
+    data = pads.dataset(
+        files, format="parquet", partitioning=_string_partitions(files, inp.base_dir), partition_base_dir=inp.base_dir
+    )
     expr = inp.row_filter(data.schema.names)
     pending, rows = [], 0
     # Batches come one row group at a time (a few hundred rows in Ray-written parts): gather them into blocks of
@@ -395,8 +437,14 @@ def iter_parquet(inp: ParquetInput, files: list[str] | None = None, batch_rows: 
     # which a streaming reader does not need and which cost tens of MB per read worker (bench/README.md,
     # "Streaming pipelines at scale").
     scan = pads.ParquetFragmentScanOptions(pre_buffer=False)
-    for batch in data.to_batches(columns=inp.columns, filter=expr, batch_size=batch_rows, batch_readahead=1,
-                                 fragment_readahead=1, fragment_scan_options=scan):
+    for batch in data.to_batches(
+        columns=inp.columns,
+        filter=expr,
+        batch_size=batch_rows,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=scan,
+    ):
         if batch.num_rows:
             pending.append(batch)
             rows += batch.num_rows
@@ -431,8 +479,9 @@ def _write_local(tables: Iterator[pa.Table], path: Path, partition_col: str | No
         for table in tables:
             groups = _by_value(table, partition_col) if partition_col else [(None, table)]
             for value, part in groups:
-                if writer is not None and (value != key or rows >= rows_per_file or not part.schema.equals(
-                        writer.schema)):
+                if writer is not None and (
+                    value != key or rows >= rows_per_file or not part.schema.equals(writer.schema)
+                ):
                     writer.close()
                     writer = None
                 if writer is None:

@@ -33,8 +33,15 @@ def load_pipeline_config(kind: str | None, config: str | None, overrides: list[O
     return kind, CONFIGS[kind].from_yaml(config, overrides)
 
 
-def launch(kind: str | None, config: str | None, overrides: list[Override] = (), *, plan_only: bool = False,
-           address: str | None = None, as_json: bool = False) -> int:
+def launch(
+    kind: str | None,
+    config: str | None,
+    overrides: list[Override] = (),
+    *,
+    plan_only: bool = False,
+    address: str | None = None,
+    as_json: bool = False,
+) -> int:
     """Build the pipeline's plan and print it (`plan_only`) or run it; print its summary, or its one JSON document
     (`as_json`); return the exit status (`exit_code(result)` of pipelines that have one, else 0)."""
     from qscope.cli.common import emit_json
@@ -89,8 +96,10 @@ def print_summary(kind: str, result: dict) -> None:
             print(f"review report: {result['report']}")
         print(f"counts: {result['counts']}  ({result['wall_s']} s)")
     elif kind == "mine":
-        print(f"processed {len(result['processed'])} new/changed file(s), skipped {result['skipped']}; "
-              f"{result['mined_total']} mined rows in {result['out']}")
+        print(
+            f"processed {len(result['processed'])} new/changed file(s), skipped {result['skipped']}; "
+            f"{result['mined_total']} mined rows in {result['out']}"
+        )
     else:
         classes = f" (classes: {', '.join(result['classes'])})" if result.get("classes") else ""
         print(f"wrote {result['rows']} scored rows to {result['parquet']}{classes}")

@@ -47,34 +47,73 @@ STATE = "state.json"
 MINED_DIR = "mined"
 SIGNATURES_DIR = "corpus_signatures"
 EXIT_QUARANTINED = EXIT_PARTIAL
-MINED_COLUMNS = ["id", "text", "mine_score", "seed_similarity", "nearest_seed", "target_score", "target_coverage",
-                 "n_tokens", "truncated", "source_file", PARTITION]
+MINED_COLUMNS = [
+    "id",
+    "text",
+    "mine_score",
+    "seed_similarity",
+    "nearest_seed",
+    "target_score",
+    "target_coverage",
+    "n_tokens",
+    "truncated",
+    "source_file",
+    PARTITION,
+]
 
 
 def build_plan(cfg: MineConfig) -> Plan:
     out = Path(cfg.out)
     light = cfg.resources.light
-    mine = Step(MineBySignature, {"seed_model": Ref("seed_model"), "min_score": cfg.min_score, "drop_below": True},
-                light.actor_resources(), light.batch_size)
+    mine = Step(
+        MineBySignature,
+        {"seed_model": Ref("seed_model"), "min_score": cfg.min_score, "drop_below": True},
+        light.actor_resources(),
+        light.batch_size,
+    )
     project = Step(Project, {"columns": MINED_COLUMNS}, light.actor_resources(), light.batch_size)
     stages = shared.head(cfg, out, out / SIGNATURES_DIR, with_seed_encoding=False)
     t = cfg.targets
-    fit = shared.seed_model_stage(cfg, cfg.background_size, n_targets=t.n_features, target_method=t.method,
-                                  min_seed_fraction=t.min_seed_fraction, fixed_targets=t.features, method=cfg.method,
-                                  k=cfg.k)
+    fit = shared.seed_model_stage(
+        cfg,
+        cfg.background_size,
+        n_targets=t.n_features,
+        target_method=t.method,
+        min_seed_fraction=t.min_seed_fraction,
+        fixed_targets=t.features,
+        method=cfg.method,
+        k=cfg.k,
+    )
     encode = shared.encode_step(cfg)
     stages += [
-        Stage("seed_model", "flow", ("seeds", "signatures"), {"seed_model": "SeedModel", "state": "dict",
-                                                              "reset": "bool"},
-              lambda run: _seed_model(run, fit, encode), [encode, *fit.steps],
-              doc="kept from the first run while seeds + settings are unchanged (same scale); else the seeds are "
-                  "encoded, the model refit and every file mined again"),
-        Stage("mine", "flow", ("signatures", "seed_model", "state"), {"mined_files": "list"},
-              lambda run: {"mined_files": _mine(run, mine, project)}, [mine, project],
-              doc=f"new / changed files only -> {MINED_DIR}/{PARTITION}=<file>/ (rows with mine_score >= "
-                  f"{cfg.min_score})"),
-        Stage("finish", "driver", ("mined_files", "state"), {"result": "dict"}, lambda run: {"result": _finish(run)},
-              doc=f"{STATE}, then {SUCCESS}"),
+        Stage(
+            "seed_model",
+            "flow",
+            ("seeds", "signatures"),
+            {"seed_model": "SeedModel", "state": "dict", "reset": "bool"},
+            lambda run: _seed_model(run, fit, encode),
+            [encode, *fit.steps],
+            doc="kept from the first run while seeds + settings are unchanged (same scale); else the seeds are "
+            "encoded, the model refit and every file mined again",
+        ),
+        Stage(
+            "mine",
+            "flow",
+            ("signatures", "seed_model", "state"),
+            {"mined_files": "list"},
+            lambda run: {"mined_files": _mine(run, mine, project)},
+            [mine, project],
+            doc=f"new / changed files only -> {MINED_DIR}/{PARTITION}=<file>/ (rows with mine_score >= "
+            f"{cfg.min_score})",
+        ),
+        Stage(
+            "finish",
+            "driver",
+            ("mined_files", "state"),
+            {"result": "dict"},
+            lambda run: {"result": _finish(run)},
+            doc=f"{STATE}, then {SUCCESS}",
+        ),
     ]
     return Plan("mine", cfg, stages)
 
@@ -82,8 +121,14 @@ def build_plan(cfg: MineConfig) -> Plan:
 def _settings_fingerprint(cfg: MineConfig, seeds, meta) -> str:
     h = hashlib.sha256()
     t = cfg.targets
-    settings = {"meta": meta.__dict__, "k": cfg.k, "min_score": cfg.min_score, "n_targets": t.n_features,
-                "method": cfg.method, "background_size": cfg.background_size}
+    settings = {
+        "meta": meta.__dict__,
+        "k": cfg.k,
+        "min_score": cfg.min_score,
+        "n_targets": t.n_features,
+        "method": cfg.method,
+        "background_size": cfg.background_size,
+    }
     unset = TargetConfig()
     if (t.method, t.min_seed_fraction, t.features) != (unset.method, unset.min_seed_fraction, unset.features):
         # only when set: a state written before mine read these settings stays valid at their defaults
@@ -131,8 +176,7 @@ def _mine(run: Run, mine: Step, project: Step) -> list[str]:
         n = sum(store.files[k].rows - store.files[k].rejected for k in todo)
         staged = staging_dir(out, run.run_id, "mined")
         columns = ["id", "text", "n_tokens", "truncated", "source_file", PARTITION, "feature_ids", "feature_values"]
-        flow = Flow(store.read(todo, columns),
-                    [mine.resolve(run), project], "mine")
+        flow = Flow(store.read(todo, columns), [mine.resolve(run), project], "mine")
         executor = "local" if n < cfg.resources.light.local_below else run.executor
         with run.progress.stage("mine", total=n):
             flow.write_parquet(staged, executor, run.counter, partition_col=PARTITION)
@@ -159,9 +203,16 @@ def _commit(out: Path, staged: Path, todo: list[str], store, state: dict) -> Non
         if new.exists():
             mined = sum(pq.ParquetFile(p).metadata.num_rows for p in new.rglob("*.parquet"))
             new.rename(final)
-        state["files"][key] = {"partition": entry.partition, "fingerprint": entry.fingerprint, "rows": entry.rows,
-                               "rejected": entry.rejected, "mined": mined, "quarantined": entry.quarantined,
-                               "encoded_at": entry.encoded_at, "completed_at": now}
+        state["files"][key] = {
+            "partition": entry.partition,
+            "fingerprint": entry.fingerprint,
+            "rows": entry.rows,
+            "rejected": entry.rejected,
+            "mined": mined,
+            "quarantined": entry.quarantined,
+            "encoded_at": entry.encoded_at,
+            "completed_at": now,
+        }
 
 
 def _finish(run: Run) -> dict:
@@ -171,14 +222,36 @@ def _finish(run: Run) -> dict:
     t = sigs.totals()
     done = run["mined_files"]
     total = sum(e.get("mined", 0) for e in state["files"].values())
-    mark_success(out, run.run_id, {"pipeline": "mine", "files": len(state["files"]), "mined_rows": total,
-                                   "quarantined": sorted(t["quarantined"])})
-    return {"processed": [{"file": k, "rows": state["files"][k]["rows"], "mined": state["files"][k]["mined"],
-                           "output": str(out / MINED_DIR / f"{PARTITION}={state['files'][k]['partition']}")}
-                          for k in done],
-            "skipped": len(sigs.keys) - len(done), "reset": run["reset"], "mined_total": total,
-            "files_encoded": t["files_encoded"], "rejected": t["rejected"], "quarantined": t["quarantined"],
-            "out": str(out / MINED_DIR), "state": str(out / STATE), "run_id": run.run_id}
+    mark_success(
+        out,
+        run.run_id,
+        {
+            "pipeline": "mine",
+            "files": len(state["files"]),
+            "mined_rows": total,
+            "quarantined": sorted(t["quarantined"]),
+        },
+    )
+    return {
+        "processed": [
+            {
+                "file": k,
+                "rows": state["files"][k]["rows"],
+                "mined": state["files"][k]["mined"],
+                "output": str(out / MINED_DIR / f"{PARTITION}={state['files'][k]['partition']}"),
+            }
+            for k in done
+        ],
+        "skipped": len(sigs.keys) - len(done),
+        "reset": run["reset"],
+        "mined_total": total,
+        "files_encoded": t["files_encoded"],
+        "rejected": t["rejected"],
+        "quarantined": t["quarantined"],
+        "out": str(out / MINED_DIR),
+        "state": str(out / STATE),
+        "run_id": run.run_id,
+    }
 
 
 def run(plan: Plan, executor: str | None = None, address: str | None = None) -> dict:
@@ -186,8 +259,12 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
 
     t0 = time.perf_counter()
     r = execute(plan, start_run(plan.config, executor, address))
-    return {**r["result"], "wall_s": round(time.perf_counter() - t0, 1), "timings": r.timings,
-            "throughput": r.progress.stats()}
+    return {
+        **r["result"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "timings": r.timings,
+        "throughput": r.progress.stats(),
+    }
 
 
 def exit_code(result: dict | None) -> int:

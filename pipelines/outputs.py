@@ -73,8 +73,13 @@ class RunLock:
 
     def _info(self) -> dict:
         pid = os.getpid()
-        return {"run_id": self.run_id, "pid": pid, "host": socket.gethostname(), "start": _start_time(pid),
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        return {
+            "run_id": self.run_id,
+            "pid": pid,
+            "host": socket.gethostname(),
+            "start": _start_time(pid),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
 
     def acquire(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -109,14 +114,21 @@ class RunLock:
         with contextlib.suppress(FileNotFoundError):
             os.rename(self.path, aside)
             aside.unlink(missing_ok=True)
-            log.warning("%s %s: taking over the stale lock of run %s (pid %s on %s)", self.what, self.dir,
-                        info.get("run_id", "?"), info.get("pid", "?"), info.get("host", "?"))
+            log.warning(
+                "%s %s: taking over the stale lock of run %s (pid %s on %s)",
+                self.what,
+                self.dir,
+                info.get("run_id", "?"),
+                info.get("pid", "?"),
+                info.get("host", "?"),
+            )
 
     def _busy(self, info: dict) -> OutputBusyError:
         return OutputBusyError(
             f"{self.what} {self.dir} is in use by run {info.get('run_id', '?')} (pid {info.get('pid', '?')} on "
             f"{info.get('host', '?')}, started {info.get('started_at', '?')}); wait for it to finish or choose "
-            f"another output. If that run is gone, delete {self.path}")
+            f"another output. If that run is gone, delete {self.path}"
+        )
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -169,8 +181,10 @@ def publish_parts(staged: Path, result: Path, run_id: str) -> list[str]:
     result.mkdir(parents=True, exist_ok=True)
     foreign = [p.name for p in result.iterdir() if not (p.is_file() and p.suffix == ".parquet")]
     if foreign:
-        raise InputError(f"output directory {result} holds more than Parquet parts ({', '.join(sorted(foreign)[:5])}"
-                         "); choose a new or empty directory")
+        raise InputError(
+            f"output directory {result} holds more than Parquet parts ({', '.join(sorted(foreign)[:5])}"
+            "); choose a new or empty directory"
+        )
     for old in result.iterdir():
         old.unlink()
     names = []
@@ -229,8 +243,12 @@ def mark_success(directory: str | Path, run_id: str, info: dict) -> Path:
 
     marker = Path(directory) / SUCCESS
     with atomic_path(marker) as tmp:
-        tmp.write_text(json.dumps({"run_id": run_id, **info,
-                                   "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, default=str))
+        tmp.write_text(
+            json.dumps(
+                {"run_id": run_id, **info, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                default=str,
+            )
+        )
     return marker
 
 

@@ -87,8 +87,9 @@ class Plan:
 class Run:
     """One execution: its id, executor, progress, and the values stages have produced so far."""
 
-    def __init__(self, config: Any, executor: str = "local", run_id: str | None = None,
-                 progress: Progress | None = None):
+    def __init__(
+        self, config: Any, executor: str = "local", run_id: str | None = None, progress: Progress | None = None
+    ):
         self.config, self.executor = config, executor
         self.run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         self.progress = progress or Progress(executor)

@@ -51,9 +51,14 @@ class Counter:
         out = {}
         for stage, (first, last) in self.span.items():
             rows = self.rows[stage]
-            out[stage] = {"rows": rows, "rows_out": self.out[stage], "first": first, "last": last,
-                          "nodes": len(self.nodes[stage]) or None,
-                          "rows_per_s": round(rows / (last - first), 1) if last > first else None}
+            out[stage] = {
+                "rows": rows,
+                "rows_out": self.out[stage],
+                "first": first,
+                "last": last,
+                "nodes": len(self.nodes[stage]) or None,
+                "rows_per_s": round(rows / (last - first), 1) if last > first else None,
+            }
         return out
 
 

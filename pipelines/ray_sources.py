@@ -58,11 +58,13 @@ class PartsDatasource(Datasource):
 
         tasks = []
         for path in self.files:
+
             def read_fn(path=path):
                 yield from iter_parquet(self.inp, [path])
 
-            tasks.append(ReadTask(read_fn, BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None,
-                                                         input_files=[path])))
+            tasks.append(
+                ReadTask(read_fn, BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=[path]))
+            )
         return tasks
 
     def get_name(self) -> str:
@@ -123,11 +125,17 @@ class HubDatasource(Datasource):
         n = max(1, min(parallelism, self.n_shards))
         tasks = []
         for i in range(n):
+
             def read_fn(i=i, n=n):
                 yield from iter_hub(self.source, shard=(i, n))
 
-            tasks.append(ReadTask(read_fn, BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None,
-                                                         input_files=None), schema=ROW_SCHEMA))
+            tasks.append(
+                ReadTask(
+                    read_fn,
+                    BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=None),
+                    schema=ROW_SCHEMA,
+                )
+            )
         return tasks
 
     def get_name(self) -> str:

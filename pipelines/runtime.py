@@ -36,8 +36,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         pass
     else:
         n = num_cpus or min(os.cpu_count() or 2, int(os.environ.get("QSCOPE_RAY_CPUS", "2")))
-        ray.init(address="local", num_cpus=n, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-                 **common)
+        ray.init(address="local", num_cpus=n, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, **common)
         _bound_read_ahead()
     _quiet_ray_data(quiet)
     return ray
@@ -47,11 +46,15 @@ def _join(ray, common: dict) -> bool:
     try:
         ray.init(address="auto", **common)
     except (ConnectionError, RuntimeError) as exc:  # a head that went away between the check and the join
-        print(f"qscope: the Ray cluster recorded on this machine does not answer ({exc}); starting a private "
-              "one", file=sys.stderr)
+        print(
+            f"qscope: the Ray cluster recorded on this machine does not answer ({exc}); starting a private one",
+            file=sys.stderr,
+        )
         return False
-    print("qscope: joined the Ray cluster already running on this machine (--address local starts a private "
-          "one instead)", file=sys.stderr)
+    print(
+        "qscope: joined the Ray cluster already running on this machine (--address local starts a private one instead)",
+        file=sys.stderr,
+    )
     return True
 
 
@@ -69,8 +72,10 @@ def _running_cluster() -> bool:
         return False
     if _answers(address):
         return True
-    print(f"qscope: the Ray cluster recorded on this machine ({address}) does not answer; starting a private one",
-          file=sys.stderr)
+    print(
+        f"qscope: the Ray cluster recorded on this machine ({address}) does not answer; starting a private one",
+        file=sys.stderr,
+    )
     return False
 
 

@@ -29,21 +29,30 @@ import pyarrow as pa
 
 from qscope.errors import InputError
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
-           ".parquet": "parquet", ".arrow": "arrow"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+}
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4"}
 EMPTY_TEXT = "empty text"
 """The one reject reason that is not a *bad* row: an empty document is skipped, not counted against
 `max_bad_fraction`."""
-ROW_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("text", pa.string()),
-    ("text_hash", pa.string()),
-    ("source_file", pa.string()),
-    ("row", pa.int64()),
-    ("reject_reason", pa.string()),
-    ("source_key", pa.string()),
-])
+ROW_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("text_hash", pa.string()),
+        ("source_file", pa.string()),
+        ("row", pa.int64()),
+        ("reject_reason", pa.string()),
+        ("source_key", pa.string()),
+    ]
+)
 BLOCK_ROWS = 1024
 """Rows per block a reader yields: small enough that the first rows reach the encoder at once."""
 _CHUNK = 1 << 22
@@ -90,8 +99,16 @@ class CorpusSource:
 
     def subset(self, keys) -> CorpusSource:
         keys = set(keys)
-        return CorpusSource(self.spec, [f for f in self.files if f.key in keys], self.filesystem, self.text_column,
-                            self.id_column, self.max_chars, self.hub, self.known_rows)
+        return CorpusSource(
+            self.spec,
+            [f for f in self.files if f.key in keys],
+            self.filesystem,
+            self.text_column,
+            self.id_column,
+            self.max_chars,
+            self.hub,
+            self.known_rows,
+        )
 
     def total_rows(self) -> int | None:
         if self.hub or any(f.key not in self.known_rows for f in self.files):
@@ -118,15 +135,17 @@ def file_format(name: str) -> tuple[str, str | None]:
     raise InputError(f"{name}: unknown file type; use .jsonl, .json, .csv, .tsv, .parquet (optionally .gz / .zst)")
 
 
-def resolve_corpus(spec: str, text_column: str = "text", id_column: str = "id", max_chars: int = 20_000,
-                   count_rows: bool = True) -> CorpusSource:
+def resolve_corpus(
+    spec: str, text_column: str = "text", id_column: str = "id", max_chars: int = 20_000, count_rows: bool = True
+) -> CorpusSource:
     """List a corpus spec (nothing is read but directory listings, file sizes and Parquet footers)."""
     if not spec:
         raise InputError("no corpus given (config `corpus:` or --corpus)")
     spec = str(spec)
     if spec.startswith("hf:"):
-        return CorpusSource(spec, [CorpusFile(spec, spec, "hub")], None, text_column, id_column, max_chars,
-                            hub=parse_hub_spec(spec))
+        return CorpusSource(
+            spec, [CorpusFile(spec, spec, "hub")], None, text_column, id_column, max_chars, hub=parse_hub_spec(spec)
+        )
     from pyarrow import fs as pafs
 
     try:
@@ -188,9 +207,9 @@ def _glob_regex(pattern: str) -> re.Pattern:
         elif pattern[i] == "?":
             out.append("[^/]")
             i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
             j = pattern.index("]", i + 1)
-            out.append("[" + pattern[i + 1:j].replace("!", "^", 1) + "]")
+            out.append("[" + pattern[i + 1 : j].replace("!", "^", 1) + "]")
             i = j + 1
         else:
             out.append(re.escape(pattern[i]))
@@ -204,7 +223,7 @@ def _walk(filesystem, root: str):
     sel = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     infos = [i for i in filesystem.get_file_info(sel) if i.type == pafs.FileType.File]
     hidden = re.compile(r"(^|/)[._]")  # `.git`, `_SUCCESS`, `_staging-*`: never corpus data
-    return sorted((i for i in infos if not hidden.search(i.path[len(root):].lstrip("/"))), key=lambda i: i.path)
+    return sorted((i for i in infos if not hidden.search(i.path[len(root) :].lstrip("/"))), key=lambda i: i.path)
 
 
 def _known(name: str) -> bool:
@@ -216,7 +235,7 @@ def _known(name: str) -> bool:
 
 
 def _corpus_file(info, root: str) -> CorpusFile:
-    key = info.path[len(root):].lstrip("/") if info.path.startswith(root) else info.base_name
+    key = info.path[len(root) :].lstrip("/") if info.path.startswith(root) else info.base_name
     fmt, _ = file_format(info.base_name)
     mtime = info.mtime_ns if info.mtime is not None else None
     return CorpusFile(key or info.base_name, info.path, fmt, info.size, mtime)
@@ -225,6 +244,7 @@ def _corpus_file(info, root: str) -> CorpusFile:
 def _hf_saved_dataset(filesystem, path: str, spec: str) -> list[CorpusFile] | None:
     """The Arrow shards of a `datasets` `save_to_disk` directory (a Dataset, or the `train` / only split of a
     DatasetDict), in order; None when `path` is not one."""
+
     def read_json(p):
         with filesystem.open_input_stream(p) as f:
             return json.loads(f.read())
@@ -236,16 +256,19 @@ def _hf_saved_dataset(filesystem, path: str, spec: str) -> list[CorpusFile] | No
         splits = read_json(f"{path}/dataset_dict.json").get("splits", [])
         split = "train" if "train" in splits else (splits[0] if len(splits) == 1 else None)
         if split is None:
-            raise InputError(f"corpus {spec} is a DatasetDict with splits {splits} and no 'train': "
-                             f"pass one split's directory, e.g. {spec.rstrip('/')}/{splits[0] if splits else 'SPLIT'}")
+            raise InputError(
+                f"corpus {spec} is a DatasetDict with splits {splits} and no 'train': "
+                f"pass one split's directory, e.g. {spec.rstrip('/')}/{splits[0] if splits else 'SPLIT'}"
+            )
         path = f"{path}/{split}"
     if not (exists(f"{path}/state.json") and exists(f"{path}/dataset_info.json")):
         return None
     state = read_json(f"{path}/state.json")
     shards = [d["filename"] for d in state.get("_data_files", [])]
     if state.get("_indices_data_files"):
-        raise InputError(f"corpus {spec}: the saved dataset has an indices mapping; save it after "
-                         "`ds.flatten_indices()`")
+        raise InputError(
+            f"corpus {spec}: the saved dataset has an indices mapping; save it after `ds.flatten_indices()`"
+        )
     if not shards:
         raise InputError(f"corpus {spec}: the saved dataset lists no data files in state.json")
     return [_corpus_file(filesystem.get_file_info(f"{path}/{s}"), path) for s in shards]
@@ -295,8 +318,11 @@ class RowBuilder:
         rid = record.get(self.id_column)
         rid = f"{self.stem}:{row}" if rid is None else str(rid)
         if text is None:
-            reason = (EMPTY_TEXT if self.text_column in record
-                      else f"no {self.text_column!r} field (fields: {', '.join(map(str, list(record)[:8]))})")
+            reason = (
+                EMPTY_TEXT
+                if self.text_column in record
+                else f"no {self.text_column!r} field (fields: {', '.join(map(str, list(record)[:8]))})"
+            )
             return self.reject(row, reason, rid)
         if isinstance(text, (dict, list)):
             return self.reject(row, f"{self.text_column!r} is a {type(text).__name__}, not text", rid)
@@ -347,13 +373,15 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def iter_file_rows(f, file: CorpusFile, text_column: str, id_column: str, max_chars: int,
-                   block_rows: int = BLOCK_ROWS) -> Iterator[pa.Table]:
+def iter_file_rows(
+    f, file: CorpusFile, text_column: str, id_column: str, max_chars: int, block_rows: int = BLOCK_ROWS
+) -> Iterator[pa.Table]:
     """Blocks of `ROW_SCHEMA` from one open (decompressed) file. Never raises on bad data: a file that cannot be
     read at all, or stops being readable half-way, ends with one rejected row saying so."""
     rows = RowBuilder(file, text_column, id_column, max_chars)
-    reader = {"jsonl": _jsonl, "json": _json, "csv": _csv, "tsv": _csv, "parquet": _columnar,
-              "arrow": _columnar}[file.format]
+    reader = {"jsonl": _jsonl, "json": _json, "csv": _csv, "tsv": _csv, "parquet": _columnar, "arrow": _columnar}[
+        file.format
+    ]
     n = -1
     try:
         for n, record in reader(f, file, text_column, id_column):
@@ -439,8 +467,9 @@ class _RawStream(io.RawIOBase):
 def _csv(f, file, text_column, id_column):
     # Cells can be larger than csv's 128 KiB default (long documents); they are cut to max_chars later.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    text = io.TextIOWrapper(io.BufferedReader(_RawStream(f), 1 << 20), encoding="utf-8-sig",
-                            errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(
+        io.BufferedReader(_RawStream(f), 1 << 20), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
     reader = csv.reader(text, delimiter="\t" if file.format == "tsv" else ",")
     header = next(reader, None)
     if header is None:
@@ -472,8 +501,11 @@ def _columnar(f, file, text_column, id_column):
     n = 0
     for batch in batches:
         texts = batch.column(batch.schema.get_field_index(text_column)).to_pylist()
-        ids = (batch.column(batch.schema.get_field_index(id_column)).to_pylist()
-               if id_column in batch.schema.names else [None] * len(texts))
+        ids = (
+            batch.column(batch.schema.get_field_index(id_column)).to_pylist()
+            if id_column in batch.schema.names
+            else [None] * len(texts)
+        )
         for t, i in zip(texts, ids):
             yield n, {text_column: t, id_column: i} if i is not None else {text_column: t}
             n += 1
@@ -514,12 +546,14 @@ def load_hub_dataset(source: CorpusSource):
     try:
         return datasets.load_dataset(hub["name"], hub["config"], split=hub["split"], streaming=True)
     except Exception as exc:  # noqa: BLE001 - offline, unknown name, no such split: one clear line
-        raise InputError(f"corpus {source.spec}: cannot open the Hugging Face dataset ({type(exc).__name__}: "
-                         f"{str(exc)[:300]})") from None
+        raise InputError(
+            f"corpus {source.spec}: cannot open the Hugging Face dataset ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from None
 
 
-def iter_hub(source: CorpusSource, block_rows: int = BLOCK_ROWS, shard: tuple[int, int] | None = None
-             ) -> Iterator[pa.Table]:
+def iter_hub(
+    source: CorpusSource, block_rows: int = BLOCK_ROWS, shard: tuple[int, int] | None = None
+) -> Iterator[pa.Table]:
     """Blocks of an `hf:` corpus; `shard` = (index, count) reads one shard of the streaming dataset (its rows are
     keyed `<spec>/<index>` so ids stay unique)."""
     ds, file = load_hub_dataset(source), source.files[0]

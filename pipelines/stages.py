@@ -52,34 +52,75 @@ class CorpusSignatures:
         return self.store.read(self.keys, columns, rows)
 
     def totals(self) -> dict:
-        return {**self.store.totals(self.keys), "files_encoded": self.encoded,
-                "files_reused": len(self.keys) - self.encoded}
+        return {
+            **self.store.totals(self.keys),
+            "files_encoded": self.encoded,
+            "files_reused": len(self.keys) - self.encoded,
+        }
 
 
 def encode_step(cfg) -> Step:
     res = cfg.resources.encode
-    return Step(EncodeSignatures, {"model_spec": cfg.model.to_dict(), "pooling": cfg.signatures.pooling,
-                                   "top_n": cfg.signatures.top_n, "batch_size": res.batch_size},
-                res.actor_resources(), res.batch_size)
+    return Step(
+        EncodeSignatures,
+        {
+            "model_spec": cfg.model.to_dict(),
+            "pooling": cfg.signatures.pooling,
+            "top_n": cfg.signatures.top_n,
+            "batch_size": res.batch_size,
+        },
+        res.actor_resources(),
+        res.batch_size,
+    )
 
 
-def head(cfg, output_dir: str | Path, store_dir: str | Path, label_column: str | None = None,
-         max_rows: int | None = None, with_seed_encoding: bool = True, check_result=None) -> list[Stage]:
+def head(
+    cfg,
+    output_dir: str | Path,
+    store_dir: str | Path,
+    label_column: str | None = None,
+    max_rows: int | None = None,
+    with_seed_encoding: bool = True,
+    check_result=None,
+) -> list[Stage]:
     """claim_output → read_seeds → encode_seeds → encode_corpus (encode_seeds left to the caller when
     `with_seed_encoding` is False: mine skips it while its saved seed model holds)."""
     output_dir, store_dir = Path(output_dir), Path(cfg.corpus_signatures or store_dir)
     step = encode_step(cfg)
     stages = [
-        Stage("claim_output", "driver", (), {"output": f"locked dir {output_dir}"},
-              lambda run: {"output": _claim(run, output_dir, check_result)},
-              doc="a second run on this output is refused; a dead run's lock is taken over"),
-        Stage("read_seeds", "driver", ("config.seeds",), {"seeds": "Records", "meta": "SignatureMeta"},
-              lambda run: _read_seeds(run, label_column), doc="strict: any bad seed row is an error"),
-        Stage("encode_seeds", "flow", ("seeds",), {"seed_signatures": "Table (small)"},
-              lambda run: {"seed_signatures": encode_seeds(run, step, label_column)}, [step]),
-        Stage("encode_corpus", "flow", ("meta", "output"), {"signatures": f"signature store {store_dir}"},
-              lambda run: {"signatures": _encode_corpus(run, step, store_dir, max_rows)}, [step],
-              doc="only new / changed corpus files; bad rows -> _rejected/"),
+        Stage(
+            "claim_output",
+            "driver",
+            (),
+            {"output": f"locked dir {output_dir}"},
+            lambda run: {"output": _claim(run, output_dir, check_result)},
+            doc="a second run on this output is refused; a dead run's lock is taken over",
+        ),
+        Stage(
+            "read_seeds",
+            "driver",
+            ("config.seeds",),
+            {"seeds": "Records", "meta": "SignatureMeta"},
+            lambda run: _read_seeds(run, label_column),
+            doc="strict: any bad seed row is an error",
+        ),
+        Stage(
+            "encode_seeds",
+            "flow",
+            ("seeds",),
+            {"seed_signatures": "Table (small)"},
+            lambda run: {"seed_signatures": encode_seeds(run, step, label_column)},
+            [step],
+        ),
+        Stage(
+            "encode_corpus",
+            "flow",
+            ("meta", "output"),
+            {"signatures": f"signature store {store_dir}"},
+            lambda run: {"signatures": _encode_corpus(run, step, store_dir, max_rows)},
+            [step],
+            doc="only new / changed corpus files; bad rows -> _rejected/",
+        ),
     ]
     return stages if with_seed_encoding else [s for s in stages if s.name != "encode_seeds"]
 
@@ -114,8 +155,9 @@ def encode_seeds(run: Run, step: Step, label_column: str | None = None) -> pa.Ta
     seeds = run["seeds"]
     cols = {"id": seeds.table["id"], "text": seeds.table["text"]}
     if label_column and label_column in seeds.table.column_names:
-        cols["label"] = pa.array([None if x is None else str(x) for x in seeds.table[label_column].to_pylist()],
-                                 pa.string())
+        cols["label"] = pa.array(
+            [None if x is None else str(x) for x in seeds.table[label_column].to_pylist()], pa.string()
+        )
     table = pa.table(cols)
     blocks = max(1, step.resources.concurrency)
     with run.progress.stage("encode_seeds", total=table.num_rows):
@@ -134,8 +176,13 @@ def _encode_corpus(run: Run, step: Step, store_dir: Path, max_rows: int | None) 
     if max_rows is not None:  # a partial read: nothing is reused, nothing partial is trusted next time
         plan.encode, plan.reuse = list(source.files), []
     todo = source.subset(f.key for f in plan.encode)
-    log.info("corpus %s: %d file(s) to encode, %d reused, %d gone", source.spec, len(plan.encode), len(plan.reuse),
-             len(plan.remove))
+    log.info(
+        "corpus %s: %d file(s) to encode, %d reused, %d gone",
+        source.spec,
+        len(plan.encode),
+        len(plan.reuse),
+        len(plan.remove),
+    )
     staged = store.staging()
     if plan.encode:
         flow = Flow(CorpusInput(todo, max_rows), [step], "encode_corpus")
@@ -167,12 +214,22 @@ def _publish_rejected(run: Run, sigs: CorpusSignatures) -> None:
         raise BadRowsError(
             f"{t['bad']:,} of {t['rows']:,} corpus rows ({t['bad'] / t['rows']:.2%}) are bad, more than "
             f"max_bad_fraction {cfg.max_bad_fraction:.2%}: see {final} (reason per row); fix the corpus or raise "
-            "max_bad_fraction")
+            "max_bad_fraction"
+        )
 
 
-def seed_model_stage(cfg, background_size: int, *, n_targets: int = 0, target_method: str = "logodds",
-                     min_seed_fraction: float = 0.25, fixed_targets=None, method: str = "probe", k: int = 3,
-                     label_column: str | None = None) -> Stage:
+def seed_model_stage(
+    cfg,
+    background_size: int,
+    *,
+    n_targets: int = 0,
+    target_method: str = "logodds",
+    min_seed_fraction: float = 0.25,
+    fixed_targets=None,
+    method: str = "probe",
+    k: int = 3,
+    label_column: str | None = None,
+) -> Stage:
     """Sample `background_size` corpus signatures (bottom-k by id hash: uniform, deterministic, streamed), fit
     the SeedModel, save it to `<output>/_seed_model`."""
     step = Step(SampleByHash, {"fraction": "<from the store's row count>"}, cfg.resources.light.actor_resources(), 4096)
@@ -186,11 +243,27 @@ def seed_model_stage(cfg, background_size: int, *, n_targets: int = 0, target_me
         sample_step = Step(SampleByHash, {"fraction": fraction}, step.resources, step.batch_size)
         flow = Flow(sigs.read(["id", "feature_ids", "feature_values"]), [sample_step], "sample_background")
         background = smallest_keys(list(flow.iter_tables(run.executor)), background_size)
-        model = SeedModel.fit(run["seed_signatures"], background, run["meta"], n_targets=n_targets,
-                              target_method=target_method, min_seed_fraction=min_seed_fraction,
-                              fixed_targets=fixed_targets, method=method, k=k, label_column=label_column)
+        model = SeedModel.fit(
+            run["seed_signatures"],
+            background,
+            run["meta"],
+            n_targets=n_targets,
+            target_method=target_method,
+            min_seed_fraction=min_seed_fraction,
+            fixed_targets=fixed_targets,
+            method=method,
+            k=k,
+            label_column=label_column,
+        )
         model.save(Path(run["output"]) / SEED_MODEL)
         return {"seed_model": model}
 
-    return Stage("seed_model", "driver", ("seed_signatures", "signatures"), {"seed_model": "SeedModel"}, fn, [step],
-                 doc=f"{background_size} background rows sampled from the store; saved to _seed_model/")
+    return Stage(
+        "seed_model",
+        "driver",
+        ("seed_signatures", "signatures"),
+        {"seed_model": "SeedModel"},
+        fn,
+        [step],
+        doc=f"{background_size} background rows sampled from the store; saved to _seed_model/",
+    )

@@ -80,8 +80,10 @@ class SignatureStore:
     def open(cls, root: str | Path, meta: SignatureMeta, run_id: str, reencode: bool = False) -> SignatureStore:
         store = cls(root, meta, run_id)
         if store.root.is_file():
-            raise InputError(f"signature store {store.root} is a file (an older qscope single-file export); "
-                             "point corpus_signatures at a new directory, or delete it to rebuild")
+            raise InputError(
+                f"signature store {store.root} is a file (an older qscope single-file export); "
+                "point corpus_signatures at a new directory, or delete it to rebuild"
+            )
         store.lock.acquire()
         try:
             store._load(reencode)
@@ -108,14 +110,18 @@ class SignatureStore:
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}: corrupt manifest ({exc}); delete the store to rebuild it") from None
             if data.get("format") != FORMAT:
-                raise InputError(f"{self.root}: signature store format {data.get('format')}, this qscope reads "
-                                 f"format {FORMAT}; delete it (or pass reencode) to rebuild")
+                raise InputError(
+                    f"{self.root}: signature store format {data.get('format')}, this qscope reads "
+                    f"format {FORMAT}; delete it (or pass reencode) to rebuild"
+                )
             stored = SignatureMeta(**data["meta"])
             why = self.meta.reuse_mismatch(stored)
             if why and not reencode:
-                raise InputError(f"signature store {self.root} was built with {why}: its signatures are not "
-                                 "this run's; set `reencode: true` (CLI --reencode) to rebuild it, or use another "
-                                 "store (`corpus_signatures:`)")
+                raise InputError(
+                    f"signature store {self.root} was built with {why}: its signatures are not "
+                    "this run's; set `reencode: true` (CLI --reencode) to rebuild it, or use another "
+                    "store (`corpus_signatures:`)"
+                )
             if not why:
                 self.files = {k: FileEntry(**v) for k, v in data.get("files", {}).items()}
         # Partitions the manifest does not know (a crash between a move and the manifest write) are dropped.
@@ -144,8 +150,9 @@ class SignatureStore:
         return staging_dir(self.root, self.run_id, "encoded")
 
     # --- committing ----------------------------------------------------------------------------------------------
-    def commit(self, plan: StorePlan, source: CorpusSource, staged: Path, hash_files: bool = True,
-               partial: bool = False) -> None:
+    def commit(
+        self, plan: StorePlan, source: CorpusSource, staged: Path, hash_files: bool = True, partial: bool = False
+    ) -> None:
         """Move every staged file partition into place (replacing the old one), forget removed files, then write
         the manifest. Entries are counted from the staged parts themselves."""
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -169,8 +176,11 @@ class SignatureStore:
     def write_manifest(self) -> None:
         from qscope.paths import atomic_path
 
-        data = {"format": FORMAT, "meta": asdict(self.meta),
-                "files": {k: asdict(e) for k, e in sorted(self.files.items())}}
+        data = {
+            "format": FORMAT,
+            "meta": asdict(self.meta),
+            "files": {k: asdict(e) for k, e in sorted(self.files.items())},
+        }
         with atomic_path(self.root / MANIFEST) as tmp:
             tmp.write_text(json.dumps(data, indent=1))
 
@@ -181,8 +191,11 @@ class SignatureStore:
     def read(self, keys=None, columns: list[str] | None = None, rows: str = "good") -> ParquetInput:
         """The stored rows of `keys` (default: every file) as a flow input; rows "good", "rejected" or "all"."""
         keys = sorted(self.files) if keys is None else keys
-        paths = [str(self._partition_dir(self.files[k].partition)) for k in keys
-                 if k in self.files and self._partition_dir(self.files[k].partition).exists()]
+        paths = [
+            str(self._partition_dir(self.files[k].partition))
+            for k in keys
+            if k in self.files and self._partition_dir(self.files[k].partition).exists()
+        ]
         return ParquetInput(paths, str(self.root), columns, rows)
 
     def totals(self, keys=None) -> dict:
@@ -190,9 +203,14 @@ class SignatureStore:
         entries = [self.files[k] for k in keys if k in self.files]
         rows = sum(e.rows for e in entries)
         rejected = sum(e.rejected for e in entries)
-        return {"files": len(entries), "rows": rows, "good": rows - rejected, "rejected": rejected,
-                "bad": sum(e.bad for e in entries),
-                "quarantined": {e.key: e.quarantined for e in entries if e.quarantined}}
+        return {
+            "files": len(entries),
+            "rows": rows,
+            "good": rows - rejected,
+            "rejected": rejected,
+            "bad": sum(e.bad for e in entries),
+            "quarantined": {e.key: e.quarantined for e in entries if e.quarantined},
+        }
 
 
 def _count(entry: FileEntry, partition: Path) -> None:

@@ -16,8 +16,9 @@ __version__ = "0.1.0"
 # job's sys.path, ahead of any installed qscope), or PYTHONPATH=. — the root joins the package path, so both still
 # import, from the same checkout as the rest of qscope.
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if _os.path.isfile(_os.path.join(_root, "pipelines", "__init__.py")) and \
-        _os.path.isfile(_os.path.join(_root, "operators", "__init__.py")):
+if _os.path.isfile(_os.path.join(_root, "pipelines", "__init__.py")) and _os.path.isfile(
+    _os.path.join(_root, "operators", "__init__.py")
+):
     __path__.append(_root)  # noqa: F821 - the package's own path list
 
 __all__ = ["QscopeError", "__version__"]

@@ -59,8 +59,17 @@ class SignatureClassifier:
     negatives by the one-class probe.
     """
 
-    def __init__(self, d_sae: int, method: str = DEFAULT_METHOD, transform: str = DEFAULT_TRANSFORM,
-                 use_idf: bool = True, k: int = 5, C: float = 1.0, background_size: int = 2000, seed: int = 0):
+    def __init__(
+        self,
+        d_sae: int,
+        method: str = DEFAULT_METHOD,
+        transform: str = DEFAULT_TRANSFORM,
+        use_idf: bool = True,
+        k: int = 5,
+        C: float = 1.0,
+        background_size: int = 2000,
+        seed: int = 0,
+    ):
         if method not in METHODS:
             raise InputError(f"unknown classification method {method!r}; choose one of {METHODS}")
         self.d_sae, self.method, self.k, self.C = d_sae, method, k, C
@@ -68,8 +77,14 @@ class SignatureClassifier:
         self.vectorizer = SignatureVectorizer(d_sae, transform, use_idf)
         self.classes: list[str] = []
 
-    def fit(self, feature_ids: Any, feature_values: Any, labels: Sequence[Any],
-            background_ids: Any = None, background_values: Any = None) -> SignatureClassifier:
+    def fit(
+        self,
+        feature_ids: Any,
+        feature_values: Any,
+        labels: Sequence[Any],
+        background_ids: Any = None,
+        background_values: Any = None,
+    ) -> SignatureClassifier:
         seeds = as_ragged(feature_ids, feature_values, self.d_sae)
         labels = np.asarray([str(x) for x in labels], dtype=object)
         if seeds.n_rows == 0:
@@ -145,8 +160,15 @@ class SignatureClassifier:
         return ClassScores(list(self.classes), np.asarray(getattr(self, f"_score_{self.method}")(x), np.float32))
 
 
-def classify_corpus(seed_feature_ids: Any, seed_feature_values: Any, seed_labels: Sequence[Any],
-                    corpus_feature_ids: Any, corpus_feature_values: Any, d_sae: int, **kw) -> ClassScores:
+def classify_corpus(
+    seed_feature_ids: Any,
+    seed_feature_values: Any,
+    seed_labels: Sequence[Any],
+    corpus_feature_ids: Any,
+    corpus_feature_values: Any,
+    d_sae: int,
+    **kw,
+) -> ClassScores:
     """One score per corpus row and class (IDF and background from the corpus). kw: see SignatureClassifier."""
     corpus = as_ragged(corpus_feature_ids, corpus_feature_values, d_sae)
     if corpus.n_rows == 0:
@@ -155,15 +177,22 @@ def classify_corpus(seed_feature_ids: Any, seed_feature_values: Any, seed_labels
     return clf.decision_scores(corpus)
 
 
-def mine_corpus(seed_feature_ids: Any, seed_feature_values: Any, corpus_feature_ids: Any,
-                corpus_feature_values: Any, d_sae: int, top: int | None = None, **kw) -> MineResult:
+def mine_corpus(
+    seed_feature_ids: Any,
+    seed_feature_values: Any,
+    corpus_feature_ids: Any,
+    corpus_feature_values: Any,
+    d_sae: int,
+    top: int | None = None,
+    **kw,
+) -> MineResult:
     """Rank corpus rows by similarity to positive-only seeds (the corpus is the background)."""
     seeds = as_ragged(seed_feature_ids, seed_feature_values, d_sae)
-    scores = classify_corpus(seeds, None, ["seed"] * seeds.n_rows, corpus_feature_ids,
-                             corpus_feature_values, d_sae, **kw).scores[:, 0]
+    scores = classify_corpus(
+        seeds, None, ["seed"] * seeds.n_rows, corpus_feature_ids, corpus_feature_values, d_sae, **kw
+    ).scores[:, 0]
     order = np.lexsort((np.arange(len(scores)), -scores))
     return MineResult(order[:top] if top is not None else order, scores)
-
 
 
 # --- a cut-off for a stated precision (mining) ---------------------------------------------------------------
@@ -185,11 +214,14 @@ class CutoffEstimate(NamedTuple):
     """False when no cut-off reaches the target: `cutoff` is then the most precise one found."""
 
     def to_dict(self) -> dict:
-        return {k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in self._asdict().items()}
+        return {
+            k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in self._asdict().items()
+        }
 
 
-def precision_cutoff(pos_scores: Any, background_scores: Any, target_precision: float = 0.8,
-                     min_recall: float = 0.1, min_count: int = 5) -> CutoffEstimate:
+def precision_cutoff(
+    pos_scores: Any, background_scores: Any, target_precision: float = 0.8, min_recall: float = 0.1, min_count: int = 5
+) -> CutoffEstimate:
     """The lowest score cut-off whose estimated precision on the corpus is >= `target_precision`.
 
     Inputs are held-out scores (each row scored by a classifier that did not train on it): `pos_scores` of the
@@ -230,12 +262,27 @@ def precision_cutoff(pos_scores: Any, background_scores: Any, target_precision: 
         i = int(cand[np.argmax(precision[cand])])
         reached = False
     cut = float(cands[i])
-    return CutoffEstimate(cut, float(target_precision), float(precision[i]), float(recall[i]),
-                          float((bg >= cut).mean()), prevalence, reached)
+    return CutoffEstimate(
+        cut,
+        float(target_precision),
+        float(precision[i]),
+        float(recall[i]),
+        float((bg >= cut).mean()),
+        prevalence,
+        reached,
+    )
 
 
-def heldout_scores(seed_feature_ids: Any, seed_feature_values: Any, background_ids: Any, background_values: Any,
-                   d_sae: int, folds: int = 5, seed: int = 0, **kw) -> tuple[np.ndarray, np.ndarray]:
+def heldout_scores(
+    seed_feature_ids: Any,
+    seed_feature_values: Any,
+    background_ids: Any,
+    background_values: Any,
+    d_sae: int,
+    folds: int = 5,
+    seed: int = 0,
+    **kw,
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold one-class scores: seeds and background are split into `folds` parts; each part is scored by a
     classifier (`SignatureClassifier(**kw)`) fitted on the other parts' seeds against the other parts'
     background. Returns (seed scores, background scores), in input order."""
@@ -253,9 +300,13 @@ def heldout_scores(seed_feature_ids: Any, seed_feature_values: Any, background_i
     bg_fids, bg_vals = _rows(bg)
     for f in range(folds):
         ts, tb = np.flatnonzero(fs != f), np.flatnonzero(fb != f)
-        clf = SignatureClassifier(d_sae, **kw).fit([seed_fids[i] for i in ts], [seed_vals[i] for i in ts],
-                                                   ["seed"] * len(ts), [bg_fids[i] for i in tb],
-                                                   [bg_vals[i] for i in tb])
+        clf = SignatureClassifier(d_sae, **kw).fit(
+            [seed_fids[i] for i in ts],
+            [seed_vals[i] for i in ts],
+            ["seed"] * len(ts),
+            [bg_fids[i] for i in tb],
+            [bg_vals[i] for i in tb],
+        )
         hs, hb = np.flatnonzero(fs == f), np.flatnonzero(fb == f)
         out_s[hs] = clf.decision_scores([seed_fids[i] for i in hs], [seed_vals[i] for i in hs]).scores[:, 0]
         out_b[hb] = clf.decision_scores([bg_fids[i] for i in hb], [bg_vals[i] for i in hb]).scores[:, 0]

@@ -154,8 +154,11 @@ def _section_class(hint) -> type | None:
 @functools.cache
 def _choice_fields(cls) -> tuple:
     hints = typing.get_type_hints(cls)
-    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls)
-                 if any(typing.get_origin(m) is Literal for m in _members(hints[f.name])))
+    return tuple(
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if any(typing.get_origin(m) is Literal for m in _members(hints[f.name]))
+    )
 
 
 def _members(hint) -> tuple:
@@ -175,8 +178,16 @@ def _checked_value(value: Any, hint, key: str, error: type[QscopeError]) -> Any:
     return value
 
 
-_KIND_NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true/false", list: "a list",
-               tuple: "a list", dict: "a mapping", type(None): "null"}
+_KIND_NAMES = {
+    float: "a number",
+    int: "an integer",
+    str: "a string",
+    bool: "true/false",
+    list: "a list",
+    tuple: "a list",
+    dict: "a mapping",
+    type(None): "null",
+}
 
 
 def _is_a(value: Any, hint) -> bool:
@@ -208,8 +219,13 @@ def apply_overrides(cls, data: dict, overrides: Iterable[Override]) -> dict:
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         hint = _field_hint(cls, key, item)
-        if isinstance(item, str) and not isinstance(value, str) and value is not None \
-                and str in _members(hint) and not any(_is_a(value, m) for m in _members(hint) if m is not str):
+        if (
+            isinstance(item, str)
+            and not isinstance(value, str)
+            and value is not None
+            and str in _members(hint)
+            and not any(_is_a(value, m) for m in _members(hint) if m is not str)
+        ):
             value = item.partition("=")[2].strip()  # `--set out=2024` names a path, not a number
         node = data
         *parents, leaf = key.split(".")

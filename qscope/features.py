@@ -136,8 +136,9 @@ class FeatureExtractor:
         if batch:
             yield from self.extract(batch)[layer]
 
-    def iter_signatures(self, texts: Iterable[str], pooling: Pooling = "max", top_n: int = 64,
-                        layer: int | None = None) -> Iterator[DocumentSignature]:
+    def iter_signatures(
+        self, texts: Iterable[str], pooling: Pooling = "max", top_n: int = 64, layer: int | None = None
+    ) -> Iterator[DocumentSignature]:
         """Per text: its pooled signature, tokens read and truncation — `DocumentFeatures.signature()` without the
         per-token Python objects (what a corpus pass needs; equal to it, tested)."""
         layer = self.layers[0] if layer is None else layer
@@ -170,7 +171,7 @@ class FeatureExtractor:
         limits, offset = np.full(len(texts), np.inf), 0
         for i, n in enumerate(lengths):
             if n > 1:
-                limits[i] = SINK_NORM_RATIO * float(np.median(norms[offset + 1: offset + n]))
+                limits[i] = SINK_NORM_RATIO * float(np.median(norms[offset + 1 : offset + n]))
             offset += n
         keep_tok = (pos > 0) & (torch.from_numpy(norms <= limits[doc.cpu().numpy()]).to(pos.device))
         if self.skip_special_tokens:
@@ -193,8 +194,11 @@ class FeatureExtractor:
             ids = np.flatnonzero(pooled[i])
             vals_i = pooled[i, ids]
             order = np.lexsort((ids, -vals_i))[:top_n]  # by value desc, ties by id (as pool_signature)
-            out.append(DocumentSignature(ids[order].astype(np.int32), vals_i[order].astype(np.float32),
-                                         max(n - 1, 0), res.truncated[i]))
+            out.append(
+                DocumentSignature(
+                    ids[order].astype(np.int32), vals_i[order].astype(np.float32), max(n - 1, 0), res.truncated[i]
+                )
+            )
         return out
 
     @torch.no_grad()

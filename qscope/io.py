@@ -63,7 +63,12 @@ class Records:
         return self.table.column(name).to_pylist() if name in self.table.column_names else None
 
     def summary(self) -> dict:
-        return {"rows": len(self), "truncated": self.n_truncated, "empty_dropped": self.n_empty, "sources": self.sources}
+        return {
+            "rows": len(self),
+            "truncated": self.n_truncated,
+            "empty_dropped": self.n_empty,
+            "sources": self.sources,
+        }
 
 
 def file_format(path: Path) -> str:
@@ -224,7 +229,9 @@ def check_unique_ids(ids: list[str], what: str = "input") -> None:
         if seen != row:
             n_repeated = len(ids) - len(set(ids))
             more = f"; {n_repeated} rows repeat an earlier id in all" if n_repeated > 1 else ""
-            raise InputError(f"{what}: id {i!r} occurs more than once (rows {seen} and {row}{more}); ids must be unique")
+            raise InputError(
+                f"{what}: id {i!r} occurs more than once (rows {seen} and {row}{more}); ids must be unique"
+            )
 
 
 def _read_one(path: Path, text_column: str, id_column: str, max_chars: int, what: str) -> tuple[pa.Table, int, int]:
@@ -258,9 +265,7 @@ def _read_one(path: Path, text_column: str, id_column: str, max_chars: int, what
     n_empty = len(raw) - len(keep)
     if not keep:
         raise InputError(f"{path}: all {len(raw)} rows have an empty {text_column!r}")
-    rest = {
-        c: table.column(c).take(pa.array(keep)) for c in table.column_names if c not in (text_column, id_column)
-    }
+    rest = {c: table.column(c).take(pa.array(keep)) for c in table.column_names if c not in (text_column, id_column)}
     out = pa.table({"id": pa.array([ids[n] for n in keep], pa.string()), "text": pa.array(texts, pa.string()), **rest})
     return out, n_trunc, n_empty
 

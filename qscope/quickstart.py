@@ -27,8 +27,16 @@ log = logging.getLogger(__name__)
 class Feature(int):
     """A feature id that remembers what discovery found about it."""
 
-    def __new__(cls, index: int, *, layer: int | None = None, label: str | None = None,
-                auroc: float | None = None, effect_size: float | None = None, sae_id: str | None = None):
+    def __new__(
+        cls,
+        index: int,
+        *,
+        layer: int | None = None,
+        label: str | None = None,
+        auroc: float | None = None,
+        effect_size: float | None = None,
+        sae_id: str | None = None,
+    ):
         obj = super().__new__(cls, int(index))
         obj.layer, obj.label, obj.auroc, obj.effect_size, obj.sae_id = layer, label, auroc, effect_size, sae_id
         return obj
@@ -53,8 +61,14 @@ class SAEModel:
         self._engine = None
 
     @classmethod
-    def from_pretrained(cls, sae: str | Path | None = None, model: str | None = None, layer: int | None = None,
-                        max_length: int = 512, allow_model_mismatch: bool = False) -> SAEModel:
+    def from_pretrained(
+        cls,
+        sae: str | Path | None = None,
+        model: str | None = None,
+        layer: int | None = None,
+        max_length: int = 512,
+        allow_model_mismatch: bool = False,
+    ) -> SAEModel:
         """Load an SAE (shipped id, directory, Qwen-Scope file or hub id[@revision]; default: the shipped SAE of
         `model`, or of the embedded default model) and its model (default: the model the SAE records;
         `qscope.models.model_for_sae`). A `model` other than the SAE's recorded one is refused unless
@@ -79,7 +93,9 @@ class SAEModel:
             raise InputError(f"no SAE for layer {layer} (have {self.layers})")
         return self.saes[layer]
 
-    def features(self, texts: Sequence[str] | str, layer: int | None = None, top: int = 10) -> list[list[tuple[int, float]]]:
+    def features(
+        self, texts: Sequence[str] | str, layer: int | None = None, top: int = 10
+    ) -> list[list[tuple[int, float]]]:
         """Top features (id, max activation) of each text."""
         from qscope.features import FeatureExtractor
 
@@ -95,12 +111,23 @@ class SAEModel:
             self._engine = make_engine("hf", lm=self.lm, saes=self.saes)
         return self._engine
 
-    def generate(self, prompts: Sequence[str] | str, intervention=None, max_new_tokens: int = 64,
-                 temperature: float = 0.0, seed: int = 0) -> str | list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str] | str,
+        intervention=None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> str | list[str]:
         """Completions (chat template applied); a single prompt gives a single string."""
         single = isinstance(prompts, str)
-        results = self.engine.generate([prompts] if single else list(prompts), intervention=intervention,
-                                       max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        results = self.engine.generate(
+            [prompts] if single else list(prompts),
+            intervention=intervention,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
         texts = [r.text for r in results]
         return texts[0] if single else texts
 
@@ -112,8 +139,14 @@ class FeatureExplorer:
     Its activations are cached on disk, so the first explorer on a machine takes longest.
     """
 
-    def __init__(self, model: SAEModel, layer: int | None = None, background: Sequence[str] | str | Path | None = None,
-                 n_background: int = 200, max_length: int = 128):
+    def __init__(
+        self,
+        model: SAEModel,
+        layer: int | None = None,
+        background: Sequence[str] | str | Path | None = None,
+        n_background: int = 200,
+        max_length: int = 128,
+    ):
         self.model = model
         self.layer = layer if layer is not None else model.layers[0]
         self.sae = model.sae(self.layer)
@@ -145,8 +178,9 @@ class FeatureExplorer:
         if self._background is None:
             from qscope.analysis.background import background_activations
 
-            self._background = background_activations(self.lm, self.sae, self.layer, self.background_texts(),
-                                                      max_length=self.max_length)
+            self._background = background_activations(
+                self.lm, self.sae, self.layer, self.background_texts(), max_length=self.max_length
+            )
         return self._background
 
     @property
@@ -157,8 +191,14 @@ class FeatureExplorer:
             self._labeler = FeatureLabeler(self.lm, self.sae, self.background)
         return self._labeler
 
-    def discover(self, positives: Sequence[str], negatives: Sequence[str] | None = None, top: int = 10,
-                 method: str = "auroc", label: bool = True):
+    def discover(
+        self,
+        positives: Sequence[str],
+        negatives: Sequence[str] | None = None,
+        top: int = 10,
+        method: str = "auroc",
+        label: bool = True,
+    ):
         """`DiscoveryResult` for explicit positive (and optional negative) texts; background otherwise."""
         from qscope.analysis.activations import CorpusActivations
         from qscope.analysis.discovery import discover_features
@@ -173,16 +213,35 @@ class FeatureExplorer:
         else:
             neg_acts = collect(negatives)
             if label:  # label from the texts at hand unless the background sample is already read
-                labeler = (self.labeler if self._background is not None
-                           else FeatureLabeler(self.lm, self.sae, CorpusActivations.concat([pos_acts, neg_acts])))
-        result = discover_features(self.lm, self.sae, positives, layer=self.layer, top=top, method=method,
-                                   labeler=labeler, negatives_acts=neg_acts, positives_acts=pos_acts)
+                labeler = (
+                    self.labeler
+                    if self._background is not None
+                    else FeatureLabeler(self.lm, self.sae, CorpusActivations.concat([pos_acts, neg_acts]))
+                )
+        result = discover_features(
+            self.lm,
+            self.sae,
+            positives,
+            layer=self.layer,
+            top=top,
+            method=method,
+            labeler=labeler,
+            negatives_acts=neg_acts,
+            positives_acts=pos_acts,
+        )
         self.last_discovery = result
         return result
 
-    def discover_top_features(self, concept: str | None = None, examples: Sequence[str] | None = None,
-                              negatives: Sequence[str] | None = None, top: int = 10, n_examples: int = 8,
-                              method: str = "auroc", max_new_tokens: int = 48) -> list[Feature]:
+    def discover_top_features(
+        self,
+        concept: str | None = None,
+        examples: Sequence[str] | None = None,
+        negatives: Sequence[str] | None = None,
+        top: int = 10,
+        n_examples: int = 8,
+        method: str = "auroc",
+        max_new_tokens: int = 48,
+    ) -> list[Feature]:
         """Features behind a concept, best first.
 
         With `examples`, those are the positives (negatives: given, else the background sample). With only a
@@ -194,13 +253,23 @@ class FeatureExplorer:
                 raise InputError("give a concept phrase or examples")
             from qscope.analysis.concepts import concept_examples
 
-            examples, written_neg = concept_examples(self.lm, concept, n_examples, max_new_tokens,
-                                                     engine=self.model.engine)
+            examples, written_neg = concept_examples(
+                self.lm, concept, n_examples, max_new_tokens, engine=self.model.engine
+            )
             negatives = negatives if negatives is not None else written_neg
         self.last_examples = (list(examples), list(negatives or []))
         result = self.discover(examples, negatives, top=top, method=method)
-        return [Feature(s.feature, layer=self.layer, label=s.label, auroc=s.auroc, effect_size=s.effect_size,
-                        sae_id=self.sae.sae_id) for s in result.features]
+        return [
+            Feature(
+                s.feature,
+                layer=self.layer,
+                label=s.label,
+                auroc=s.auroc,
+                effect_size=s.effect_size,
+                sae_id=self.sae.sae_id,
+            )
+            for s in result.features
+        ]
 
     @property
     def feature_stats(self):
@@ -249,21 +318,33 @@ class FeatureExplorer:
             write_prompt_page(d, out)
         return d
 
-    def sweep(self, feature: int, prompts: Sequence[str] | str, strengths: Sequence[float] | None = None,
-              out: str | Path | None = None, **kw):
+    def sweep(
+        self,
+        feature: int,
+        prompts: Sequence[str] | str,
+        strengths: Sequence[float] | None = None,
+        out: str | Path | None = None,
+        **kw,
+    ):
         """Steering strength sweep of one feature (`qscope.steering.sweep.strength_sweep`); HTML view at `out`."""
         from qscope.steering.sweep import DEFAULT_STRENGTHS, strength_sweep
 
-        result = strength_sweep(self.model.engine, prompts, int(feature), strengths or DEFAULT_STRENGTHS,
-                                layer=self.layer, **kw)
+        result = strength_sweep(
+            self.model.engine, prompts, int(feature), strengths or DEFAULT_STRENGTHS, layer=self.layer, **kw
+        )
         if out is not None:
             from qscope.analysis.sweep_view import write_sweep
 
             write_sweep(result, out)
         return result
 
-    def localize(self, positives: Sequence[str], negatives: Sequence[str] | None = None,
-                 layers: Sequence[int] | None = None, **kw):
+    def localize(
+        self,
+        positives: Sequence[str],
+        negatives: Sequence[str] | None = None,
+        layers: Sequence[int] | None = None,
+        **kw,
+    ):
         """Which layer separates the concept best (probe at every layer, SAE features where loaded)."""
         from qscope.analysis.localization import localize_concept
 

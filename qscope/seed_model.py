@@ -46,9 +46,13 @@ class SeedSignatures:
         if missing:
             raise InputError(f"SeedSignatures: table lacks column(s) {missing}")
         labels = table.column(label_column).to_pylist() if label_column and label_column in table.column_names else []
-        return cls(table.column("id").to_pylist(), table.column("feature_ids").to_pylist(),
-                   table.column("feature_values").to_pylist(), asdict(meta),
-                   [None if x is None else str(x) for x in labels])
+        return cls(
+            table.column("id").to_pylist(),
+            table.column("feature_ids").to_pylist(),
+            table.column("feature_values").to_pylist(),
+            asdict(meta),
+            [None if x is None else str(x) for x in labels],
+        )
 
     @property
     def signature_meta(self) -> SignatureMeta:
@@ -69,8 +73,14 @@ class SeedSignatures:
         return idx
 
 
-def select_targets(seeds: SeedSignatures, background: dict, n: int, method: str = "logodds",
-                   min_seed_fraction: float = 0.25, fixed: list[int] | None = None) -> list[dict]:
+def select_targets(
+    seeds: SeedSignatures,
+    background: dict,
+    n: int,
+    method: str = "logodds",
+    min_seed_fraction: float = 0.25,
+    fixed: list[int] | None = None,
+) -> list[dict]:
     """Contrastive target features (`qscope.targets.select_target_features`): present in many seeds, rarer in the
     background. [{feature, score, frac_seeds, frac_background, reference, background_mean}]; `reference` is the
     feature's mean pooled activation on the seeds that contain it (the level scores are measured against)."""
@@ -79,18 +89,26 @@ def select_targets(seeds: SeedSignatures, background: dict, n: int, method: str 
     d_sae = seeds.signature_meta.d_sae
     args = (seeds.feature_ids, seeds.feature_values, background["feature_ids"], background["feature_values"], d_sae)
     if fixed:
-        ranked = {t.feature_id: t for t in select_target_features(*args, top_k=d_sae, min_seed_coverage=0.0,
-                                                                 method=method)}
+        ranked = {
+            t.feature_id: t for t in select_target_features(*args, top_k=d_sae, min_seed_coverage=0.0, method=method)
+        }
         chosen = [(int(f), ranked.get(int(f))) for f in fixed]
     else:
-        chosen = [(t.feature_id, t) for t in select_target_features(*args, top_k=n, min_seed_coverage=min_seed_fraction,
-                                                                   method=method)]
-    return [{"feature": int(f),
-             "score": None if t is None else round(float(t.score), 4),
-             "frac_seeds": 0.0 if t is None else round(float(t.seed_coverage), 4),
-             "frac_background": 0.0 if t is None else round(float(t.background_coverage), 4),
-             "reference": 1.0 if t is None or t.seed_mean <= 0 else float(t.seed_mean),
-             "background_mean": 0.0 if t is None else float(t.background_mean)} for f, t in chosen]
+        chosen = [
+            (t.feature_id, t)
+            for t in select_target_features(*args, top_k=n, min_seed_coverage=min_seed_fraction, method=method)
+        ]
+    return [
+        {
+            "feature": int(f),
+            "score": None if t is None else round(float(t.score), 4),
+            "frac_seeds": 0.0 if t is None else round(float(t.seed_coverage), 4),
+            "frac_background": 0.0 if t is None else round(float(t.background_coverage), 4),
+            "reference": 1.0 if t is None or t.seed_mean <= 0 else float(t.seed_mean),
+            "background_mean": 0.0 if t is None else float(t.background_mean),
+        }
+        for f, t in chosen
+    ]
 
 
 def background_sample(table: pa.Table, n: int = 2000, seed: int = 0) -> dict:
@@ -99,8 +117,10 @@ def background_sample(table: pa.Table, n: int = 2000, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(table.num_rows, min(n, table.num_rows), replace=False)) if table.num_rows else []
     sub = table.take(pa.array(rows, pa.int64()))
-    return {"feature_ids": sub.column("feature_ids").to_pylist(),
-            "feature_values": sub.column("feature_values").to_pylist()}
+    return {
+        "feature_ids": sub.column("feature_ids").to_pylist(),
+        "feature_values": sub.column("feature_values").to_pylist(),
+    }
 
 
 def background_idf(table: pa.Table, d_sae: int) -> tuple[list[int], int]:
@@ -116,8 +136,13 @@ def _document_frequencies(feature_ids: Any, feature_values: Any, d_sae: int) -> 
     return vec.df.tolist(), vec.n_docs
 
 
-def fit_seed_classifier(seeds: SeedSignatures, background: dict | None, method: str = "probe", k: int = 5,
-                        labels: Sequence[str] | None = None):
+def fit_seed_classifier(
+    seeds: SeedSignatures,
+    background: dict | None,
+    method: str = "probe",
+    k: int = 5,
+    labels: Sequence[str] | None = None,
+):
     """`qscope.classify.SignatureClassifier` fitted on the seeds (+ the background sample as negatives)."""
     from qscope.classify import SignatureClassifier
 
@@ -125,7 +150,8 @@ def fit_seed_classifier(seeds: SeedSignatures, background: dict | None, method: 
     bg_ids = background["feature_ids"] if background else None
     bg_vals = background["feature_values"] if background else None
     return SignatureClassifier(seeds.signature_meta.d_sae, method=method, k=k).fit(
-        seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals)
+        seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals
+    )
 
 
 @dataclass
@@ -141,22 +167,39 @@ class SeedModel:
     """How it was built (sample size, target settings...): provenance, shown in the plan and the report."""
 
     @classmethod
-    def fit(cls, seeds: pa.Table, background: pa.Table, meta: SignatureMeta, *, n_targets: int = 0,
-            target_method: str = "logodds", min_seed_fraction: float = 0.25, fixed_targets: list[int] | None = None,
-            method: str = "probe", k: int = 3, label_column: str | None = "label") -> SeedModel:
+    def fit(
+        cls,
+        seeds: pa.Table,
+        background: pa.Table,
+        meta: SignatureMeta,
+        *,
+        n_targets: int = 0,
+        target_method: str = "logodds",
+        min_seed_fraction: float = 0.25,
+        fixed_targets: list[int] | None = None,
+        method: str = "probe",
+        k: int = 3,
+        label_column: str | None = "label",
+    ) -> SeedModel:
         if seeds.num_rows == 0:
             raise InputError("no seed signatures to build a seed model from")
         seed_sigs = SeedSignatures.from_table(seeds, meta, label_column)
-        bg = {"ids": background.column("id").to_pylist() if "id" in background.column_names else [],
-              "feature_ids": background.column("feature_ids").to_pylist(),
-              "feature_values": background.column("feature_values").to_pylist()}
+        bg = {
+            "ids": background.column("id").to_pylist() if "id" in background.column_names else [],
+            "feature_ids": background.column("feature_ids").to_pylist(),
+            "feature_values": background.column("feature_values").to_pylist(),
+        }
         targets = []
         if n_targets or fixed_targets:
             if not bg["feature_ids"]:
                 raise InputError("target features are chosen against the corpus: the corpus has no encoded rows")
             targets = select_targets(seed_sigs, bg, n_targets, target_method, min_seed_fraction, fixed_targets)
-        settings = {"background_rows": len(bg["feature_ids"]), "n_targets": n_targets, "target_method": target_method,
-                    "min_seed_fraction": min_seed_fraction}
+        settings = {
+            "background_rows": len(bg["feature_ids"]),
+            "n_targets": n_targets,
+            "target_method": target_method,
+            "min_seed_fraction": min_seed_fraction,
+        }
         return cls(seed_sigs, bg, targets, method, int(k), settings)
 
     @property
@@ -173,8 +216,7 @@ class SeedModel:
 
     def background_idf(self) -> tuple[list[int], int]:
         """Document frequency of every latent over the background sample, and its size."""
-        return _document_frequencies(self.background["feature_ids"], self.background["feature_values"],
-                                     self.meta.d_sae)
+        return _document_frequencies(self.background["feature_ids"], self.background["feature_values"], self.meta.d_sae)
 
     def classifier(self, labels: list | None = None):
         """`qscope.classify.SignatureClassifier` fitted on the seeds (the background sample as negatives)."""
@@ -191,9 +233,17 @@ class SeedModel:
         bg = self.background
         if not bg.get("feature_ids"):
             raise InputError("held-out mining scores need the background sample")
-        return heldout_scores(self.seeds.feature_ids, self.seeds.feature_values, bg["feature_ids"],
-                              bg["feature_values"], self.meta.d_sae, folds=folds, seed=seed, method=self.method,
-                              k=self.k)
+        return heldout_scores(
+            self.seeds.feature_ids,
+            self.seeds.feature_values,
+            bg["feature_ids"],
+            bg["feature_values"],
+            self.meta.d_sae,
+            folds=folds,
+            seed=seed,
+            method=self.method,
+            k=self.k,
+        )
 
     def mining_cutoff(self, target_precision: float = 0.8, folds: int = 5, seed: int = 0):
         """The seed-classifier score cut-off whose estimated precision on the corpus is >= `target_precision`
@@ -214,17 +264,38 @@ class SeedModel:
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.mkdir()
-            (tmp / "seed_model.json").write_text(json.dumps(
-                {"meta": self.seeds.meta, "targets": self.targets, "method": self.method, "k": self.k,
-                 "settings": self.settings}, indent=1))
-            pq.write_table(pa.table({"id": pa.array(self.seeds.ids, pa.string()),
-                                     "label": pa.array(self.seeds.labels or [None] * len(self.seeds.ids), pa.string()),
-                                     **_sig_columns(self.seeds.feature_ids, self.seeds.feature_values)}),
-                           tmp / "seeds.parquet")
+            (tmp / "seed_model.json").write_text(
+                json.dumps(
+                    {
+                        "meta": self.seeds.meta,
+                        "targets": self.targets,
+                        "method": self.method,
+                        "k": self.k,
+                        "settings": self.settings,
+                    },
+                    indent=1,
+                )
+            )
+            pq.write_table(
+                pa.table(
+                    {
+                        "id": pa.array(self.seeds.ids, pa.string()),
+                        "label": pa.array(self.seeds.labels or [None] * len(self.seeds.ids), pa.string()),
+                        **_sig_columns(self.seeds.feature_ids, self.seeds.feature_values),
+                    }
+                ),
+                tmp / "seeds.parquet",
+            )
             bg = self.background
-            pq.write_table(pa.table({"id": pa.array(bg.get("ids") or [None] * len(bg["feature_ids"]), pa.string()),
-                                     **_sig_columns(bg["feature_ids"], bg["feature_values"])}),
-                           tmp / "background.parquet")
+            pq.write_table(
+                pa.table(
+                    {
+                        "id": pa.array(bg.get("ids") or [None] * len(bg["feature_ids"]), pa.string()),
+                        **_sig_columns(bg["feature_ids"], bg["feature_values"]),
+                    }
+                ),
+                tmp / "background.parquet",
+            )
         return path
 
     @classmethod
@@ -237,13 +308,23 @@ class SeedModel:
         info = json.loads((path / "seed_model.json").read_text())
         seeds, bg = pq.read_table(path / "seeds.parquet"), pq.read_table(path / "background.parquet")
         labels = seeds.column("label").to_pylist()
-        sig = SeedSignatures(seeds.column("id").to_pylist(), seeds.column("feature_ids").to_pylist(),
-                             seeds.column("feature_values").to_pylist(), info["meta"],
-                             labels if any(x is not None for x in labels) else [])
-        background = {"ids": bg.column("id").to_pylist(), "feature_ids": bg.column("feature_ids").to_pylist(),
-                      "feature_values": bg.column("feature_values").to_pylist()}
+        sig = SeedSignatures(
+            seeds.column("id").to_pylist(),
+            seeds.column("feature_ids").to_pylist(),
+            seeds.column("feature_values").to_pylist(),
+            info["meta"],
+            labels if any(x is not None for x in labels) else [],
+        )
+        background = {
+            "ids": bg.column("id").to_pylist(),
+            "feature_ids": bg.column("feature_ids").to_pylist(),
+            "feature_values": bg.column("feature_values").to_pylist(),
+        }
         return cls(sig, background, info["targets"], info["method"], info["k"], info.get("settings", {}))
 
 
 def _sig_columns(ids: list, values: list) -> dict[str, Any]:
-    return {"feature_ids": pa.array(ids, pa.list_(pa.int32())), "feature_values": pa.array(values, pa.list_(pa.float32()))}
+    return {
+        "feature_ids": pa.array(ids, pa.list_(pa.int32())),
+        "feature_values": pa.array(values, pa.list_(pa.float32())),
+    }

@@ -62,9 +62,14 @@ class SignatureMeta:
         md = {k.decode(): v.decode() for k, v in (md or {}).items()}
         try:
             return cls(
-                model=md["qscope.model"], sae=md["qscope.sae"], layer=int(md["qscope.layer"]),
-                pooling=md["qscope.pooling"], top_n=int(md["qscope.top_n"]), d_sae=int(md["qscope.d_sae"]),
-                version=md.get("qscope.version", "1"), sae_hash=md.get("qscope.sae_hash", ""),
+                model=md["qscope.model"],
+                sae=md["qscope.sae"],
+                layer=int(md["qscope.layer"]),
+                pooling=md["qscope.pooling"],
+                top_n=int(md["qscope.top_n"]),
+                d_sae=int(md["qscope.d_sae"]),
+                version=md.get("qscope.version", "1"),
+                sae_hash=md.get("qscope.sae_hash", ""),
                 max_length=int(md.get("qscope.max_length", "0")),
             )
         except KeyError as exc:
@@ -95,6 +100,7 @@ def check_batch_meta(table: pa.Table, expect: SignatureMeta, op: str) -> None:
     md = table.schema.metadata or {}
     if b"qscope.sae" in md:
         expect.check_compatible(SignatureMeta.from_metadata(md, op), f"{op} input signatures")
+
 
 def signature_table(
     ids: Sequence[str],

@@ -48,7 +48,7 @@ def _stats(fids: Any, vals: Any, d_sae: int, what: str):
     total = np.bincount(x.indices, weights=x.data, minlength=d_sae)
     sq = np.bincount(x.indices, weights=x.data.astype(np.float64) ** 2, minlength=d_sae)
     mean_all = total / n
-    var_all = np.maximum(sq / n - mean_all ** 2, 0.0)
+    var_all = np.maximum(sq / n - mean_all**2, 0.0)
     mean_active = np.divide(total, present, out=np.zeros(d_sae), where=present > 0)
     return n, present, mean_all, var_all, mean_active
 
@@ -75,17 +75,20 @@ def select_target_features(
         raise InputError(f"min_seed_coverage must be in [0, 1], got {min_seed_coverage}")
     n_s, pres_s, mu_s, var_s, act_s = _stats(seed_feature_ids, seed_feature_values, d_sae, "seed")
     n_b, pres_b, mu_b, var_b, act_b = _stats(background_feature_ids, background_feature_values, d_sae, "background")
-    logodds = (np.log((pres_s + alpha) / (n_s - pres_s + alpha)) - np.log((pres_b + alpha) / (n_b - pres_b + alpha)))
+    logodds = np.log((pres_s + alpha) / (n_s - pres_s + alpha)) - np.log((pres_b + alpha) / (n_b - pres_b + alpha))
     meandiff = (mu_s - mu_b) / np.sqrt((var_s + var_b) / 2 + 1e-6)
     primary, secondary = (logodds, meandiff) if method == "logodds" else (meandiff, logodds)
     cov_s, cov_b = pres_s / n_s, pres_b / n_b
     eligible = np.flatnonzero((cov_s >= min_seed_coverage) & (pres_s > 0))
     if eligible.size == 0:
         raise InputError(
-            f"no feature is active in >= {min_seed_coverage:.0%} of the {n_s} seeds; lower min_seed_coverage")
+            f"no feature is active in >= {min_seed_coverage:.0%} of the {n_s} seeds; lower min_seed_coverage"
+        )
     order = eligible[np.lexsort((eligible, -secondary[eligible], -primary[eligible]))][:top_k]
-    return [TargetFeature(int(f), float(primary[f]), float(cov_s[f]), float(cov_b[f]), float(act_s[f]),
-                          float(act_b[f])) for f in order]
+    return [
+        TargetFeature(int(f), float(primary[f]), float(cov_s[f]), float(cov_b[f]), float(act_s[f]), float(act_b[f]))
+        for f in order
+    ]
 
 
 def signature_rows(table: pa.Table) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -79,7 +79,7 @@ def build(records: list[dict], args) -> dict[str, list[dict]]:
         rng.shuffle(recs)
 
     ham = by_section.pop(TARGET)
-    seeds, hidden = ham[: args.n_seeds], ham[args.n_seeds: args.n_seeds + args.n_hidden]
+    seeds, hidden = ham[: args.n_seeds], ham[args.n_seeds : args.n_seeds + args.n_hidden]
     classify = {TARGET: seeds[: args.n_classify]}
     for section in CLASSIFY_SECTIONS[1:]:
         # Labeled examples should be the programs themselves, not their -doc / -data / plugin packages.
@@ -99,8 +99,9 @@ def build(records: list[dict], args) -> dict[str, list[dict]]:
     return {
         "seeds.jsonl": [{"id": r["package"], "text": text(r), "label": TARGET} for r in seeds],
         "corpus.jsonl": [{"id": r["package"], "text": text(r), "section": r["section"]} for r in corpus],
-        "classify_seeds.jsonl": [{"id": r["package"], "text": text(r), "label": s}
-                                 for s in CLASSIFY_SECTIONS for r in classify[s]],
+        "classify_seeds.jsonl": [
+            {"id": r["package"], "text": text(r), "label": s} for s in CLASSIFY_SECTIONS for r in classify[s]
+        ],
     }
 
 
@@ -124,8 +125,10 @@ def main(argv=None) -> int:
     n_sections = len({r["section"] for r in corpus})
     n_ham = sum(r["section"] == TARGET for r in corpus)
     size = sum((args.out_dir / n).stat().st_size for n in files)
-    print(f"seeds: {len(files['seeds.jsonl'])}, corpus: {len(corpus)} ({n_ham} {TARGET}, {n_sections} sections), "
-          f"classify_seeds: {len(files['classify_seeds.jsonl'])}; {size / 1e6:.2f} MB in {args.out_dir}")
+    print(
+        f"seeds: {len(files['seeds.jsonl'])}, corpus: {len(corpus)} ({n_ham} {TARGET}, {n_sections} sections), "
+        f"classify_seeds: {len(files['classify_seeds.jsonl'])}; {size / 1e6:.2f} MB in {args.out_dir}"
+    )
     return 0
 
 

@@ -71,9 +71,14 @@ def main(argv=None) -> int:
     if total < args.tokens:
         print(f"error: only {total} held-out tokens in {len(rows)} texts", file=sys.stderr)
         return 1
-    meta = {"name": SHIPPED_EVAL_NAME, "texts": len(chosen), "tokens": total, "tokenizer": "smollm2-135m",
-            "rule": "Debian descriptions in the held-out split of scripts/build_sae_corpus.py, ordered by blake2b",
-            "heldout_frac": args.heldout_frac}
+    meta = {
+        "name": SHIPPED_EVAL_NAME,
+        "texts": len(chosen),
+        "tokens": total,
+        "tokenizer": "smollm2-135m",
+        "rule": "Debian descriptions in the held-out split of scripts/build_sae_corpus.py, ordered by blake2b",
+        "heldout_frac": args.heldout_frac,
+    }
     table = pa.table({k: pa.array([r[k] for r in chosen], pa.string()) for k in ("text", "source", "package")})
     table = table.replace_schema_metadata({"qscope.eval_texts": json.dumps(meta)})
     with atomic_path(args.out) as tmp:

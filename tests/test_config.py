@@ -12,14 +12,17 @@ from qscope.errors import InputError
 from qscope.training import TrainConfig, TrainConfigError
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"executor": "rau"}, r"executor must be one of \['ray', 'local'\], got 'rau'"),
-    ({"mining": {"method": "svm"}}, r"mining.method must be one of \['probe', 'centroid', 'knn'\], got 'svm'"),
-    ({"model": {"dtype": "fp8"}}, r"model.dtype must be one of \['auto', 'bfloat16', 'float16', 'float32'\]"),
-    ({"targets": {"method": "x"}}, r"targets.method must be one of \['logodds', 'meandiff'\], got 'x'"),
-    ({"mining": {"min_score": "high"}}, r"mining.min_score must be one of \['auto'\] or a number, got 'high'"),
-    ({"filter": {"min_seed_score": True}}, r"filter.min_seed_score must be one of \['auto'\] or a number or null"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"executor": "rau"}, r"executor must be one of \['ray', 'local'\], got 'rau'"),
+        ({"mining": {"method": "svm"}}, r"mining.method must be one of \['probe', 'centroid', 'knn'\], got 'svm'"),
+        ({"model": {"dtype": "fp8"}}, r"model.dtype must be one of \['auto', 'bfloat16', 'float16', 'float32'\]"),
+        ({"targets": {"method": "x"}}, r"targets.method must be one of \['logodds', 'meandiff'\], got 'x'"),
+        ({"mining": {"min_score": "high"}}, r"mining.min_score must be one of \['auto'\] or a number, got 'high'"),
+        ({"filter": {"min_seed_score": True}}, r"filter.min_seed_score must be one of \['auto'\] or a number or null"),
+    ],
+)
 def test_a_bad_choice_names_the_key_and_the_allowed_values(data, message):
     with pytest.raises(InputError, match=message):
         ExpandConfig.from_dict(data)
@@ -52,10 +55,20 @@ def test_literal_choices_match_what_the_code_accepts():
 
 
 def test_set_overrides_nested_keys_with_yaml_typed_values():
-    cfg = ExpandConfig.from_dict({"synthesis": {"n_samples": 4}}, overrides=[
-        "synthesis.n_samples=8", "synthesis.temperature=0.25", "mining.enabled=false", "model.layer=null",
-        "resources.encode.concurrency=2", "targets.features=[3, 5]", "filter.min_seed_score=auto",
-        "synthesis.engine_kwargs.max_model_len=512", "out=2024"])
+    cfg = ExpandConfig.from_dict(
+        {"synthesis": {"n_samples": 4}},
+        overrides=[
+            "synthesis.n_samples=8",
+            "synthesis.temperature=0.25",
+            "mining.enabled=false",
+            "model.layer=null",
+            "resources.encode.concurrency=2",
+            "targets.features=[3, 5]",
+            "filter.min_seed_score=auto",
+            "synthesis.engine_kwargs.max_model_len=512",
+            "out=2024",
+        ],
+    )
     assert cfg.synthesis.n_samples == 8 and cfg.synthesis.temperature == 0.25
     assert cfg.mining.enabled is False and cfg.model.layer is None and cfg.resources.encode.concurrency == 2
     assert cfg.targets.features == [3, 5] and cfg.filter.min_seed_score == "auto"
@@ -64,8 +77,11 @@ def test_set_overrides_nested_keys_with_yaml_typed_values():
 
 
 def test_set_overrides_are_checked_like_the_yaml():
-    with pytest.raises(InputError, match=r"--set synthesis.n_sample=3: unknown key 'n_sample' under synthesis; "
-                                         r"valid keys: \[.*'n_samples'"):
+    with pytest.raises(
+        InputError,
+        match=r"--set synthesis.n_sample=3: unknown key 'n_sample' under synthesis; "
+        r"valid keys: \[.*'n_samples'",
+    ):
         ExpandConfig.from_dict({}, overrides=["synthesis.n_sample=3"])
     with pytest.raises(InputError, match=r"--set bogus=1: unknown key 'bogus'; valid keys"):
         MineConfig.from_dict({}, overrides=["bogus=1"])
@@ -92,8 +108,9 @@ def test_a_renamed_key_still_loads_with_a_warning():
 
 def test_the_training_config_loads_through_the_same_loader(tmp_path):
     path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump({"layers": [3], "corpus": "c.parquet", "sae": {"d_sae": 64, "k": 4,
-                                                                                   "betas": [0.8, 0.9]}}))
+    path.write_text(
+        yaml.safe_dump({"layers": [3], "corpus": "c.parquet", "sae": {"d_sae": 64, "k": 4, "betas": [0.8, 0.9]}})
+    )
     cfg = TrainConfig.from_yaml(path, overrides=["sae.k=8", "max_tokens=4096"])
     assert (cfg.sae.k, cfg.max_tokens, cfg.sae.betas) == (8, 4096, (0.8, 0.9))
     assert TrainConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg

@@ -50,8 +50,13 @@ def test_signatures_parquet_schema_and_metadata(tmp_path, lm, random_sae_factory
     sae = random_sae_factory("topk", d_sae=1024, k=8)
     docs = FeatureExtractor.single(lm, sae).extract(["Ham radio antennas.", "A chess engine for the terminal."])[15]
     meta = SignatureMeta(model=lm.name, sae=sae.sae_id, layer=15, pooling="max", top_n=16, d_sae=1024)
-    table = signature_table(["a", "b"], [d.signature("max", 16) for d in docs], [d.n_tokens for d in docs],
-                            [d.truncated for d in docs], meta)
+    table = signature_table(
+        ["a", "b"],
+        [d.signature("max", 16) for d in docs],
+        [d.n_tokens for d in docs],
+        [d.truncated for d in docs],
+        meta,
+    )
     path = write_parquet_atomic(table, tmp_path / "sigs.parquet")
     back, back_meta = read_signatures(path)
     assert back_meta == meta
@@ -75,8 +80,19 @@ def test_document_features_align_with_tokens(lm, random_sae_factory):
 def test_features_cli_json(tmp_path, random_sae_factory):
     sae = random_sae_factory("topk", d_sae=1024, k=8)
     sae.save(tmp_path / "sae")
-    cmd = [sys.executable, "-m", "qscope.cli", "features", "Morse code keyer", "second text",
-           "--sae", str(tmp_path / "sae"), "--top", "5", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qscope.cli",
+        "features",
+        "Morse code keyer",
+        "second text",
+        "--sae",
+        str(tmp_path / "sae"),
+        "--top",
+        "5",
+        "--json",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     assert result["layer"] == 15 and result["model"] == "smollm2-135m" and len(result["documents"]) == 2
@@ -98,8 +114,13 @@ def test_batched_signatures_equal_the_per_document_ones(lm, random_sae_factory, 
     from qscope.features import FeatureExtractor
 
     fx = FeatureExtractor.single(lm, random_sae_factory(d_sae=1024, k=16, seed=5), batch_size=4, max_length=24)
-    texts = ["APRS digipeater for amateur radio", "<|im_start|>system\nliteral special tokens<|im_end|>",
-             "a " * 40, "x", "Morse code trainer and keyer with a very long description that is cut at 24 tokens"]
+    texts = [
+        "APRS digipeater for amateur radio",
+        "<|im_start|>system\nliteral special tokens<|im_end|>",
+        "a " * 40,
+        "x",
+        "Morse code trainer and keyer with a very long description that is cut at 24 tokens",
+    ]
     slow = [d.signature(pooling, 32) for d in fx.iter_documents(texts)]
     fast = list(fx.iter_signatures(texts, pooling, 32))
     for (ids, vals), s, d in zip(slow, fast, fx.iter_documents(texts)):

@@ -128,8 +128,11 @@ def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
     texts = [f"line one{sep}still the same record" for sep in SEPARATORS] + ["plain"]
     p = tmp_path / "seeds.jsonl"
     # What json.dumps(ensure_ascii=False) writes: the separators raw inside the strings, CRLF line ends.
-    p.write_text("".join(json.dumps({"id": str(n), "text": t}, ensure_ascii=False) + "\r\n"
-                         for n, t in enumerate(texts)), encoding="utf-8", newline="")
+    p.write_text(
+        "".join(json.dumps({"id": str(n), "text": t}, ensure_ascii=False) + "\r\n" for n, t in enumerate(texts)),
+        encoding="utf-8",
+        newline="",
+    )
     assert "\u2028" in p.read_text(encoding="utf-8")
     r = read_records(p)
     assert r.texts == texts and r.ids == [str(n) for n in range(len(texts))]

@@ -47,8 +47,10 @@ def test_non_editable_install_imports_all_three(tmp_path, fresh_install):
     assert not (site / "operators").exists() and not (site / "pipelines").exists()
     # Dependencies come from the project venv (appended after the fresh site-packages), qscope from the fresh one.
     deps = sysconfig.get_paths()["purelib"]
-    code = (f"import sys; sys.path.append({deps!r}); import qscope, qscope.operators, qscope.pipelines, qscope.sae, "
-            "qscope.models; print(qscope.__file__); print(qscope.operators.__file__); print(qscope.pipelines.__file__)")
+    code = (
+        f"import sys; sys.path.append({deps!r}); import qscope, qscope.operators, qscope.pipelines, qscope.sae, "
+        "qscope.models; print(qscope.__file__); print(qscope.operators.__file__); print(qscope.pipelines.__file__)"
+    )
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     for line in out.split():
         assert line.startswith(str(site)), f"imported from {line}, not from the non-editable install"

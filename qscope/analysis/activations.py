@@ -56,7 +56,13 @@ class CorpusActivations:
     # --- construction ---------------------------------------------------------------------------------
     @classmethod
     def collect(
-        cls, lm, sae, texts: Sequence[str], layer: int | None = None, max_length: int = 256, batch_size: int = 16,
+        cls,
+        lm,
+        sae,
+        texts: Sequence[str],
+        layer: int | None = None,
+        max_length: int = 256,
+        batch_size: int = 16,
         sink_factor: float = 10.0,
     ) -> CorpusActivations:
         """Read `texts` through the LM (truncated forward) and the SAE.
@@ -104,6 +110,7 @@ class CorpusActivations:
                 n += len(positions)
                 offsets.append(n)
                 tokens.append(lm.token_strings(ids[1:]))
+
         def cat(xs, dt):
             return np.concatenate(xs) if xs else np.zeros(0, dt)
 
@@ -111,8 +118,14 @@ class CorpusActivations:
             (cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=(n, sae.d_sae), dtype=np.float32
         )
         acts.sum_duplicates()
-        log.info("collected %d tokens of %d texts at layer %d (nnz %d, %d sink tokens skipped)",
-                 n, len(texts), layer, acts.nnz, n_sinks)
+        log.info(
+            "collected %d tokens of %d texts at layer %d (nnz %d, %d sink tokens skipped)",
+            n,
+            len(texts),
+            layer,
+            acts.nnz,
+            n_sinks,
+        )
         return cls(list(texts), tokens, np.asarray(offsets, np.int64), acts, layer, sae.sae_id)
 
     def save(self, path: str | Path) -> Path:
@@ -124,11 +137,18 @@ class CorpusActivations:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(
-                    f, data=self.token_acts.data, indices=self.token_acts.indices, indptr=self.token_acts.indptr,
-                    shape=np.asarray(self.token_acts.shape), doc_offsets=self.doc_offsets,
-                    meta=np.frombuffer(json.dumps(
-                        {"texts": self.texts, "tokens": self.tokens, "layer": self.layer, "sae_id": self.sae_id}
-                    ).encode(), np.uint8),
+                    f,
+                    data=self.token_acts.data,
+                    indices=self.token_acts.indices,
+                    indptr=self.token_acts.indptr,
+                    shape=np.asarray(self.token_acts.shape),
+                    doc_offsets=self.doc_offsets,
+                    meta=np.frombuffer(
+                        json.dumps(
+                            {"texts": self.texts, "tokens": self.tokens, "layer": self.layer, "sae_id": self.sae_id}
+                        ).encode(),
+                        np.uint8,
+                    ),
                 )
         return path
 
@@ -150,8 +170,12 @@ class CorpusActivations:
         for p in parts[1:]:
             offsets.append(p.doc_offsets[1:] + offsets[-1][-1])
         return cls(
-            [t for p in parts for t in p.texts], [t for p in parts for t in p.tokens], np.concatenate(offsets),
-            sp.vstack([p.token_acts for p in parts]).tocsr(), parts[0].layer, parts[0].sae_id,
+            [t for p in parts for t in p.texts],
+            [t for p in parts for t in p.tokens],
+            np.concatenate(offsets),
+            sp.vstack([p.token_acts for p in parts]).tocsr(),
+            parts[0].layer,
+            parts[0].sae_id,
         )
 
     # --- shapes ---------------------------------------------------------------------------------------
@@ -173,9 +197,12 @@ class CorpusActivations:
         rows = np.concatenate([np.arange(self.doc_offsets[d], self.doc_offsets[d + 1]) for d in docs]) if docs else []
         lengths = [int(self.doc_offsets[d + 1] - self.doc_offsets[d]) for d in docs]
         return CorpusActivations(
-            [self.texts[d] for d in docs], [self.tokens[d] for d in docs],
+            [self.texts[d] for d in docs],
+            [self.tokens[d] for d in docs],
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            self.token_acts[np.asarray(rows, np.int64)], self.layer, self.sae_id,
+            self.token_acts[np.asarray(rows, np.int64)],
+            self.layer,
+            self.sae_id,
         )
 
     # --- views ----------------------------------------------------------------------------------------
@@ -253,7 +280,9 @@ class CorpusActivations:
                 break
         return out
 
-    def quantile_contexts(self, feature: int, n_bins: int = 4, per_bin: int = 3, **window) -> list[tuple[float, float, list[Context]]]:
+    def quantile_contexts(
+        self, feature: int, n_bins: int = 4, per_bin: int = 3, **window
+    ) -> list[tuple[float, float, list[Context]]]:
         """Examples from evenly spaced activation intervals (0, max]: what weak vs strong firing looks like."""
         rows, vals = self.feature_tokens(feature)
         if len(vals) == 0:

@@ -49,17 +49,20 @@ def sae_fingerprint(sae) -> str:
 
 
 def background_activations(
-    lm, sae, layer: int | None = None, texts: Sequence[str] | None = None, n: int = 200,
-    max_length: int = 128, cache: bool = True,
+    lm,
+    sae,
+    layer: int | None = None,
+    texts: Sequence[str] | None = None,
+    n: int = 200,
+    max_length: int = 128,
+    cache: bool = True,
 ):
     """`CorpusActivations` of the background sample, cached under `$QSCOPE_HOME/analysis/`."""
     from qscope.analysis.activations import CorpusActivations
 
     texts = list(texts) if texts is not None else background_texts(n)
     layer = sae.cfg.hook_layer if layer is None else layer
-    key = hashlib.sha1(
-        json.dumps([lm.name, sae_fingerprint(sae), layer, max_length, texts]).encode()
-    ).hexdigest()[:20]
+    key = hashlib.sha1(json.dumps([lm.name, sae_fingerprint(sae), layer, max_length, texts]).encode()).hexdigest()[:20]
     path = qscope_home() / "analysis" / f"background-{key}.npz"
     if cache and path.exists():
         try:

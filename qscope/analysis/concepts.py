@@ -23,8 +23,18 @@ TEMPLATES = (
 )
 
 CONTRAST_TOPICS = (
-    "cooking dinner", "the weather", "a football match", "a family holiday", "gardening", "ancient history",
-    "a birthday party", "buying a car", "a walk in the forest", "pop music", "a job interview", "the ocean",
+    "cooking dinner",
+    "the weather",
+    "a football match",
+    "a family holiday",
+    "gardening",
+    "ancient history",
+    "a birthday party",
+    "buying a car",
+    "a walk in the forest",
+    "pop music",
+    "a job interview",
+    "the ocean",
 )
 
 

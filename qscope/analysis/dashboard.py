@@ -30,15 +30,27 @@ def _tok(s: str) -> dict:
 
 def _example(ctx, kind: str) -> dict:
     return {
-        "kind": kind, "max_value": float(ctx.value), "max_index": int(ctx.position), "doc": int(ctx.doc),
+        "kind": kind,
+        "max_value": float(ctx.value),
+        "max_index": int(ctx.position),
+        "doc": int(ctx.doc),
         "toks": [{**_tok(t), "v": float(v)} for t, v in zip(ctx.tokens, ctx.values)],
-        "tokens": list(ctx.tokens), "values": [float(v) for v in ctx.values],
+        "tokens": list(ctx.tokens),
+        "values": [float(v) for v in ctx.values],
     }
 
 
 def feature_data(
-    feature: int, acts, labeler=None, *, model: str = "", n_top: int = 12, n_bins: int = 4, per_bin: int = 3,
-    lm_label: bool = False, stats: dict | None = None,
+    feature: int,
+    acts,
+    labeler=None,
+    *,
+    model: str = "",
+    n_top: int = 12,
+    n_bins: int = 4,
+    per_bin: int = 3,
+    lm_label: bool = False,
+    stats: dict | None = None,
 ) -> dict:
     """Everything known about one feature, as plain JSON-able data."""
     from qscope.analysis.labels import logit_effects
@@ -46,8 +58,12 @@ def feature_data(
     f = acts.check_feature(feature)
     rows, vals = acts.feature_tokens(f)
     d = {
-        "feature": f, "sae": acts.sae_id, "layer": acts.layer, "model": model,
-        "n_docs": acts.n_docs, "n_tokens": acts.n_tokens,
+        "feature": f,
+        "sae": acts.sae_id,
+        "layer": acts.layer,
+        "model": model,
+        "n_docs": acts.n_docs,
+        "n_tokens": acts.n_tokens,
         "density": float(len(rows) / max(acts.n_tokens, 1)),
         "max_activation": float(vals.max()) if len(vals) else 0.0,
         "stats_source": "sample",
@@ -67,12 +83,20 @@ def feature_data(
     d["promoted"], d["suppressed"], d["logits_histogram"] = [], [], {"heights": [], "values": []}
     if labeler is not None:
         lab = labeler.lm_label(f) if lm_label else labeler.label(f)
-        d.update(label=lab.text, label_score=lab.score, lm_label=lab.lm_text, lm_label_score=lab.lm_score,
-                 promoted=lab.promoted, suppressed=lab.suppressed)
+        d.update(
+            label=lab.text,
+            label_score=lab.score,
+            lm_label=lab.lm_text,
+            lm_label_score=lab.lm_score,
+            promoted=lab.promoted,
+            suppressed=lab.suppressed,
+        )
         effects = logit_effects(labeler.lm, labeler.sae, [f])[0].numpy()
         counts, edges = np.histogram(effects, bins=30)
-        d["logits_histogram"] = {"heights": [int(c) for c in counts],
-                                 "values": [round(float(x), 4) for x in (edges[:-1] + edges[1:]) / 2]}
+        d["logits_histogram"] = {
+            "heights": [int(c) for c in counts],
+            "values": [round(float(x), 4) for x in (edges[:-1] + edges[1:]) / 2],
+        }
     return d
 
 
@@ -81,8 +105,10 @@ def render_feature_page(d: dict) -> str:
 
 
 def render_index(features: Sequence[dict], sae: str, layer: int, model: str, sweep: bool = False) -> str:
-    return _env().from_string(templates.INDEX_PAGE).render(
-        features=features, sae=sae, layer=layer, model=model, sweep=sweep, css=templates.BASE_CSS
+    return (
+        _env()
+        .from_string(templates.INDEX_PAGE)
+        .render(features=features, sae=sae, layer=layer, model=model, sweep=sweep, css=templates.BASE_CSS)
     )
 
 
@@ -98,16 +124,27 @@ def stats_of(feature_stats, feature: int) -> dict | None:
         return None
     f = int(feature)
     return {
-        "density": float(feature_stats.density[f]), "max_activation": float(feature_stats.max_activation[f]),
-        "quantile_stats": {f"q{round(q * 100)}": round(float(v), 4)
-                           for q, v in zip(feature_stats.quantile_levels, feature_stats.quantiles[f])},
+        "density": float(feature_stats.density[f]),
+        "max_activation": float(feature_stats.max_activation[f]),
+        "quantile_stats": {
+            f"q{round(q * 100)}": round(float(v), 4)
+            for q, v in zip(feature_stats.quantile_levels, feature_stats.quantiles[f])
+        },
         "source": f"feature statistics over {feature_stats.n_tokens} tokens",
     }
 
 
 def write_dashboards(
-    features: Sequence[int], acts, labeler=None, out_dir: str | Path = "dashboards", *, model: str = "",
-    neuronpedia: bool = True, lm_label: bool = False, feature_stats=None, **kw,
+    features: Sequence[int],
+    acts,
+    labeler=None,
+    out_dir: str | Path = "dashboards",
+    *,
+    model: str = "",
+    neuronpedia: bool = True,
+    lm_label: bool = False,
+    feature_stats=None,
+    **kw,
 ) -> dict:
     """Write `feature-<id>.html` per feature, `index.html`, and (default) `neuronpedia/<id>.json` into out_dir.
 
@@ -124,8 +161,12 @@ def write_dashboards(
         datas.append(d)
         written.append(_write(out / f"feature-{d['feature']}.html", render_feature_page(d)))
         if neuronpedia:
-            written.append(_write(out / "neuronpedia" / f"{d['feature']}.json",
-                                  json.dumps(to_neuronpedia(d), ensure_ascii=False, indent=1)))
+            written.append(
+                _write(
+                    out / "neuronpedia" / f"{d['feature']}.json",
+                    json.dumps(to_neuronpedia(d), ensure_ascii=False, indent=1),
+                )
+            )
     written.append(_write(out / "index.html", render_index(datas, acts.sae_id, acts.layer, model)))
     return {"out": str(out), "files": [str(p) for p in written], "features": datas}
 
@@ -142,14 +183,26 @@ def prompt_data(doc, labels: dict[int, str] | None = None, top: int = 20, model:
         for f, v in zip(idx, val):
             per_feature.setdefault(str(int(f)), {})[i] = round(float(v), 4)
             counts[int(f)] = counts.get(int(f), 0) + 1
-        tokens.append({**_tok(s), "raw": s, "features": [
-            {"id": int(f), "value": float(v), "label": labels.get(int(f), "")} for f, v in zip(idx[:8], val[:8])
-        ]})
+        tokens.append(
+            {
+                **_tok(s),
+                "raw": s,
+                "features": [
+                    {"id": int(f), "value": float(v), "label": labels.get(int(f), "")} for f, v in zip(idx[:8], val[:8])
+                ],
+            }
+        )
     shown = {str(int(f)) for f in ids}
     return {
-        "text": doc.text, "layer": doc.layer, "model": model, "sae": sae, "tokens": tokens,
-        "features": [{"id": int(f), "value": float(v), "n_tokens": counts.get(int(f), 0),
-                      "label": labels.get(int(f), "")} for f, v in zip(ids, values)],
+        "text": doc.text,
+        "layer": doc.layer,
+        "model": model,
+        "sae": sae,
+        "tokens": tokens,
+        "features": [
+            {"id": int(f), "value": float(v), "n_tokens": counts.get(int(f), 0), "label": labels.get(int(f), "")}
+            for f, v in zip(ids, values)
+        ],
         "per_feature": {k: v for k, v in per_feature.items() if k in shown},
     }
 

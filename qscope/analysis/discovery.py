@@ -60,8 +60,13 @@ class DiscoveryResult:
 
     def to_dict(self) -> dict:
         return {
-            "sae": self.sae_id, "layer": self.layer, "method": self.method, "pooling": self.pooling,
-            "n_pos": self.n_pos, "n_neg": self.n_neg, **self.extra,
+            "sae": self.sae_id,
+            "layer": self.layer,
+            "method": self.method,
+            "pooling": self.pooling,
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            **self.extra,
             "features": [f.to_dict() for f in self.features],
         }
 
@@ -113,8 +118,15 @@ def score_features(
         key = (-np.abs(auroc - 0.5), -np.abs(effect)) if method == "auroc" else (-np.abs(effect), -np.abs(auroc - 0.5))
     order = [i for i in np.lexsort((cand,) + tuple(reversed(key))) if keep[i]][:top]
     return [
-        FeatureScore(int(cand[i]), float(auroc[i]), float(effect[i]), float(mp[i]), float(mn[i]),
-                     float(frac_p[i]), float(frac_n[i]))
+        FeatureScore(
+            int(cand[i]),
+            float(auroc[i]),
+            float(effect[i]),
+            float(mp[i]),
+            float(mn[i]),
+            float(frac_p[i]),
+            float(frac_n[i]),
+        )
         for i in order
     ]
 

@@ -29,8 +29,36 @@ from qscope.errors import InputError
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_+#.-]*")
 _STOP = {
-    "the", "a", "an", "of", "and", "or", "to", "in", "on", "for", "with", "is", "are", "be", "that", "this", "it",
-    "as", "by", "at", "from", "words", "word", "text", "texts", "token", "tokens", "about", "related", "feature",
+    "the",
+    "a",
+    "an",
+    "of",
+    "and",
+    "or",
+    "to",
+    "in",
+    "on",
+    "for",
+    "with",
+    "is",
+    "are",
+    "be",
+    "that",
+    "this",
+    "it",
+    "as",
+    "by",
+    "at",
+    "from",
+    "words",
+    "word",
+    "text",
+    "texts",
+    "token",
+    "tokens",
+    "about",
+    "related",
+    "feature",
 }
 
 
@@ -222,7 +250,12 @@ def write_label(lm, contexts, promoted: list[str], max_new_tokens: int = 12) -> 
     else:
         ids = torch.tensor([text_token_ids(tok, [prompt + "\nAnswer:"], add_special_tokens=True)[0]])
     ids = ids.to(lm.device)
-    out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                            do_sample=False, pad_token_id=tok.pad_token_id)
-    text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    out = lm.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+    )
+    text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
     return text.splitlines()[0].strip(" .\"'") if text else ""

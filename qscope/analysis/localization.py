@@ -43,8 +43,12 @@ class LocalizationResult:
         return max(self.layers, key=lambda r: (round(r.probe_auroc, 3), r.dprime, -r.layer))
 
     def to_dict(self) -> dict:
-        return {"best_layer": self.best.layer, "n_pos": self.n_pos, "n_neg": self.n_neg,
-                "layers": [asdict(r) for r in self.layers]}
+        return {
+            "best_layer": self.best.layer,
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            "layers": [asdict(r) for r in self.layers],
+        }
 
 
 @torch.no_grad()

@@ -12,11 +12,32 @@ binMin, binMax, binContains}], explanations [{description, explanationModelName,
 from __future__ import annotations
 
 NEURON_FIELDS = (
-    "modelId", "layer", "index", "maxActApprox", "frac_nonzero", "pos_str", "pos_values", "neg_str", "neg_values",
-    "freq_hist_data_bar_heights", "freq_hist_data_bar_values", "logits_hist_data_bar_heights",
-    "logits_hist_data_bar_values", "activations", "explanations",
+    "modelId",
+    "layer",
+    "index",
+    "maxActApprox",
+    "frac_nonzero",
+    "pos_str",
+    "pos_values",
+    "neg_str",
+    "neg_values",
+    "freq_hist_data_bar_heights",
+    "freq_hist_data_bar_values",
+    "logits_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+    "activations",
+    "explanations",
 )
-ACTIVATION_FIELDS = ("tokens", "values", "maxValue", "maxValueTokenIndex", "minValue", "binMin", "binMax", "binContains")
+ACTIVATION_FIELDS = (
+    "tokens",
+    "values",
+    "maxValue",
+    "maxValueTokenIndex",
+    "minValue",
+    "binMin",
+    "binMax",
+    "binContains",
+)
 EXPLANATION_FIELDS = ("description", "explanationModelName", "typeName")
 
 
@@ -29,9 +50,14 @@ def source_id(layer: int, sae_id: str) -> str:
 def _activation(ex: dict, lo=None, hi=None) -> dict:
     values = [float(v) for v in ex["values"]]
     return {
-        "tokens": list(ex["tokens"]), "values": values, "maxValue": float(ex["max_value"]),
-        "maxValueTokenIndex": int(ex["max_index"]), "minValue": float(min(values)) if values else 0.0,
-        "binMin": lo, "binMax": hi, "binContains": None,
+        "tokens": list(ex["tokens"]),
+        "values": values,
+        "maxValue": float(ex["max_value"]),
+        "maxValueTokenIndex": int(ex["max_index"]),
+        "minValue": float(min(values)) if values else 0.0,
+        "binMin": lo,
+        "binMax": hi,
+        "binContains": None,
     }
 
 
@@ -42,16 +68,19 @@ def to_neuronpedia(d: dict) -> dict:
         acts += [_activation(ex, q["lo"], q["hi"]) for ex in q["examples"]]
     explanations = [{"description": d["label"], "explanationModelName": "qscope-keywords", "typeName": "qscope-auto"}]
     if d.get("lm_label"):
-        explanations.append({"description": d["lm_label"], "explanationModelName": d.get("model") or "lm",
-                             "typeName": "qscope-lm"})
+        explanations.append(
+            {"description": d["lm_label"], "explanationModelName": d.get("model") or "lm", "typeName": "qscope-lm"}
+        )
     return {
         "modelId": d.get("model") or "unknown",
         "layer": source_id(d["layer"], d["sae"]),
         "index": str(d["feature"]),
         "maxActApprox": float(d["max_activation"]),
         "frac_nonzero": float(d["density"]),
-        "pos_str": [t for t, _ in d["promoted"]], "pos_values": [float(v) for _, v in d["promoted"]],
-        "neg_str": [t for t, _ in d["suppressed"]], "neg_values": [float(v) for _, v in d["suppressed"]],
+        "pos_str": [t for t, _ in d["promoted"]],
+        "pos_values": [float(v) for _, v in d["promoted"]],
+        "neg_str": [t for t, _ in d["suppressed"]],
+        "neg_values": [float(v) for _, v in d["suppressed"]],
         "freq_hist_data_bar_heights": list(d["histogram"]["heights"]),
         "freq_hist_data_bar_values": list(d["histogram"]["values"]),
         "logits_hist_data_bar_heights": list(d["logits_histogram"]["heights"]),

@@ -55,7 +55,9 @@ def sweep_view_data(table) -> dict:
         raise InputError("a sweep table needs rows with a 'strength' column")
     rows = sorted(rows, key=lambda r: float(r["strength"]))
     columns = ["strength"] + [k for k in rows[0] if k != "strength" and k not in SAMPLE_KEYS]
-    numeric = [k for k, v in rows[0].items() if k != "strength" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numeric = [
+        k for k, v in rows[0].items() if k != "strength" and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     preferred = [k for k in PLOT_FIRST if k in numeric]
     numeric = preferred or numeric
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
@@ -68,8 +70,15 @@ def sweep_view_data(table) -> dict:
         ys = [float(r[c]) if r.get(c) is not None and r[c] == r[c] else 0.0 for r in rows]  # NaN -> 0
         top = max(max(abs(y) for y in ys), 1e-12)
         dots = [(round(xpos(x), 1), round(180 - 160 * y / top, 1), f"{y:.4g}") for x, y in zip(xs, ys)]
-        series.append({"name": c, "color": COLORS[i], "max": top, "dots": dots,
-                       "points": " ".join(f"{a},{b}" for a, b, _ in dots)})
+        series.append(
+            {
+                "name": c,
+                "color": COLORS[i],
+                "max": top,
+                "dots": dots,
+                "points": " ".join(f"{a},{b}" for a, b, _ in dots),
+            }
+        )
     ticks = [(round(xpos(x), 1) - 6, f"{x:g}") for x in xs]
     return {"columns": columns, "rows": out_rows, "chart": {"series": series, "ticks": ticks} if series else None}
 
@@ -78,8 +87,10 @@ def _title(table, title: str) -> str:
     if title or not hasattr(table, "feature"):
         return title
     best = "none within the perplexity bound" if table.best_strength is None else f"{table.best_strength:g}"
-    return (f"{table.op} feature {table.feature} at layer {table.layer} · best strength {best} "
-            f"(perplexity bound {table.perplexity_bound:.3g})")
+    return (
+        f"{table.op} feature {table.feature} at layer {table.layer} · best strength {best} "
+        f"(perplexity bound {table.perplexity_bound:.3g})"
+    )
 
 
 def render_sweep(table, title: str = "") -> str:

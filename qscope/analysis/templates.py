@@ -44,7 +44,9 @@ MACROS = r"""
 {%- endmacro %}
 """
 
-FEATURE_PAGE = MACROS + r"""<!doctype html>
+FEATURE_PAGE = (
+    MACROS
+    + r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>feature {{ d.feature }} — {{ d.sae }}</title>
 <style>{{ css }}</style></head>
 <body data-feature="{{ d.feature }}">
@@ -76,6 +78,7 @@ FEATURE_PAGE = MACROS + r"""<!doctype html>
 document.body.dataset.examples = String(document.querySelectorAll('#top-examples .example').length);</script>
 </body></html>
 """
+)
 
 INDEX_PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>qscope features — {{ sae }}</title><style>{{ css }}</style></head>

@@ -27,7 +27,18 @@ EXIT_PARTIAL = 3
 """The run finished but left some input out (mine: a corpus file that could not be read is quarantined)."""
 EXIT_INTERRUPTED = 130
 
-SUBCOMMANDS = ["features", "discover", "dashboard", "inspect_text", "eval_sae", "run", "classify", "steer", "sweep", "train_sae"]
+SUBCOMMANDS = [
+    "features",
+    "discover",
+    "dashboard",
+    "inspect_text",
+    "eval_sae",
+    "run",
+    "classify",
+    "steer",
+    "sweep",
+    "train_sae",
+]
 
 
 class UsageError(QscopeError):
@@ -79,8 +90,9 @@ def run_command_line(make_parser: Callable[[], argparse.ArgumentParser], argv: l
             return EXIT_BAD_INPUT
         finally:
             CommandParser.json_requested = False
-        logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                            stream=sys.stderr)
+        logging.basicConfig(
+            level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, stream=sys.stderr
+        )
         try:
             rc = int(args.func(args) or 0)
         except QscopeError as exc:

@@ -21,20 +21,35 @@ from typing import Any, TextIO
 
 def add_model_args(p: argparse.ArgumentParser, max_length: int | None = 512) -> None:
     """--model, --sae, --layer, --max-length, --allow-model-mismatch (max_length None: the config's default)."""
-    p.add_argument("--model", default=None,
-                   help="model: embedded name, HF dir, .gguf, hub id[@revision] (default: the SAE's own model)")
-    p.add_argument("--sae", default=None,
-                   help="SAE: shipped id (default: the shipped SAE of --model, else smollm2-135m-l15), "
-                        "SAELens/sparsify dir, Qwen-Scope file or hub id[@revision]")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model: embedded name, HF dir, .gguf, hub id[@revision] (default: the SAE's own model)",
+    )
+    p.add_argument(
+        "--sae",
+        default=None,
+        help="SAE: shipped id (default: the shipped SAE of --model, else smollm2-135m-l15), "
+        "SAELens/sparsify dir, Qwen-Scope file or hub id[@revision]",
+    )
     p.add_argument("--layer", type=int, default=None, help="hook layer (default: the SAE's own layer)")
     default = max_length if max_length is not None else "the config's model.max_length"
-    p.add_argument("--max-length", type=int, default=max_length,
-                   help=f"truncate texts to this many tokens (counted; default: {default})")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=max_length,
+        help=f"truncate texts to this many tokens (counted; default: {default})",
+    )
     add_model_mismatch_arg(p)
 
 
-MODEL_ARG_KEYS = {"model": "model.model", "sae": "model.sae", "layer": "model.layer",
-                  "max_length": "model.max_length", "allow_model_mismatch": "model.allow_model_mismatch"}
+MODEL_ARG_KEYS = {
+    "model": "model.model",
+    "sae": "model.sae",
+    "layer": "model.layer",
+    "max_length": "model.max_length",
+    "allow_model_mismatch": "model.allow_model_mismatch",
+}
 """`add_model_args`' flags -> the pipeline config keys they set."""
 
 
@@ -42,51 +57,84 @@ def add_pipeline_args(p: argparse.ArgumentParser, inputs_required: bool = False,
     """The flags of every command that starts a pipeline (`qscope run`, `qscope classify`, `python -m
     qscope.pipelines.X`): inputs and output, where it runs, `--set`, `--plan`, `--json`. Each overrides the config
     (`PIPELINE_ARG_KEYS`; `qscope.pipelines.launch`)."""
-    p.add_argument("--seeds", required=inputs_required, default=None,
-                   help="seed file" + ("" if inputs_required else " (overrides the config)"))
-    p.add_argument("--corpus", required=inputs_required, default=None,
-                   help="corpus file, directory or glob" + ("" if inputs_required else " (overrides the config)"))
-    p.add_argument("--out", required=inputs_required, default=None,
-                   help=out_help or "output directory / file (overrides the config)")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster address; 'local' = a private Ray (default: $RAY_ADDRESS, else the cluster "
-                        "running on this machine, else a private one)")
-    p.add_argument("--executor", choices=["ray", "local"], default=None,
-                   help="ray (default) or local (in-process, no Ray)")
-    p.add_argument("--reencode", action="store_true",
-                   help="rebuild a signature store made with other encoder settings instead of refusing it")
+    p.add_argument(
+        "--seeds",
+        required=inputs_required,
+        default=None,
+        help="seed file" + ("" if inputs_required else " (overrides the config)"),
+    )
+    p.add_argument(
+        "--corpus",
+        required=inputs_required,
+        default=None,
+        help="corpus file, directory or glob" + ("" if inputs_required else " (overrides the config)"),
+    )
+    p.add_argument(
+        "--out",
+        required=inputs_required,
+        default=None,
+        help=out_help or "output directory / file (overrides the config)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address; 'local' = a private Ray (default: $RAY_ADDRESS, else the cluster "
+        "running on this machine, else a private one)",
+    )
+    p.add_argument(
+        "--executor", choices=["ray", "local"], default=None, help="ray (default) or local (in-process, no Ray)"
+    )
+    p.add_argument(
+        "--reencode",
+        action="store_true",
+        help="rebuild a signature store made with other encoder settings instead of refusing it",
+    )
     add_set_arg(p)
     p.add_argument("--plan", action="store_true", help="print the plan (stages, what each reads and makes) and exit")
     add_json_arg(p)
 
 
-PIPELINE_ARG_KEYS = {"seeds": "seeds", "corpus": "corpus", "out": "out", "executor": "executor",
-                     "reencode": "reencode"}
+PIPELINE_ARG_KEYS = {"seeds": "seeds", "corpus": "corpus", "out": "out", "executor": "executor", "reencode": "reencode"}
 """`add_pipeline_args`' flags -> the config keys they set."""
 
 
 def add_set_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
-                   help="override any config key, dotted for sections (repeatable): --set synthesis.n_samples=8 "
-                        "--set model.layer=null; values are read as YAML (numbers, true/false, null, [lists])")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="set",
+        help="override any config key, dotted for sections (repeatable): --set synthesis.n_samples=8 "
+        "--set model.layer=null; values are read as YAML (numbers, true/false, null, [lists])",
+    )
 
 
 def config_overrides(args, arg_keys: dict[str, str]) -> list:
     """The overrides a command line makes: each given flag in `arg_keys` (flag -> config key, its value as
     given), then every `--set KEY=VALUE`, in order (a later one wins)."""
-    given = [(key, getattr(args, flag)) for flag, key in arg_keys.items()
-             if getattr(args, flag, None) is not None and getattr(args, flag) is not False]
+    given = [
+        (key, getattr(args, flag))
+        for flag, key in arg_keys.items()
+        if getattr(args, flag, None) is not None and getattr(args, flag) is not False
+    ]
     return given + list(getattr(args, "set", None) or [])
 
 
 def add_model_mismatch_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allow-model-mismatch", action="store_true",
-                   help="use --model even though the SAE records another model (a fine-tune, a renamed copy)")
+    p.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="use --model even though the SAE records another model (a fine-tune, a renamed copy)",
+    )
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true",
-                   help="exactly one JSON document on stdout (errors too); all logs and progress go to stderr")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="exactly one JSON document on stdout (errors too); all logs and progress go to stderr",
+    )
 
 
 def sae_spec(args) -> str:

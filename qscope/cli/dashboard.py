@@ -38,8 +38,12 @@ def run(args) -> int:
 
     texts = read_texts(args.texts) if args.texts else None  # bad files fail before the model loads
     lm, sae, layer = load_model_and_sae(args)
-    explorer = FeatureExplorer(SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}), layer, n_background=args.n_background,
-                               max_length=args.max_length)
+    explorer = FeatureExplorer(
+        SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}),
+        layer,
+        n_background=args.n_background,
+        max_length=args.max_length,
+    )
     for f in args.features:
         if not 0 <= f < sae.d_sae:
             from qscope.errors import InputError
@@ -50,10 +54,20 @@ def run(args) -> int:
         from qscope.analysis.sweep_view import write_sweep
 
         result["files"].append(str(write_sweep(_read_table(args.sweep), Path(args.out) / "sweep.html")))
-    summary = {"out": result["out"], "files": result["files"],
-               "features": [{"feature": d["feature"], "label": d["label"], "density": d["density"],
-                             "max_activation": d["max_activation"], "n_top": len(d["top"])}
-                            for d in result["features"]]}
+    summary = {
+        "out": result["out"],
+        "files": result["files"],
+        "features": [
+            {
+                "feature": d["feature"],
+                "label": d["label"],
+                "density": d["density"],
+                "max_activation": d["max_activation"],
+                "n_top": len(d["top"]),
+            }
+            for d in result["features"]
+        ],
+    }
     if args.json:
         emit_json(summary)
     else:

@@ -12,11 +12,16 @@ def register(sub) -> None:
         "eval-sae",
         help="explained variance, L0, dead latents, CE-loss recovered, KL of an SAE; model card and feature stats",
     )
-    p.add_argument("sae", nargs="?", default=None,
-                   help="shipped SAE id, directory or file (default: the shipped SAE of --model, else the default)")
+    p.add_argument(
+        "sae",
+        nargs="?",
+        default=None,
+        help="shipped SAE id, directory or file (default: the shipped SAE of --model, else the default)",
+    )
     p.add_argument("--tokens", type=int, default=16384, help="evaluation tokens (default 16384)")
     p.add_argument(
-        "--texts", default=None,
+        "--texts",
+        default=None,
         help="evaluation texts: .jsonl ('text' field), .parquet ('text' column; split=heldout rows if present) or "
         ".txt (blank-line separated); default: the SAE's own heldout_texts.jsonl when its directory has one "
         "(the Qwen SAE), else the held-out set shipped with qscope (~65k tokens of Debian "
@@ -30,12 +35,17 @@ def register(sub) -> None:
     p.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the text shuffle that picks the evaluation texts")
     p.add_argument("--write-card", action="store_true", help="write MODEL_CARD.md next to the SAE weights")
-    p.add_argument("--write-stats", action="store_true", help="compute feature statistics, write feature_stats.safetensors")
+    p.add_argument(
+        "--write-stats", action="store_true", help="compute feature statistics, write feature_stats.safetensors"
+    )
     p.add_argument("--stats-tokens", type=int, default=100_000, help="tokens for feature statistics (default 100000)")
     p.add_argument("--top-examples", type=int, default=0, help="keep the k top-activating token ids per feature")
-    p.add_argument("--stats-cache", default=None,
-                   help="compute the feature statistics from this activation cache (e.g. the held-out cache the SAE "
-                   "was trained with) instead of running the LM over --texts: seconds instead of minutes on a CPU")
+    p.add_argument(
+        "--stats-cache",
+        default=None,
+        help="compute the feature statistics from this activation cache (e.g. the held-out cache the SAE "
+        "was trained with) instead of running the LM over --texts: seconds instead of minutes on a CPU",
+    )
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -63,15 +73,23 @@ def run(args) -> int:
 
         read_manifest(args.stats_cache)
         if not args.write_stats or args.top_examples:
-            raise InputError("--stats-cache goes with --write-stats and without --top-examples (a cache keeps no "
-                             "token ids)")
+            raise InputError(
+                "--stats-cache goes with --write-stats and without --top-examples (a cache keeps no token ids)"
+            )
     texts = load_texts(args.texts, sae_dir=_local_dir(spec))
     lm = LanguageModel.load(chosen.model, max_length=args.max_length)
     check_sae_fits(lm, sae)
     progress = sys.stderr.isatty() or bool(getattr(args, "verbose", False))
     result = evaluate_sae(
-        lm, sae, texts, layer=args.layer, n_tokens=args.tokens, batch_tokens=args.batch_tokens,
-        max_length=args.max_length, seed=args.seed, progress=progress,
+        lm,
+        sae,
+        texts,
+        layer=args.layer,
+        n_tokens=args.tokens,
+        batch_tokens=args.batch_tokens,
+        max_length=args.max_length,
+        seed=args.seed,
+        progress=progress,
     )
     out = result.to_json()
     stats = None
@@ -80,8 +98,16 @@ def run(args) -> int:
         out["feature_stats"] = str(write_feature_stats(stats, out_dir))
     elif args.write_stats:
         stats = compute_feature_stats(
-            lm, sae, texts, layer=result.layer, n_tokens=args.stats_tokens, batch_tokens=args.batch_tokens,
-            max_length=args.max_length, top_k=args.top_examples, seed=args.seed, progress=progress,
+            lm,
+            sae,
+            texts,
+            layer=result.layer,
+            n_tokens=args.stats_tokens,
+            batch_tokens=args.batch_tokens,
+            max_length=args.max_length,
+            top_k=args.top_examples,
+            seed=args.seed,
+            progress=progress,
         )
         out["feature_stats"] = str(write_feature_stats(stats, out_dir))
     elif args.write_card and (out_dir / FEATURE_STATS_FILE).exists():
@@ -115,8 +141,16 @@ def _print_human(out: dict) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in (
-        "explained_variance", "mse", "l0", "dead_fraction", "ce_loss_recovered", "kl_div", "delta_lm_loss",
-        "ce_clean", "ce_spliced", "ce_zero_ablation",
+        "explained_variance",
+        "mse",
+        "l0",
+        "dead_fraction",
+        "ce_loss_recovered",
+        "kl_div",
+        "delta_lm_loss",
+        "ce_clean",
+        "ce_spliced",
+        "ce_zero_ablation",
     ):
         value = out[key]
         table.add_row(key, "n/a" if value is None else f"{value:.4f}")

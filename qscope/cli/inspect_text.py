@@ -10,7 +10,9 @@ def register(sub) -> None:
     p.add_argument("text", help="the text to inspect")
     p.add_argument("--out", default=None, help="HTML file to write (default: print only)")
     p.add_argument("--top", type=int, default=20, help="features of the text to list")
-    p.add_argument("--background", default=None, help="corpus the labels are read from (default: data/demo/corpus.jsonl)")
+    p.add_argument(
+        "--background", default=None, help="corpus the labels are read from (default: data/demo/corpus.jsonl)"
+    )
     p.add_argument("--n-background", type=int, default=200, help="background texts used for labels")
     p.add_argument("--no-labels", action="store_true", help="skip labels (no background pass)")
     add_model_args(p)
@@ -22,11 +24,21 @@ def run(args) -> int:
     from qscope.quickstart import FeatureExplorer, SAEModel
 
     lm, sae, layer = load_model_and_sae(args)
-    explorer = FeatureExplorer(SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}), layer,
-                               background=args.background, n_background=args.n_background)
+    explorer = FeatureExplorer(
+        SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}),
+        layer,
+        background=args.background,
+        n_background=args.n_background,
+    )
     d = explorer.inspect(args.text, out=args.out, top=args.top, label=not args.no_labels)
-    summary = {"model": lm.name, "sae": sae.sae_id, "layer": layer, "out": args.out,
-               "n_tokens": len(d["tokens"]), "features": d["features"]}
+    summary = {
+        "model": lm.name,
+        "sae": sae.sae_id,
+        "layer": layer,
+        "out": args.out,
+        "n_tokens": len(d["tokens"]),
+        "features": d["features"],
+    }
     if args.json:
         emit_json(summary)
     else:

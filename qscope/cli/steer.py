@@ -9,12 +9,17 @@ def register(sub) -> None:
     p = sub.add_parser("steer", help="generate with SAE features activated, suppressed or clamped")
     p.add_argument("prompts", nargs="+", help="one or more prompts")
     add_steering_args(p)
-    p.add_argument("--strength", type=float, default=2.0,
-                   help="activate: multiples of the feature's typical max activation; suppress: fraction removed "
-                        "(1 = all); clamp: target in units of the typical max (default 2)")
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=2.0,
+        help="activate: multiples of the feature's typical max activation; suppress: fraction removed "
+        "(1 = all); clamp: target in units of the typical max (default 2)",
+    )
     p.add_argument("--op", default="activate", choices=["activate", "suppress", "clamp"])
-    p.add_argument("--intervention", default=None,
-                   help="JSON or YAML file with a saved intervention (instead of --feature)")
+    p.add_argument(
+        "--intervention", default=None, help="JSON or YAML file with a saved intervention (instead of --feature)"
+    )
     p.add_argument("--baseline", action="store_true", help="also generate without steering, for comparison")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--seed", type=int, default=0)
@@ -82,8 +87,9 @@ def run(args) -> int:
             for f in args.feature:
                 iv = getattr(iv, args.op)(f, args.strength, layer=layer, positions=args.positions)
         resolved = iv.validate(engine.saes)
-        kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                  chat=not args.no_chat)
+        kw = dict(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed, chat=not args.no_chat
+        )
         steered = engine.generate(args.prompts, intervention=resolved, **kw)
         baseline = engine.generate(args.prompts, **kw) if args.baseline else None
     finally:
@@ -93,8 +99,7 @@ def run(args) -> int:
         "layer": layer,
         "intervention": resolved.to_dict(),
         "results": [
-            {**r.to_dict(), **({"baseline": b.text} if baseline else {})}
-            for r, b in zip(steered, baseline or steered)
+            {**r.to_dict(), **({"baseline": b.text} if baseline else {})} for r, b in zip(steered, baseline or steered)
         ],
     }
     if args.json:

@@ -23,16 +23,31 @@ def register(sub) -> None:
     add_steering_args(p)
     p.add_argument("--strengths", default="0,1,2,4,8,16", help="comma-separated grid (0 is always included)")
     p.add_argument("--op", default="activate", choices=["activate", "clamp"])
-    p.add_argument("--max-perplexity", type=float, default=None,
-                   help="fluency bound (default: --ppl-factor x the unsteered perplexity)")
+    p.add_argument(
+        "--max-perplexity",
+        type=float,
+        default=None,
+        help="fluency bound (default: --ppl-factor x the unsteered perplexity)",
+    )
     p.add_argument("--ppl-factor", type=float, default=2.0)
-    p.add_argument("--threshold", type=float, default=0.1,
-                   help="feature_rate: the feature reaches this fraction of its typical max in the output")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.1,
+        help="feature_rate: the feature reaches this fraction of its typical max in the output",
+    )
     p.add_argument("--judge-examples", default=None, help="texts of the concept: train the on-target judge on them")
-    p.add_argument("--judge-negatives", default=None,
-                   help="texts not of the concept (default: the background sample, data/demo/corpus.jsonl)")
-    p.add_argument("--judge-kind", default="signature", choices=["signature", "tfidf", "hidden"],
-                   help="signature: seed classifier on an unsteered re-encode, steered feature removed (default)")
+    p.add_argument(
+        "--judge-negatives",
+        default=None,
+        help="texts not of the concept (default: the background sample, data/demo/corpus.jsonl)",
+    )
+    p.add_argument(
+        "--judge-kind",
+        default="signature",
+        choices=["signature", "tfidf", "hidden"],
+        help="signature: seed classifier on an unsteered re-encode, steered feature removed (default)",
+    )
     p.add_argument("--judge", default=None, metavar="MODULE:FUNC", help="a user-given classifier")
     p.add_argument("--temperature", type=float, default=0.0)
     add_json_arg(p)
@@ -93,9 +108,20 @@ def run(args) -> int:
     try:
         judge = build_judge(args, engine, layer)
         result = strength_sweep(
-            engine, args.prompts, args.feature[0], grid, layer=layer, op=args.op, positions=args.positions,
-            max_new_tokens=args.max_new_tokens, threshold=args.threshold, max_perplexity=args.max_perplexity,
-            ppl_factor=args.ppl_factor, lm=getattr(engine, "lm", None), chat=not args.no_chat, judge=judge,
+            engine,
+            args.prompts,
+            args.feature[0],
+            grid,
+            layer=layer,
+            op=args.op,
+            positions=args.positions,
+            max_new_tokens=args.max_new_tokens,
+            threshold=args.threshold,
+            max_perplexity=args.max_perplexity,
+            ppl_factor=args.ppl_factor,
+            lm=getattr(engine, "lm", None),
+            chat=not args.no_chat,
+            judge=judge,
             temperature=args.temperature,
         )
     finally:
@@ -104,15 +130,22 @@ def run(args) -> int:
         emit_json({"engine": args.engine, **result.to_dict()})
         return 0
     if judge is None:
-        print("note: no judge given (--judge-examples / --judge): on-target is the steered feature's own activation, "
-              "which the steering raises (circular)", file=sys.stderr)
-    print(f"feature {result.feature} @ layer {result.layer} ({result.op}); on-target judged by {result.judge}; "
-          f"perplexity bound {result.perplexity_bound:.2f}")
+        print(
+            "note: no judge given (--judge-examples / --judge): on-target is the steered feature's own activation, "
+            "which the steering raises (circular)",
+            file=sys.stderr,
+        )
+    print(
+        f"feature {result.feature} @ layer {result.layer} ({result.op}); on-target judged by {result.judge}; "
+        f"perplexity bound {result.perplexity_bound:.2f}"
+    )
     print(f"{'strength':>9} {'on-target':>9} {'feat-rate':>9} {'max act':>8} {'ppl':>8} {'distinct':>8} {'tokens':>7}")
     for r in result.rows:
         mark = "  <- best trade-off" if r["best"] else ("" if r["within_bound"] else "  (over bound)")
-        print(f"{r['strength']:>9.2f} {r['on_target_rate']:>9.2f} {r['feature_rate']:>9.2f} "
-              f"{r['mean_max_activation']:>8.3f} {r['perplexity']:>8.2f} {r['distinct_word_ratio']:>8.2f} "
-              f"{r['mean_new_tokens']:>7.1f}{mark}")
+        print(
+            f"{r['strength']:>9.2f} {r['on_target_rate']:>9.2f} {r['feature_rate']:>9.2f} "
+            f"{r['mean_max_activation']:>8.3f} {r['perplexity']:>8.2f} {r['distinct_word_ratio']:>8.2f} "
+            f"{r['mean_new_tokens']:>7.1f}{mark}"
+        )
     print(f"best strength: {result.best_strength}")
     return 0

@@ -38,6 +38,8 @@ def run(args) -> int:
         print(f"trained {result.steps} steps ({result.tokens} tokens, {result.tokens_per_s:.0f} tok/s) → {result.out}")
         for layer, path in result.exported.items():
             m = result.heldout.get(layer, {})
-            print(f"  layer {layer}: {path}  held-out EV {m.get('explained_variance')}  L0 {m.get('l0')}  "
-                  f"dead {m.get('dead_fraction')}")
+            print(
+                f"  layer {layer}: {path}  held-out EV {m.get('explained_variance')}  L0 {m.get('l0')}  "
+                f"dead {m.get('dead_fraction')}"
+            )
     return 0

@@ -34,8 +34,9 @@ def _open_text(path: Path) -> Iterator[str]:
     elif path.suffix in (".lz4", ".zst"):
         # apt stores its lists lz4-compressed by default; the stdlib has no lz4, but apt-helper
         # (always next to apt) decompresses any format apt wrote, so we need no extra dependency.
-        proc = subprocess.Popen([APT_HELPER, "cat-file", str(path)], stdout=subprocess.PIPE,
-                                encoding="utf-8", errors="replace")
+        proc = subprocess.Popen(
+            [APT_HELPER, "cat-file", str(path)], stdout=subprocess.PIPE, encoding="utf-8", errors="replace"
+        )
         assert proc.stdout is not None
         yield from proc.stdout
         if proc.wait() != 0:
@@ -148,7 +149,8 @@ def load_debian_packages(lists_dir: str | Path = APT_LISTS, require_long: bool =
         raise AptListsMissingError(f"no apt Packages lists in {lists_dir}; {UPDATE_HINT}")
     if require_long and not translations:
         raise AptListsMissingError(
-            f"no Translation-en lists in {lists_dir} (long descriptions are only there); {UPDATE_HINT}")
+            f"no Translation-en lists in {lists_dir} (long descriptions are only there); {UPDATE_HINT}"
+        )
     trans: dict[tuple[str, str], str] = {}
     for path in translations:
         for k, v in parse_translations(_open_text(path)).items():

@@ -166,9 +166,11 @@ def stats_from_codes(
     val = np.asarray(values.float().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float32)
     if token_index is None and idx.ndim == 2:
         token_index = np.repeat(np.arange(idx.shape[0]), idx.shape[1]).reshape(idx.shape)
-    tok = None if token_index is None else np.asarray(
-        token_index.cpu() if isinstance(token_index, torch.Tensor) else token_index
-    ).reshape(-1)
+    tok = (
+        None
+        if token_index is None
+        else np.asarray(token_index.cpu() if isinstance(token_index, torch.Tensor) else token_index).reshape(-1)
+    )
     idx, val = idx.reshape(-1).astype(np.int64), val.reshape(-1)
     keep = val > 0
     idx, val = idx[keep], val[keep]
@@ -249,8 +251,9 @@ def compute_feature_stats(
     seen = 0
     for batch in run.batches:
         res = lm.residuals(batch, [layer], max_length)
-        mask = drop_norm_outliers(eval_token_mask(res.input_ids, res.attention_mask, run.special_ids),
-                                        res.hidden[layer])
+        mask = drop_norm_outliers(
+            eval_token_mask(res.input_ids, res.attention_mask, run.special_ids), res.hidden[layer]
+        )
         codes = sae.encode(res.hidden[layer][mask])
         n = codes.values.shape[0]
         keep = codes.values > 0
@@ -262,7 +265,12 @@ def compute_feature_stats(
     if seen == 0:
         raise InputError("no tokens to compute feature statistics on")
     stats = stats_from_codes(
-        np.concatenate(all_idx), np.concatenate(all_val), sae.d_sae, seen, quantile_levels, top_k,
+        np.concatenate(all_idx),
+        np.concatenate(all_val),
+        sae.d_sae,
+        seen,
+        quantile_levels,
+        top_k,
         np.concatenate(all_tok),
     )
     stats.metadata = {
@@ -300,15 +308,17 @@ def feature_stats_from_cache(
     layer = sae.cfg.hook_layer if layer is None else int(layer)
     model = acts.manifest.get("model")
     if acts.d_in != sae.d_in or (model and sae.cfg.model_name and model != sae.cfg.model_name):
-        raise InputError(f"activation cache {acts.path} holds {model} (d_in {acts.d_in}); the SAE reads "
-                         f"{sae.cfg.model_name} (d_in {sae.d_in})")
+        raise InputError(
+            f"activation cache {acts.path} holds {model} (d_in {acts.d_in}); the SAE reads "
+            f"{sae.cfg.model_name} (d_in {sae.d_in})"
+        )
     all_idx, all_val, seen = [], [], 0
     for array in acts.layer_arrays(layer):
         for start in range(0, len(array), batch_tokens):
             take = min(batch_tokens, n_tokens - seen)
             if take <= 0:
                 break
-            x = torch.from_numpy(np.asarray(array[start:start + take], np.float32))
+            x = torch.from_numpy(np.asarray(array[start : start + take], np.float32))
             codes = sae.encode(x)
             keep = codes.values > 0
             all_idx.append(codes.indices[keep].to(torch.int32).numpy())
@@ -327,6 +337,6 @@ def feature_stats_from_cache(
         "max_length": manifest.get("max_length"),
         "strength_unit": f"quantile {STRENGTH_QUANTILE} of non-zero activations (dead features: median of live)",
         "tokens": "real tokens after position 0 (attention sink) and massive-activation outliers, from an activation "
-                  "cache",
+        "cache",
     }
     return stats

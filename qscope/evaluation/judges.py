@@ -91,9 +91,12 @@ def judge_metrics(p: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict:
 
     y = np.asarray(y, int)
     hit = np.asarray(p) >= threshold
-    return {"auroc": round(float(roc_auc_score(y, p)), 4),
-            "tpr": round(float(hit[y == 1].mean()), 4), "fpr": round(float(hit[y == 0].mean()), 4),
-            "n_eval": int(len(y))}
+    return {
+        "auroc": round(float(roc_auc_score(y, p)), 4),
+        "tpr": round(float(hit[y == 1].mean()), 4),
+        "fpr": round(float(hit[y == 0].mean()), 4),
+        "n_eval": int(len(y)),
+    }
 
 
 class TfidfJudge(Judge):
@@ -109,8 +112,9 @@ class TfidfJudge(Judge):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        self.vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=self.max_features,
-                                   strip_accents="unicode")
+        self.vec = TfidfVectorizer(
+            sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=self.max_features, strip_accents="unicode"
+        )
         x = self.vec.fit_transform(texts)
         self.clf = LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000).fit(x, y)
 
@@ -128,8 +132,16 @@ class HiddenStateJudge(Judge):
 
     name = "hidden"
 
-    def __init__(self, lm=None, layer: int = DEFAULT_JUDGE_LAYER, max_length: int = 64, C: float = 0.05,
-                 batch_size: int = 16, cache_dir: str | Path | None = None, model: str | None = None):
+    def __init__(
+        self,
+        lm=None,
+        layer: int = DEFAULT_JUDGE_LAYER,
+        max_length: int = 64,
+        C: float = 0.05,
+        batch_size: int = 16,
+        cache_dir: str | Path | None = None,
+        model: str | None = None,
+    ):
         super().__init__()
         self._lm, self._model = lm, model
         self.layer, self.max_length, self.C, self.batch_size = int(layer), int(max_length), C, batch_size
@@ -176,8 +188,9 @@ class HiddenStateJudge(Judge):
         return self.clf.predict_proba(self.scaler.transform(self.embed(texts)))[:, 1]
 
 
-def mean_pooled_residuals(lm, texts: Sequence[str], layer: int, max_length: int = 64,
-                          batch_size: int = 16) -> np.ndarray:
+def mean_pooled_residuals(
+    lm, texts: Sequence[str], layer: int, max_length: int = 64, batch_size: int = 16
+) -> np.ndarray:
     """[n, d_model] float32: mean of the residual after block `layer` over each text's content tokens."""
     import torch
 
@@ -185,7 +198,7 @@ def mean_pooled_residuals(lm, texts: Sequence[str], layer: int, max_length: int 
     rows = []
     with torch.no_grad():
         for b0 in range(0, len(texts), batch_size):
-            batch = [t if t.strip() else "." for t in texts[b0:b0 + batch_size]]
+            batch = [t if t.strip() else "." for t in texts[b0 : b0 + batch_size]]
             res = lm.residuals(batch, [layer], max_length=max_length)
             keep = res.attention_mask.bool().clone()
             keep[:, 0] = False
@@ -203,8 +216,11 @@ class EmbeddingCache:
     """text-hash → vector, one `.npz` per (model, layer, max_length), rewritten atomically on `put`."""
 
     def __init__(self, cache_dir: str | Path | None, key: str):
-        root = Path(cache_dir) if cache_dir else Path(
-            os.environ.get("QSCOPE_HOME", Path.home() / ".cache" / "qscope")).expanduser() / "judges"
+        root = (
+            Path(cache_dir)
+            if cache_dir
+            else Path(os.environ.get("QSCOPE_HOME", Path.home() / ".cache" / "qscope")).expanduser() / "judges"
+        )
         self.path = root / f"{key}.npz"
         self._map: dict[str, np.ndarray] | None = None
 
@@ -253,8 +269,16 @@ class SignatureJudge(Judge):
 
     name = "seed-classifier"
 
-    def __init__(self, lm, sae, layer: int | None = None, pooling: str = "max", top_n: int = 256,
-                 max_length: int = 64, exclude_features=()):
+    def __init__(
+        self,
+        lm,
+        sae,
+        layer: int | None = None,
+        pooling: str = "max",
+        top_n: int = 256,
+        max_length: int = 64,
+        exclude_features=(),
+    ):
         super().__init__()
         from qscope.features import FeatureExtractor
 
@@ -273,7 +297,8 @@ class SignatureJudge(Judge):
 
         fids, vals = self.signatures(texts)
         self.clf = SignatureClassifier(self.sae.d_sae, method="probe").fit(
-            fids, vals, ["pos" if v else "neg" for v in y])
+            fids, vals, ["pos" if v else "neg" for v in y]
+        )
 
     def _proba(self, texts):
         from qscope.classify import without_features

@@ -27,8 +27,19 @@ from qscope.features import drop_norm_outliers
 log = logging.getLogger(__name__)
 
 JSON_KEYS = (
-    "explained_variance", "mse", "l0", "dead_fraction", "ce_loss_recovered", "kl_div", "delta_lm_loss",
-    "ce_clean", "ce_spliced", "ce_zero_ablation", "n_tokens", "sae", "layer",
+    "explained_variance",
+    "mse",
+    "l0",
+    "dead_fraction",
+    "ce_loss_recovered",
+    "kl_div",
+    "delta_lm_loss",
+    "ce_clean",
+    "ce_spliced",
+    "ce_zero_ablation",
+    "n_tokens",
+    "sae",
+    "layer",
 )
 """The stable `qscope eval-sae --json` contract (extra keys may follow these)."""
 
@@ -289,7 +300,5 @@ def _resolve_layer(lm, sae, layer: int | None) -> int:
         raise InputError(f"SAE {sae.sae_id} does not record its hook layer; pass layer= / --layer")
     lm.check_layer(int(layer))
     if sae.d_in != lm.d_model:
-        raise ShapeMismatchError(
-            f"SAE {sae.sae_id} has d_in={sae.d_in} but {lm.name} has hidden size {lm.d_model}"
-        )
+        raise ShapeMismatchError(f"SAE {sae.sae_id} has d_in={sae.d_in} but {lm.name} has hidden size {lm.d_model}")
     return int(layer)

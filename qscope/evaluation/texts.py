@@ -106,9 +106,7 @@ def _load_parquet(path: Path) -> EvalTexts:
     return EvalTexts([t for t in texts if isinstance(t, str) and t.strip()], source)
 
 
-def select_texts(
-    tokenizer, texts: Sequence[str], n_tokens: int, max_length: int, seed: int = 0
-) -> list[str]:
+def select_texts(tokenizer, texts: Sequence[str], n_tokens: int, max_length: int, seed: int = 0) -> list[str]:
     """A deterministic random subset of `texts` holding about `n_tokens` evaluation tokens.
 
     Shuffled with `seed` first, because corpora are usually ordered by source and the first n tokens
@@ -176,8 +174,18 @@ class EvalPlan:
     n_texts: int
 
 
-def plan_eval(lm, sae, texts: Sequence[str] | EvalTexts, layer: int | None, n_tokens: int, max_length: int | None,
-              batch_tokens: int, seed: int, progress: bool = False, desc: str = "eval") -> EvalPlan:
+def plan_eval(
+    lm,
+    sae,
+    texts: Sequence[str] | EvalTexts,
+    layer: int | None,
+    n_tokens: int,
+    max_length: int | None,
+    batch_tokens: int,
+    seed: int,
+    progress: bool = False,
+    desc: str = "eval",
+) -> EvalPlan:
     """Shared set-up of `evaluate_sae` and `compute_feature_stats`: resolve + check the layer, choose about
     `n_tokens` tokens of texts (`select_texts`), batch them by padded size, wrap in a progress bar if asked."""
     from qscope.evaluation.metrics import _resolve_layer

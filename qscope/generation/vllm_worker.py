@@ -52,15 +52,20 @@ def sae_fingerprint(sae) -> dict:
     for name, t in sorted(sae.state_dict().items()):
         t = t.detach().to("cpu", torch.float64)
         tensors[name] = [float(t.numel()), float(t.sum()), float((t * t).sum())]
-    return {"cfg": [cfg.architecture, int(cfg.d_in), int(cfg.d_sae), int(cfg.k or 0), bool(cfg.apply_b_dec_to_input)],
-            "tensors": tensors}
+    return {
+        "cfg": [cfg.architecture, int(cfg.d_in), int(cfg.d_sae), int(cfg.k or 0), bool(cfg.apply_b_dec_to_input)],
+        "tensors": tensors,
+    }
 
 
 def same_fingerprint(a: dict, b: dict, rtol: float = 1e-9) -> bool:
     if list(a["cfg"]) != list(b["cfg"]) or sorted(a["tensors"]) != sorted(b["tensors"]):
         return False
-    return all(abs(x - y) <= rtol * max(1.0, abs(x), abs(y))
-               for k in a["tensors"] for x, y in zip(a["tensors"][k], b["tensors"][k]))
+    return all(
+        abs(x - y) <= rtol * max(1.0, abs(x), abs(y))
+        for k in a["tensors"]
+        for x, y in zip(a["tensors"][k], b["tensors"][k])
+    )
 
 
 def _decoder_layers(model) -> torch.nn.ModuleList:
@@ -126,11 +131,11 @@ class _Router:
         self._positions, self.groups, self.record = positions, [], None
         runner = self.worker.model_runner
         batch = runner.input_batch
-        req_ids = batch.req_ids[:batch.num_reqs]
+        req_ids = batch.req_ids[: batch.num_reqs]
         args = [self._args(r) for r in req_ids]
         if not any(args):
             return self  # the common case: nothing to do for this forward
-        n_tokens = int(runner.num_scheduled_tokens.np[:len(req_ids)].sum())
+        n_tokens = int(runner.num_scheduled_tokens.np[: len(req_ids)].sum())
         slot_of_token = runner.req_indices.np[:n_tokens].copy()  # request slot of every scheduled token
         pos = positions[0] if positions.dim() == 2 else positions  # M-RoPE: row 0 is the text position
         device = pos.device
@@ -143,7 +148,7 @@ class _Router:
                 recording[slot] = a["record"]
         from qscope.steering.compiled import position_masks
 
-        prompt_lens = batch.num_prompt_tokens[:len(req_ids)]
+        prompt_lens = batch.num_prompt_tokens[: len(req_ids)]
         for key, slots in by_key.items():
             rows_np = np.flatnonzero(np.isin(slot_of_token, slots))
             if not rows_np.size:
@@ -201,8 +206,10 @@ class SteeringWorkerExtension:
             sae = load_sae(item["spec"], layer=item.get("layer"))
             prints[layer] = sae_fingerprint(sae)
             if item.get("fingerprint") and not same_fingerprint(prints[layer], item["fingerprint"]):
-                raise RuntimeError(f"qscope steering: the SAE at {item['spec']!r} differs from the driver's copy "
-                                   "(file changed between the two loads?)")
+                raise RuntimeError(
+                    f"qscope steering: the SAE at {item['spec']!r} differs from the driver's copy "
+                    "(file changed between the two loads?)"
+                )
             saes[int(layer)] = sae.to(self._qscope_device()).eval().requires_grad_(False)
         self.qscope_unload()
         self._qscope_saes = saes
@@ -211,8 +218,9 @@ class SteeringWorkerExtension:
         router = self._qscope_router
         # A new forward always regroups, even if the runner hands the layers the same `positions` object again.
         self._qscope_handles = [runner.model.register_forward_pre_hook(lambda *_: router.reset())]
-        self._qscope_handles += [layers[layer].register_forward_hook(self._qscope_hook(layer), with_kwargs=True)
-                                 for layer in sorted(saes)]
+        self._qscope_handles += [
+            layers[layer].register_forward_hook(self._qscope_hook(layer), with_kwargs=True) for layer in sorted(saes)
+        ]
         return prints
 
     def _qscope_hook(self, layer: int):

@@ -18,6 +18,15 @@ from qscope.index.signature_index import SearchResult, SignatureIndex
 from qscope.index.vectors import SignatureVectorizer
 
 __all__ = [
-    "SignatureIndex", "SearchResult", "knn_classify", "KnnLabels", "near_duplicates", "DuplicatePairs",
-    "dedup_keep_mask", "duplicates_of", "SignatureVectorizer", "as_ragged", "Ragged",
+    "SignatureIndex",
+    "SearchResult",
+    "knn_classify",
+    "KnnLabels",
+    "near_duplicates",
+    "DuplicatePairs",
+    "dedup_keep_mask",
+    "duplicates_of",
+    "SignatureVectorizer",
+    "as_ragged",
+    "Ragged",
 ]

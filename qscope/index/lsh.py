@@ -38,8 +38,9 @@ class SimHashCodes:
         import torch
 
         if self._slabs is None:
-            self._slabs = [torch.from_numpy(np.ascontiguousarray(self.planes[:, j: j + 256]))
-                           for j in range(0, self.bits, 256)]
+            self._slabs = [
+                torch.from_numpy(np.ascontiguousarray(self.planes[:, j : j + 256])) for j in range(0, self.bits, 256)
+            ]
         indptr = np.asarray(indptr, np.int64)
         n = len(indptr) - 1
         out = np.empty((n, self.bits // 8), np.uint8)
@@ -50,7 +51,7 @@ class SimHashCodes:
             w = torch.from_numpy(np.asarray(weights[a:b], np.float32))
             for j, slab in enumerate(self._slabs):
                 proj = torch.nn.functional.embedding_bag(idx, slab, offsets, mode="sum", per_sample_weights=w)
-                out[s:e, j * 32: j * 32 + slab.shape[1] // 8] = np.packbits((proj > 0).numpy(), axis=1)
+                out[s:e, j * 32 : j * 32 + slab.shape[1] // 8] = np.packbits((proj > 0).numpy(), axis=1)
         return out
 
     def build(self, codes: np.ndarray) -> None:
@@ -71,12 +72,18 @@ class SimHashCodes:
     def codes(self) -> np.ndarray:
         import faiss
 
-        return faiss.rev_swig_ptr(self.index.xb.data(), self.index.ntotal * self.bits // 8).reshape(
-            self.index.ntotal, self.bits // 8).copy() if self.index.ntotal else np.zeros((0, self.bits // 8), np.uint8)
+        return (
+            faiss.rev_swig_ptr(self.index.xb.data(), self.index.ntotal * self.bits // 8)
+            .reshape(self.index.ntotal, self.bits // 8)
+            .copy()
+            if self.index.ntotal
+            else np.zeros((0, self.bits // 8), np.uint8)
+        )
 
 
-def rescore(q_weighted: np.ndarray, rows: np.ndarray, store: CompactStore, row_factor: np.ndarray,
-            k: int) -> tuple[np.ndarray, np.ndarray]:
+def rescore(
+    q_weighted: np.ndarray, rows: np.ndarray, store: CompactStore, row_factor: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine of candidate rows from the compact store; top-k per query (rows -1 / -inf padded).
 
     q_weighted: dense [nq, d_sae] (normalised query × IDF); row_factor: per stored row, scale / norm.
@@ -93,6 +100,8 @@ def rescore(q_weighted: np.ndarray, rows: np.ndarray, store: CompactStore, row_f
     order = np.lexsort((np.where(valid, rows, np.iinfo(np.int64).max), -scores), axis=1)[:, :kk]
     out_rows = np.full((nq, k), -1, np.int64)
     out_scores = np.full((nq, k), -np.inf, np.float32)
-    out_rows[:, :kk] = np.where(np.isfinite(np.take_along_axis(scores, order, 1)), np.take_along_axis(rows, order, 1), -1)
+    out_rows[:, :kk] = np.where(
+        np.isfinite(np.take_along_axis(scores, order, 1)), np.take_along_axis(rows, order, 1), -1
+    )
     out_scores[:, :kk] = np.take_along_axis(scores, order, 1)
     return out_rows, out_scores

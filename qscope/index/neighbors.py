@@ -63,8 +63,9 @@ class DuplicatePairs(NamedTuple):
     scores: np.ndarray
 
 
-def near_duplicates(index: SignatureIndex, threshold: float = 0.95, k: int = 10,
-                    batch_size: int = 4096) -> DuplicatePairs:
+def near_duplicates(
+    index: SignatureIndex, threshold: float = 0.95, k: int = 10, batch_size: int = 4096
+) -> DuplicatePairs:
     """All pairs of indexed signatures with cosine >= threshold (each row looks at its k nearest rows)."""
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"threshold must be in (0, 1], got {threshold}")
@@ -95,8 +96,9 @@ def dedup_keep_mask(index: SignatureIndex, threshold: float = 0.95, k: int = 10)
     return keep
 
 
-def duplicates_of(index: SignatureIndex, feature_ids: Any, feature_values: Any = None,
-                  threshold: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def duplicates_of(
+    index: SignatureIndex, feature_ids: Any, feature_values: Any = None, threshold: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """For new signatures: (is_duplicate [n] bool, nearest indexed id [n]) against an existing index."""
     res = index.search(feature_ids, feature_values, k=1)
     return res.scores[:, 0] >= threshold - 1e-6, res.ids[:, 0]

@@ -38,7 +38,7 @@ def _from_arrow(col) -> tuple[np.ndarray, np.ndarray]:
         raise InputError("signature column has null rows; every row needs a (possibly empty) list")
     offsets = np.asarray(col.offsets, dtype=np.int64)
     flat = np.asarray(col.values.to_numpy(zero_copy_only=False))
-    return offsets - offsets[0], flat[offsets[0]: offsets[-1]]
+    return offsets - offsets[0], flat[offsets[0] : offsets[-1]]
 
 
 def _is_arrow(x: Any) -> bool:
@@ -77,10 +77,16 @@ def as_ragged(feature_ids: Any, feature_values: Any = None, d_sae: int | None = 
                 raise InputError(f"row {i}: {na} feature ids but {nb} values")
             lens[i + 1] = na
         indptr = np.cumsum(lens)
-        fids = (np.concatenate([np.asarray(a, np.int64).ravel() for a in ids_list])
-                if ids_list and indptr[-1] else np.zeros(0, np.int64))
-        vals = (np.concatenate([np.asarray(b, np.float32).ravel() for b in vals_list])
-                if vals_list and indptr[-1] else np.zeros(0, np.float32))
+        fids = (
+            np.concatenate([np.asarray(a, np.int64).ravel() for a in ids_list])
+            if ids_list and indptr[-1]
+            else np.zeros(0, np.int64)
+        )
+        vals = (
+            np.concatenate([np.asarray(b, np.float32).ravel() for b in vals_list])
+            if vals_list and indptr[-1]
+            else np.zeros(0, np.float32)
+        )
     return _checked(indptr, fids, vals, d_sae)
 
 

@@ -163,8 +163,10 @@ class SignatureIndex:
     def _weighted_rows(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
         """Normalised IDF-weighted CSR of stored rows (the exact path's matrix)."""
         r = self.store.ragged(rows)
-        x = sp.csr_matrix((r.values * self.vectorizer.idf[r.feature_ids], r.feature_ids.astype(np.int32), r.indptr),
-                          shape=(r.n_rows, self.d_sae))
+        x = sp.csr_matrix(
+            (r.values * self.vectorizer.idf[r.feature_ids], r.feature_ids.astype(np.int32), r.indptr),
+            shape=(r.n_rows, self.d_sae),
+        )
         l2_normalize_rows(x)
         return x
 
@@ -177,8 +179,14 @@ class SignatureIndex:
     def uses_codes(self) -> bool:
         return len(self) > self.exact_threshold
 
-    def search(self, feature_ids: Any, feature_values: Any = None, k: int = 10, exact: bool | None = None,
-               rerank: int | None = None) -> SearchResult:
+    def search(
+        self,
+        feature_ids: Any,
+        feature_values: Any = None,
+        k: int = 10,
+        exact: bool | None = None,
+        rerank: int | None = None,
+    ) -> SearchResult:
         """Top-k most similar stored signatures per query (cosine, best first).
 
         exact: None = by size (exact up to `exact_threshold` rows), True / False to force a path.
@@ -186,8 +194,9 @@ class SignatureIndex:
         """
         return self.search_vectors(self.vectorize(feature_ids, feature_values), k, exact, rerank)
 
-    def search_vectors(self, q: sp.csr_matrix, k: int = 10, exact: bool | None = None,
-                       rerank: int | None = None) -> SearchResult:
+    def search_vectors(
+        self, q: sp.csr_matrix, k: int = 10, exact: bool | None = None, rerank: int | None = None
+    ) -> SearchResult:
         if len(self) == 0:
             raise InputError("the index is empty: add signatures before searching")
         if k < 1:
@@ -212,12 +221,14 @@ class SignatureIndex:
         chunk = max(1, min(1024, (1 << 25) // max(n, 1)))
         xt = self._cache.setdefault("xt", x.T.tocsr())
         for s in range(0, q.shape[0], chunk):
-            scores = (q[s: s + chunk] @ xt).toarray()  # sparse × sparse: cost ∝ posting lists of the query latents
-            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(scores), 1))
+            scores = (q[s : s + chunk] @ xt).toarray()  # sparse × sparse: cost ∝ posting lists of the query latents
+            top = (
+                np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(scores), 1))
+            )
             top_scores = np.take_along_axis(scores, top, 1)
             order = np.lexsort((top, -top_scores), axis=1)
-            rows[s: s + chunk, :kk] = np.take_along_axis(top, order, 1)
-            out[s: s + chunk, :kk] = np.take_along_axis(top_scores, order, 1)
+            rows[s : s + chunk, :kk] = np.take_along_axis(top, order, 1)
+            out[s : s + chunk, :kk] = np.take_along_axis(top_scores, order, 1)
         return rows, out
 
     def build_codes(self) -> None:
@@ -235,9 +246,9 @@ class SignatureIndex:
         rows = np.full((q.shape[0], k), -1, np.int64)
         out = np.full((q.shape[0], k), -np.inf, np.float32)
         for s in range(0, q.shape[0], 256):  # bounded dense query block: 256 × d_sae floats
-            qb = q[s: s + 256]
+            qb = q[s : s + 256]
             cand = self._lsh.candidates(qb, max(rerank, k))
-            rows[s: s + 256], out[s: s + 256] = rescore(qb.toarray() * idf, cand, self.store, factor, k)
+            rows[s : s + 256], out[s : s + 256] = rescore(qb.toarray() * idf, cand, self.store, factor, k)
         return rows, out
 
     # ------------------------------------------------------------------------------------------ rows
@@ -255,12 +266,20 @@ class SignatureIndex:
 
     # ------------------------------------------------------------------------------------------ persistence
     def config(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "d_sae": self.d_sae, "transform": self.vectorizer.transform,
-                "use_idf": self.vectorizer.use_idf, "value_bits": self.store.value_bits,
-                "delta_bits": self.store.delta_bits,
-                "exact_threshold": self.exact_threshold, "code_bits": self.code_bits, "rerank": self.rerank,
-                "seed": self.seed, "trained_on": self._trained_on,
-                "meta": None if self.meta is None else {k.decode(): v.decode() for k, v in self.meta.to_metadata().items()}}
+        return {
+            "format_version": FORMAT_VERSION,
+            "d_sae": self.d_sae,
+            "transform": self.vectorizer.transform,
+            "use_idf": self.vectorizer.use_idf,
+            "value_bits": self.store.value_bits,
+            "delta_bits": self.store.delta_bits,
+            "exact_threshold": self.exact_threshold,
+            "code_bits": self.code_bits,
+            "rerank": self.rerank,
+            "seed": self.seed,
+            "trained_on": self._trained_on,
+            "meta": None if self.meta is None else {k.decode(): v.decode() for k, v in self.meta.to_metadata().items()},
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write the index directory atomically (readers never see a half-written index)."""
@@ -271,8 +290,14 @@ class SignatureIndex:
         with atomic_path(path) as tmp:
             tmp.mkdir()
             (tmp / "index.json").write_text(json.dumps(self.config(), indent=1))
-            arrays = dict(indptr=self.store.indptr, delta=self.store.delta, code=self.store.code,
-                          scale=self.store.scale, df=self.vectorizer.df, n_docs=np.array(self.vectorizer.n_docs))
+            arrays = dict(
+                indptr=self.store.indptr,
+                delta=self.store.delta,
+                code=self.store.code,
+                scale=self.store.scale,
+                df=self.vectorizer.df,
+                n_docs=np.array(self.vectorizer.n_docs),
+            )
             if self._lsh is not None:
                 arrays["codes"] = self._lsh.codes()
             np.savez(tmp / "arrays.npz", **arrays)
@@ -291,8 +316,10 @@ class SignatureIndex:
             raise InputError(f"{path} is not a qscope signature index (no index.json)")
         cfg = json.loads((path / "index.json").read_text())
         if cfg.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"{path}: index format {cfg.get('format_version')}, this qscope reads {FORMAT_VERSION}; "
-                             "rebuild the index from its signatures (SignatureIndex.from_parquet)")
+            raise InputError(
+                f"{path}: index format {cfg.get('format_version')}, this qscope reads {FORMAT_VERSION}; "
+                "rebuild the index from its signatures (SignatureIndex.from_parquet)"
+            )
         meta = None
         if cfg["meta"] is not None:
             meta = SignatureMeta.from_metadata({k.encode(): v.encode() for k, v in cfg["meta"].items()}, str(path))
@@ -300,13 +327,25 @@ class SignatureIndex:
             if meta is None:
                 raise InputError(f"{path}: index records no SAE/model metadata, cannot check it against {expect.sae}")
             expect.check_compatible(meta, f"index {path}")
-        index = cls(meta, cfg["d_sae"], transform=cfg["transform"], use_idf=cfg["use_idf"],
-                    value_bits=cfg["value_bits"], exact_threshold=cfg["exact_threshold"], code_bits=cfg["code_bits"],
-                    rerank=cfg["rerank"], seed=cfg["seed"])
+        index = cls(
+            meta,
+            cfg["d_sae"],
+            transform=cfg["transform"],
+            use_idf=cfg["use_idf"],
+            value_bits=cfg["value_bits"],
+            exact_threshold=cfg["exact_threshold"],
+            code_bits=cfg["code_bits"],
+            rerank=cfg["rerank"],
+            seed=cfg["seed"],
+        )
         z = np.load(path / "arrays.npz")
         index.store.delta_bits = cfg["delta_bits"]
         index.store.indptr, index.store.delta, index.store.code, index.store.scale = (
-            z["indptr"], z["delta"], z["code"], z["scale"])
+            z["indptr"],
+            z["delta"],
+            z["code"],
+            z["scale"],
+        )
         index._pos = np.arange(len(index.store), dtype=np.int64)
         index.vectorizer.df, index.vectorizer.n_docs = z["df"], int(z["n_docs"])
         index._ids = [np.asarray(pq.read_table(path / "ids.parquet").column("id").to_pylist(), dtype=object)]

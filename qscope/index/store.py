@@ -79,7 +79,7 @@ class CompactStore:
             scale = np.ones(r.n_rows, np.float32)
             code = w.astype(_VALUE_DTYPES[self.value_bits])
         if self.delta_bits is None and len(gap):  # bytes per entry × (entries + escapes), for each width
-            cost = {b: (b // 8 + self.code.itemsize) * (len(gap) + ((gap - 1) // (2 ** b - 1)).sum()) for b in (8, 16)}
+            cost = {b: (b // 8 + self.code.itemsize) * (len(gap) + ((gap - 1) // (2**b - 1)).sum()) for b in (8, 16)}
             self.delta_bits = min(cost, key=cost.get)
             self.delta = np.zeros(0, _DELTA_DTYPES[self.delta_bits])
         step = int(np.iinfo(self.delta.dtype).max)
@@ -97,7 +97,7 @@ class CompactStore:
         """Store new rows; returns their (de-duplicated) latent ids, for document-frequency counts."""
         ends, delta, code, scale, fids = self.encode(r)
         indptr = int(self.indptr[-1]) + ends
-        dtype = np.uint32 if (indptr[-1] if len(indptr) else 0) < 2 ** 32 else np.int64
+        dtype = np.uint32 if (indptr[-1] if len(indptr) else 0) < 2**32 else np.int64
         self.indptr = np.concatenate([self.indptr.astype(dtype, copy=False), indptr.astype(dtype)])
         self.delta = np.concatenate([self.delta, delta])
         self.code = np.concatenate([self.code, code])
@@ -170,7 +170,7 @@ def _sort_rows(indptr: np.ndarray, fids: np.ndarray, w: np.ndarray) -> tuple[np.
         rows = np.repeat(np.arange(len(lens)), lens)
         order = np.argsort(rows * (int(fids.max()) + 1) + fids, kind="stable")
         return fids[order].astype(np.int64), w[order]
-    dtype = np.int32 if (int(fids.max()) + 1) * width < 2 ** 31 else np.int64  # int32 sorts faster
+    dtype = np.int32 if (int(fids.max()) + 1) * width < 2**31 else np.int64  # int32 sorts faster
     pad = np.full((len(lens), width), np.iinfo(dtype).max, dtype)
     mask = np.arange(width)[None, :] < lens[:, None]
     pad[mask] = fids.astype(dtype) * width + (np.arange(len(fids)) - np.repeat(indptr[:-1], lens)).astype(dtype)

@@ -39,8 +39,9 @@ def hub_model_dir(repo: str, revision: str | None = None) -> Path:
     path = Path(_fetch(repo, revision, ModelLoadError, what="model", allow_patterns=MODEL_PATTERNS))
     if not any(path.glob("*.safetensors")) and not hub_offline():
         # Older repos ship only pytorch_model*.bin; fetch those too rather than a model without weights.
-        path = Path(_fetch(repo, revision, ModelLoadError, what="model",
-                           allow_patterns=MODEL_PATTERNS + LEGACY_WEIGHT_PATTERNS))
+        path = Path(
+            _fetch(repo, revision, ModelLoadError, what="model", allow_patterns=MODEL_PATTERNS + LEGACY_WEIGHT_PATTERNS)
+        )
     if not (path / "config.json").exists():
         raise ModelLoadError(f"{_name(repo, revision)}: the snapshot at {path} has no config.json: not a model")
     return path
@@ -51,8 +52,14 @@ def hub_file(repo: str, filename: str, revision: str | None, error: type[QscopeE
     return Path(_fetch(repo, revision, error, what=filename, filename=filename))
 
 
-def _fetch(repo: str, revision: str | None, error: type[QscopeError], what: str, filename: str | None = None,
-           allow_patterns: list[str] | None = None) -> str:
+def _fetch(
+    repo: str,
+    revision: str | None,
+    error: type[QscopeError],
+    what: str,
+    filename: str | None = None,
+    allow_patterns: list[str] | None = None,
+) -> str:
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
     except ImportError as exc:  # pragma: no cover - transformers depends on it
@@ -71,9 +78,11 @@ def _explain(exc: Exception, repo: str, revision: str | None, what: str, offline
     kind = type(exc).__name__
     name = _name(repo, revision)
     if offline or kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
-        return (f"{name}: {what} is not in the local hub cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set, "
-                "so nothing was downloaded. Fetch it on a machine with access (same revision) and copy the cache, "
-                "or pass a local directory instead.")
+        return (
+            f"{name}: {what} is not in the local hub cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set, "
+            "so nothing was downloaded. Fetch it on a machine with access (same revision) and copy the cache, "
+            "or pass a local directory instead."
+        )
     if kind == "RevisionNotFoundError":
         return f"{name}: revision {revision!r} does not exist (use a branch, tag or commit of {repo})"
     if kind in ("RepositoryNotFoundError", "GatedRepoError"):

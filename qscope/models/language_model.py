@@ -50,19 +50,25 @@ def _block_output(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-           "float32": torch.float32, "fp32": torch.float32}
+_DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
 
 
 def resolve_device(device: str | None) -> str:
-    """"auto" / None → "cuda" when this process sees a GPU (Ray gives a GPU actor its own), else "cpu"."""
+    """ "auto" / None → "cuda" when this process sees a GPU (Ray gives a GPU actor its own), else "cpu"."""
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
-    """"auto" / None → bfloat16 on a GPU, float32 on the CPU; or a torch dtype or its name."""
+    """ "auto" / None → bfloat16 on a GPU, float32 on the CPU; or a torch dtype or its name."""
     if dtype in (None, "auto"):
         return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     if isinstance(dtype, torch.dtype):
@@ -209,8 +215,13 @@ class LanguageModel:
         truncated = [len(bos) + len(ids) > max_length for ids in full]
         long = [i for i, cut in enumerate(truncated) if cut]
         if long:  # re-tokenized with the tokenizer's truncation, which keeps its own special tokens at the ends
-            cut_ids = text_token_ids(self.tokenizer, [texts[i] for i in long], add_special_tokens=True,
-                                     truncation=True, max_length=max(1, max_length - len(bos)))
+            cut_ids = text_token_ids(
+                self.tokenizer,
+                [texts[i] for i in long],
+                add_special_tokens=True,
+                truncation=True,
+                max_length=max(1, max_length - len(bos)),
+            )
             full = list(full)
             for i, ids in zip(long, cut_ids):
                 full[i] = ids
@@ -219,15 +230,13 @@ class LanguageModel:
         input_ids = torch.full((len(rows), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
-            input_ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-            attention_mask[i, :len(r)] = 1
+            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            attention_mask[i, : len(r)] = 1
         return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}, truncated
 
     # --- reading the residual stream -----------------------------------------------------------------
     @torch.no_grad()
-    def residuals(
-        self, texts: Sequence[str] | str, layers: Sequence[int], max_length: int | None = None
-    ) -> Residuals:
+    def residuals(self, texts: Sequence[str] | str, layers: Sequence[int], max_length: int | None = None) -> Residuals:
         """Residual stream after each block in `layers`, running the network only up to the deepest one."""
         texts = self.validate_texts(texts)
         layers = sorted({self.check_layer(int(layer)) for layer in layers})

@@ -34,8 +34,12 @@ class ResolvedSAE:
     """The hook layer (`sae_layer`)."""
 
 
-def resolve_sae_and_model(sae: str | os.PathLike | None = None, model: str | None = None, layer: int | None = None,
-                          allow_model_mismatch: bool = False) -> ResolvedSAE:
+def resolve_sae_and_model(
+    sae: str | os.PathLike | None = None,
+    model: str | None = None,
+    layer: int | None = None,
+    allow_model_mismatch: bool = False,
+) -> ResolvedSAE:
     """The SAE, model and layer to read with: `sae` None is the shipped SAE of `model` (else the default SAE);
     `model` None is the SAE's own model; `layer` None is the SAE's own layer. Loads only the SAE."""
     from qscope.sae import default_sae_id, load_sae

@@ -167,10 +167,16 @@ def gguf_fingerprint(path: Path) -> tuple[str, int]:
     replaced file is always re-hashed.
     """
     st = os.stat(path)
-    key = {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
-           "ctime_ns": st.st_ctime_ns}
-    memo = qscope_home() / "models" / ".fingerprints" / (
-        hashlib.sha256(key["path"].encode()).hexdigest()[:32] + ".json")
+    key = {
+        "path": str(Path(path).resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ino": st.st_ino,
+        "ctime_ns": st.st_ctime_ns,
+    }
+    memo = (
+        qscope_home() / "models" / ".fingerprints" / (hashlib.sha256(key["path"].encode()).hexdigest()[:32] + ".json")
+    )
     try:
         saved = json.loads(memo.read_text())
         if {k: saved.get(k) for k in key} == key and isinstance(saved.get("sha256"), str):

@@ -37,8 +37,9 @@ def _template_ids(tokenizer, text: str) -> list[int]:
 
 
 def _render(tokenizer, content: str) -> str:
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                         add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def _markers(tokenizer) -> list[str]:
@@ -59,20 +60,26 @@ def chat_prompt_ids(tokenizer, content: str) -> list[int]:
     is tokenized as text and the template parts with their control tokens."""
     shell = _render(tokenizer, _PLACEHOLDER)
     if shell.count(_PLACEHOLDER) != 1:
-        raise InputError("the tokenizer's chat template does not place the user message verbatim; "
-                         "use raw prompts (chat=False)")
+        raise InputError(
+            "the tokenizer's chat template does not place the user message verbatim; use raw prompts (chat=False)"
+        )
     prefix, suffix = shell.split(_PLACEHOLDER)
     rendered = _render(tokenizer, content)
     end = len(rendered) - len(suffix)
     if not (rendered.startswith(prefix) and rendered.endswith(suffix) and end >= len(prefix)):
-        raise InputError("the tokenizer's chat template changes its text around the user message depending on "
-                         "the message; use raw prompts (chat=False)")
-    body = rendered[len(prefix):end]  # the message as the template wrote it (some templates strip it)
+        raise InputError(
+            "the tokenizer's chat template changes its text around the user message depending on "
+            "the message; use raw prompts (chat=False)"
+        )
+    body = rendered[len(prefix) : end]  # the message as the template wrote it (some templates strip it)
     markers = _markers(tokenizer)
     head = max((prefix.rfind(m) + len(m) for m in markers if m in prefix), default=0)
     tail = min((suffix.find(m) for m in markers if m in suffix), default=len(suffix))
     middle = prefix[head:] + body + suffix[:tail]
     if not any(m in middle for m in markers):
         return _template_ids(tokenizer, rendered)
-    return (_template_ids(tokenizer, prefix[:head]) + text_token_ids(tokenizer, [middle])[0]
-            + _template_ids(tokenizer, suffix[tail:]))
+    return (
+        _template_ids(tokenizer, prefix[:head])
+        + text_token_ids(tokenizer, [middle])[0]
+        + _template_ids(tokenizer, suffix[tail:])
+    )

@@ -39,9 +39,17 @@ class FeatureNote:
         return cls(int(d["feature"]), str(d.get("label") or ""), d.get("quality"), d.get("dashboard"))
 
 
-def describe_features(lm, sae, features: Sequence[int], texts: Sequence[str], layer: int | None = None,
-                      report_dir: str | Path | None = None, dashboards: bool = True, max_length: int = 128,
-                      feature_stats=None) -> dict[int, FeatureNote]:
+def describe_features(
+    lm,
+    sae,
+    features: Sequence[int],
+    texts: Sequence[str],
+    layer: int | None = None,
+    report_dir: str | Path | None = None,
+    dashboards: bool = True,
+    max_length: int = 128,
+    feature_stats=None,
+) -> dict[int, FeatureNote]:
     """Label `features` from `texts` (e.g. the seeds plus a corpus sample); with `report_dir` and `dashboards`, also
     write `report_dir/dashboards/feature-<id>.html` and link them.
 
@@ -60,8 +68,9 @@ def describe_features(lm, sae, features: Sequence[int], texts: Sequence[str], la
     if report_dir is not None and dashboards:
         from qscope.analysis.dashboard import write_dashboards
 
-        write_dashboards(features, acts, labeler, Path(report_dir) / DASHBOARDS_DIR, model=lm.name,
-                         feature_stats=feature_stats)
+        write_dashboards(
+            features, acts, labeler, Path(report_dir) / DASHBOARDS_DIR, model=lm.name, feature_stats=feature_stats
+        )
         links = {f: f"{DASHBOARDS_DIR}/feature-{f}.html" for f in features}
     notes = {}
     for f in features:
@@ -86,8 +95,10 @@ def load_notes(path: str | Path) -> dict[int, FeatureNote]:
 def resolve_notes(features: Sequence[int], notes: Mapping | None, report_dir: Path) -> dict[int, FeatureNote]:
     """One note per feature for the report: given ones (dicts or FeatureNotes), else a bare id; a dashboard that
     exists in `report_dir/dashboards/` is linked even when the note does not name it."""
-    given = {int(k): (v if isinstance(v, FeatureNote) else FeatureNote.from_dict({"feature": k, **dict(v)}))
-             for k, v in (notes or {}).items()}
+    given = {
+        int(k): (v if isinstance(v, FeatureNote) else FeatureNote.from_dict({"feature": k, **dict(v)}))
+        for k, v in (notes or {}).items()
+    }
     out = {}
     for f in dict.fromkeys(int(x) for x in features):
         note = given.get(f) or FeatureNote(f, "")

@@ -132,9 +132,16 @@ def _fires(table: pa.Table, features: list[int]) -> np.ndarray:
     return hits.mean(0)
 
 
-def write_report(path: str | Path, samples: str | Path | pa.Table, seeds_scored: pa.Table | None = None,
-                 targets: list[dict] | None = None, summary: dict | None = None, max_samples: int = 60,
-                 title: str = "expand", features: Mapping[int, FeatureNote | Mapping] | None = None) -> Path:
+def write_report(
+    path: str | Path,
+    samples: str | Path | pa.Table,
+    seeds_scored: pa.Table | None = None,
+    targets: list[dict] | None = None,
+    summary: dict | None = None,
+    max_samples: int = 60,
+    title: str = "expand",
+    features: Mapping[int, FeatureNote | Mapping] | None = None,
+) -> Path:
     """Write the review page atomically. `samples`: the output table or its Parquet path; `seeds_scored`: the
     seeds scored like the outputs; `targets`: targets.json's list; `summary`: counts, timings, run facts;
     `features`: feature id → `FeatureNote` (label, label quality, dashboard link; `describe_features` makes
@@ -166,10 +173,15 @@ def write_report(path: str | Path, samples: str | Path | pa.Table, seeds_scored:
     for t in targets:
         t["coverage"] = {g: float(rates[g][feats.index(t["feature"])]) if g in rates else 0.0 for g in groups}
         t["steered"] = steered.get(int(t["feature"]), 0)
-    score_cols = [c for c in ("target_score", "seed_similarity", "target_coverage")
-                  if any(c in t.column_names for t in groups.values())]
-    hist_data = {g: {c: t.column(c).to_numpy(zero_copy_only=False).astype(float) for c in score_cols
-                     if c in t.column_names} for g, t in groups.items()}
+    score_cols = [
+        c
+        for c in ("target_score", "seed_similarity", "target_coverage")
+        if any(c in t.column_names for t in groups.values())
+    ]
+    hist_data = {
+        g: {c: t.column(c).to_numpy(zero_copy_only=False).astype(float) for c in score_cols if c in t.column_names}
+        for g, t in groups.items()
+    }
     hist_png = plots.histograms(hist_data, score_cols) if groups and score_cols else ""
     coverage_png = plots.coverage_bars(feats, rates) if feats and rates else ""
     rows = table.slice(0, max_samples).to_pylist() if table.num_rows else []
@@ -177,25 +189,49 @@ def write_report(path: str | Path, samples: str | Path | pa.Table, seeds_scored:
     notes = resolve_notes(shown, features, path.parent)
     for t in targets:
         t["note"] = notes[int(t["feature"])]
-    samples_ctx = [{
-        "source": r.get("source", ""), "html": highlight(r.get("tokens"), r.get("token_target_act"), r.get("text")),
-        "target_features": [notes[int(f)] for f in (r.get("target_features") or [])],
-        **{k: _fmt(r.get(k)) for k in ("target_score", "target_coverage", "seed_similarity", "strength", "seed_ids")},
-    } for r in rows]
-    seeds_ctx = [{
-        "id": r.get("id"), "html": highlight(r.get("tokens"), r.get("token_target_act"), r.get("text")),
-        "target_score": _fmt(r.get("target_score")), "target_coverage": _fmt(r.get("target_coverage")),
-    } for r in (seeds_scored.to_pylist() if seeds_scored is not None else [])]
+    samples_ctx = [
+        {
+            "source": r.get("source", ""),
+            "html": highlight(r.get("tokens"), r.get("token_target_act"), r.get("text")),
+            "target_features": [notes[int(f)] for f in (r.get("target_features") or [])],
+            **{
+                k: _fmt(r.get(k))
+                for k in ("target_score", "target_coverage", "seed_similarity", "strength", "seed_ids")
+            },
+        }
+        for r in rows
+    ]
+    seeds_ctx = [
+        {
+            "id": r.get("id"),
+            "html": highlight(r.get("tokens"), r.get("token_target_act"), r.get("text")),
+            "target_score": _fmt(r.get("target_score")),
+            "target_coverage": _fmt(r.get("target_coverage")),
+        }
+        for r in (seeds_scored.to_pylist() if seeds_scored is not None else [])
+    ]
     first = rows[0] if rows else {}
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     page = env.from_string(TEMPLATE).render(
-        title=title, run_id=summary.get("run_id", first.get("run_id", "")),
-        model=summary.get("model", first.get("model", "")), sae=summary.get("sae", first.get("sae", "")),
-        layer=summary.get("layer", first.get("layer", "")), parquet=parquet,
-        counts=summary.get("counts", {"rows": table.num_rows}), targets=targets, groups=list(groups),
-        labelled=any(n.label for n in notes.values()), linked=any(n.dashboard for n in notes.values()),
-        coverage_png=coverage_png, hist_png=hist_png, samples=samples_ctx, n_rows=table.num_rows, seeds=seeds_ctx,
-        timings=summary.get("timings", {}), schema=OUTPUT_COLUMNS, file_metadata=FILE_METADATA,
+        title=title,
+        run_id=summary.get("run_id", first.get("run_id", "")),
+        model=summary.get("model", first.get("model", "")),
+        sae=summary.get("sae", first.get("sae", "")),
+        layer=summary.get("layer", first.get("layer", "")),
+        parquet=parquet,
+        counts=summary.get("counts", {"rows": table.num_rows}),
+        targets=targets,
+        groups=list(groups),
+        labelled=any(n.label for n in notes.values()),
+        linked=any(n.dashboard for n in notes.values()),
+        coverage_png=coverage_png,
+        hist_png=hist_png,
+        samples=samples_ctx,
+        n_rows=table.num_rows,
+        seeds=seeds_ctx,
+        timings=summary.get("timings", {}),
+        schema=OUTPUT_COLUMNS,
+        file_metadata=FILE_METADATA,
     )
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -39,8 +39,14 @@ def histograms(groups: dict[str, dict[str, np.ndarray]], columns: list[str], bin
         edges = np.linspace(min(lo, 0.0), max(hi, lo + 1e-6), bins + 1)
         for name, v in groups.items():
             if col in v and len(v[col]):
-                ax.hist(v[col], bins=edges, alpha=0.55, label=f"{name} (n={len(v[col])})",
-                        color=COLORS.get(name), density=True)
+                ax.hist(
+                    v[col],
+                    bins=edges,
+                    alpha=0.55,
+                    label=f"{name} (n={len(v[col])})",
+                    color=COLORS.get(name),
+                    density=True,
+                )
         ax.set_title(col)
         ax.set_xlabel(col)
         ax.legend(fontsize=7)

@@ -98,9 +98,7 @@ class SAE(nn.Module):
     @staticmethod
     def from_config(cfg: SAEConfig) -> SAE:
         if cfg.architecture not in SAE_REGISTRY:
-            raise QscopeError(
-                f"unknown SAE architecture {cfg.architecture!r}; known: {sorted(SAE_REGISTRY)}"
-            )
+            raise QscopeError(f"unknown SAE architecture {cfg.architecture!r}; known: {sorted(SAE_REGISTRY)}")
         return SAE_REGISTRY[cfg.architecture](cfg)
 
     def reset_parameters(self) -> None:
@@ -129,8 +127,12 @@ class SAE(nn.Module):
         import hashlib
 
         h = hashlib.blake2b(digest_size=12)
-        h.update(json.dumps({"arch": self.cfg.architecture, "k": self.cfg.k, "b_dec_in": self.cfg.apply_b_dec_to_input},
-                            sort_keys=True).encode())
+        h.update(
+            json.dumps(
+                {"arch": self.cfg.architecture, "k": self.cfg.k, "b_dec_in": self.cfg.apply_b_dec_to_input},
+                sort_keys=True,
+            ).encode()
+        )
         for name, t in sorted(self.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

@@ -171,7 +171,9 @@ def load_qwen_scope(file: Path, k: int, repo_name: str | None = None) -> SAE:
     return _load_tensors(SAE.from_config(cfg), ours, str(file))
 
 
-def save_qwen_scope(sae: SAE, directory: str | Path, layer: int | None = None, dtype: torch.dtype | None = None) -> Path:
+def save_qwen_scope(
+    sae: SAE, directory: str | Path, layer: int | None = None, dtype: torch.dtype | None = None
+) -> Path:
     """Write `sae` as a Qwen-Scope `layer{n}.sae.pt` in `directory` (atomically); returns the file.
 
     Qwen-Scope files hold four tensors and nothing else: W_enc (d_sae, d_model), W_dec (d_model, d_sae), b_enc,

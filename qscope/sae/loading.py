@@ -44,8 +44,9 @@ def default_sae_id(model: str | None = None) -> str:
     return DEFAULT_SAE_ID
 
 
-def load_sae(spec: str | os.PathLike | None = None, layer: int | None = None, k: int | None = None,
-             model: str | None = None) -> SAE:
+def load_sae(
+    spec: str | os.PathLike | None = None, layer: int | None = None, k: int | None = None, model: str | None = None
+) -> SAE:
     """Load an SAE.
 
     spec: a shipped id (default: the shipped SAE of `model`, see `default_sae_id`; with no model `DEFAULT_SAE_ID`),

@@ -58,9 +58,16 @@ StatsLoader = Callable[[Any], Mapping[int, float] | None]
 class StrengthCalibration:
     """Per-feature scales for one SAE (the activation that strength 1.0 means)."""
 
-    def __init__(self, sae, lm=None, explicit: Mapping[int, float] | None = None, layer: int | None = None,
-                 texts: tuple[str, ...] = CALIBRATION_TEXTS, stats=None,
-                 measure: Callable[[tuple[str, ...]], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        sae,
+        lm=None,
+        explicit: Mapping[int, float] | None = None,
+        layer: int | None = None,
+        texts: tuple[str, ...] = CALIBRATION_TEXTS,
+        stats=None,
+        measure: Callable[[tuple[str, ...]], torch.Tensor] | None = None,
+    ):
         """stats: a `FeatureStats`, a {feature: scale} mapping, or where to load them from (an SAE directory /
         shipped id / feature_stats file). Default: looked up by the SAE's id.
         measure: the fallback without an `lm`: texts -> per-feature max activation [d_sae] (the vLLM engine
@@ -86,9 +93,13 @@ class StrengthCalibration:
     def _measured_scales(self) -> torch.Tensor:
         if self._measured is None:
             if self.lm is None and self.measure is not None:
-                log.warning("no feature statistics for SAE %s: strength 1.0 = the feature's max activation over %d "
-                            "built-in texts, measured by the engine (rough; compute feature statistics for "
-                            "calibrated strengths)", self.sae.sae_id, len(self.texts))
+                log.warning(
+                    "no feature statistics for SAE %s: strength 1.0 = the feature's max activation over %d "
+                    "built-in texts, measured by the engine (rough; compute feature statistics for "
+                    "calibrated strengths)",
+                    self.sae.sae_id,
+                    len(self.texts),
+                )
                 self._measured = fill_unfired(self.measure(self.texts))
                 return self._measured
             if self.lm is None:
@@ -100,7 +111,9 @@ class StrengthCalibration:
                 )
             log.warning(
                 "no feature statistics for SAE %s: strength 1.0 = the feature's max activation over %d built-in "
-                "texts (rough; compute feature statistics for calibrated strengths)", self.sae.sae_id, len(self.texts)
+                "texts (rough; compute feature statistics for calibrated strengths)",
+                self.sae.sae_id,
+                len(self.texts),
             )
             lm = self.lm.get() if not hasattr(self.lm, "residuals") and hasattr(self.lm, "get") else self.lm
             self._measured = measure_typical_max(lm, self.sae, self.layer, self.texts)
@@ -148,8 +161,7 @@ def _load_stats(sae) -> dict[int, float] | None:
             continue
         recorded = (getattr(stats, "metadata", None) or {}).get("sae")
         if recorded is not None and recorded != sae.sae_id:
-            log.warning("feature statistics found for %r belong to SAE %r, not %r: ignored", spec, recorded,
-                        sae.sae_id)
+            log.warning("feature statistics found for %r belong to SAE %r, not %r: ignored", spec, recorded, sae.sae_id)
             continue
         scales = _typical_max_from(stats)
         if scales:
@@ -183,8 +195,18 @@ def _stats_specs(sae) -> list:
     return specs
 
 
-_TYPICAL_MAX_KEYS = ("strength_unit", "typical_max", "max_activation_p50", "top_activation_median", "max_act_median",
-                     "activation_p99", "p99", "max_activation", "max_act", "max")
+_TYPICAL_MAX_KEYS = (
+    "strength_unit",
+    "typical_max",
+    "max_activation_p50",
+    "top_activation_median",
+    "max_act_median",
+    "activation_p99",
+    "p99",
+    "max_activation",
+    "max_act",
+    "max",
+)
 
 
 def _typical_max_from(stats) -> dict[int, float] | None:

@@ -87,16 +87,40 @@ class Intervention:
         edit = FeatureEdit(op, feature, strength, layer, positions, sae_id, scale)
         return Intervention(self.edits + (edit,))
 
-    def activate(self, feature: int, strength: float = 1.0, *, layer: int | None = None,
-                 positions: str = "all", sae=None, scale: float | None = None) -> Intervention:
+    def activate(
+        self,
+        feature: int,
+        strength: float = 1.0,
+        *,
+        layer: int | None = None,
+        positions: str = "all",
+        sae=None,
+        scale: float | None = None,
+    ) -> Intervention:
         return self._with("activate", feature, strength, layer, positions, sae, scale)
 
-    def suppress(self, feature: int, strength: float = 1.0, *, layer: int | None = None,
-                 positions: str = "all", sae=None, scale: float | None = None) -> Intervention:
+    def suppress(
+        self,
+        feature: int,
+        strength: float = 1.0,
+        *,
+        layer: int | None = None,
+        positions: str = "all",
+        sae=None,
+        scale: float | None = None,
+    ) -> Intervention:
         return self._with("suppress", feature, strength, layer, positions, sae, scale)
 
-    def clamp(self, feature: int, value: float, *, layer: int | None = None,
-              positions: str = "all", sae=None, scale: float | None = None) -> Intervention:
+    def clamp(
+        self,
+        feature: int,
+        value: float,
+        *,
+        layer: int | None = None,
+        positions: str = "all",
+        sae=None,
+        scale: float | None = None,
+    ) -> Intervention:
         return self._with("clamp", feature, value, layer, positions, sae, scale)
 
     def __add__(self, other: Intervention) -> Intervention:
@@ -182,8 +206,10 @@ class Intervention:
                 raise InterventionError(f"{where}: unknown positions {e.positions!r}; choose one of {POSITIONS}")
             _check_number(e.strength, f"{where}: strength")
             if e.op == "clamp" and e.strength < 0:
-                raise InvalidStrengthError(f"{where}: clamp value {e.strength} < 0 (SAE activations are >= 0; "
-                                           "use suppress with strength > 1 to push a feature negative)")
+                raise InvalidStrengthError(
+                    f"{where}: clamp value {e.strength} < 0 (SAE activations are >= 0; "
+                    "use suppress with strength > 1 to push a feature negative)"
+                )
             if e.scale is not None:
                 _check_number(e.scale, f"{where}: scale")
                 if e.scale <= 0:
@@ -191,18 +217,22 @@ class Intervention:
             layer = e.layer
             if layer is None:
                 if len(saes) != 1:
-                    raise MissingSAEError(f"{where}: no layer given and several SAEs loaded (layers "
-                                          f"{sorted(saes)}); pass layer=")
+                    raise MissingSAEError(
+                        f"{where}: no layer given and several SAEs loaded (layers {sorted(saes)}); pass layer="
+                    )
                 layer = next(iter(saes))
             if isinstance(layer, bool) or not isinstance(layer, int):
                 raise MissingSAEError(f"{where}: layer must be an int, got {layer!r}")
             if layer not in saes:
-                raise MissingSAEError(f"{where}: no SAE loaded for layer {layer} (SAEs loaded for layers "
-                                      f"{sorted(saes)})")
+                raise MissingSAEError(
+                    f"{where}: no SAE loaded for layer {layer} (SAEs loaded for layers {sorted(saes)})"
+                )
             sae = saes[layer]
             if e.sae_id is not None and e.sae_id != sae.sae_id:
-                raise SAEMismatchError(f"{where}: built for SAE {e.sae_id!r} but layer {layer} has SAE "
-                                       f"{sae.sae_id!r}; feature ids do not transfer between SAEs")
+                raise SAEMismatchError(
+                    f"{where}: built for SAE {e.sae_id!r} but layer {layer} has SAE "
+                    f"{sae.sae_id!r}; feature ids do not transfer between SAEs"
+                )
             if isinstance(e.feature, bool) or not isinstance(e.feature, int):
                 raise UnknownFeatureError(f"{where}: feature id must be an int, got {e.feature!r}")
             if not 0 <= e.feature < sae.d_sae:

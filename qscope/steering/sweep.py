@@ -45,8 +45,18 @@ class SweepResult:
     judge: str = "feature activation (circular)"
     """What decided on-target: the judge's name, or the steered feature's own activation when none was given."""
 
-    ROW_KEYS = ("strength", "on_target_rate", "feature_rate", "mean_max_activation", "perplexity",
-                "distinct_word_ratio", "mean_new_tokens", "n_prompts", "within_bound", "best")
+    ROW_KEYS = (
+        "strength",
+        "on_target_rate",
+        "feature_rate",
+        "mean_max_activation",
+        "perplexity",
+        "distinct_word_ratio",
+        "mean_new_tokens",
+        "n_prompts",
+        "within_bound",
+        "best",
+    )
 
     def to_polars(self):
         import polars as pl
@@ -54,9 +64,16 @@ class SweepResult:
         return pl.DataFrame(self.rows)
 
     def to_dict(self) -> dict:
-        return {"feature": self.feature, "layer": self.layer, "op": self.op, "best_strength": self.best_strength,
-                "judge": self.judge, "perplexity_bound": self.perplexity_bound, "rows": self.rows,
-                "samples": {str(k): v for k, v in self.samples.items()}}
+        return {
+            "feature": self.feature,
+            "layer": self.layer,
+            "op": self.op,
+            "best_strength": self.best_strength,
+            "judge": self.judge,
+            "perplexity_bound": self.perplexity_bound,
+            "rows": self.rows,
+            "samples": {str(k): v for k, v in self.samples.items()},
+        }
 
 
 @torch.no_grad()
@@ -68,17 +85,32 @@ def continuation_perplexity(lm, prompt_ids: Sequence[Sequence[int]], gen_ids: Se
             out.append(float("nan"))
             continue
         ids = torch.tensor([list(p) + list(g)], device=lm.device)
-        logits = lm.model(input_ids=ids, use_cache=False).logits[0, len(p) - 1:-1].float()
+        logits = lm.model(input_ids=ids, use_cache=False).logits[0, len(p) - 1 : -1].float()
         nll = torch.nn.functional.cross_entropy(logits, torch.tensor(list(g), device=lm.device))
         out.append(math.exp(float(nll)))
     return out
 
 
-def strength_sweep(engine, prompts: Sequence[str] | str, feature: int, strengths: Sequence[float] = DEFAULT_STRENGTHS,
-                   *, layer: int | None = None, op: str = "activate", positions: str = "all",
-                   max_new_tokens: int = 32, threshold: float = 0.1, max_perplexity: float | None = None,
-                   ppl_factor: float = 2.0, lm=None, chat: bool = True, keep_samples: int = 2,
-                   judge=None, temperature: float = 0.0, seed: int = 0) -> SweepResult:
+def strength_sweep(
+    engine,
+    prompts: Sequence[str] | str,
+    feature: int,
+    strengths: Sequence[float] = DEFAULT_STRENGTHS,
+    *,
+    layer: int | None = None,
+    op: str = "activate",
+    positions: str = "all",
+    max_new_tokens: int = 32,
+    threshold: float = 0.1,
+    max_perplexity: float | None = None,
+    ppl_factor: float = 2.0,
+    lm=None,
+    chat: bool = True,
+    keep_samples: int = 2,
+    judge=None,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> SweepResult:
     """Run the sweep on `engine` (any `GenerationEngine`). `lm`: the HF LanguageModel used to re-encode outputs and
     score perplexity (default: the engine's own `lm`, else loaded).
 
@@ -109,8 +141,9 @@ def strength_sweep(engine, prompts: Sequence[str] | str, feature: int, strengths
     rows, samples = [], {}
     for s in grid:
         iv = None if s == 0 and op == "activate" else resolved.with_strength(s)
-        results = engine.generate(prompts, intervention=iv, max_new_tokens=max_new_tokens, chat=chat,
-                                  temperature=temperature, seed=seed)
+        results = engine.generate(
+            prompts, intervention=iv, max_new_tokens=max_new_tokens, chat=chat, temperature=temperature, seed=seed
+        )
         maxes = []
         texts = [r.text for r in results]
         nonempty = [i for i, t in enumerate(texts) if t.strip()]
@@ -118,22 +151,30 @@ def strength_sweep(engine, prompts: Sequence[str] | str, feature: int, strengths
         if nonempty:
             docs = extractor.extract([texts[i] for i in nonempty])[layer]
             for i, doc in zip(nonempty, docs):
-                acts[i] = max((float(v[ids == feature].max()) for ids, v in zip(doc.token_indices, doc.token_values)
-                               if (ids == feature).any()), default=0.0)
+                acts[i] = max(
+                    (
+                        float(v[ids == feature].max())
+                        for ids, v in zip(doc.token_indices, doc.token_values)
+                        if (ids == feature).any()
+                    ),
+                    default=0.0,
+                )
         maxes = acts
         ppl = continuation_perplexity(lm, [r.prompt_token_ids for r in results], [r.token_ids for r in results])
         finite = [p for p in ppl if math.isfinite(p)]
         feature_rate = sum(a >= threshold * scale and a > 0 for a in maxes) / len(maxes)
-        rows.append({
-            "strength": s,
-            "on_target_rate": feature_rate if verdict is None else float(sum(verdict(texts)) / len(texts)),
-            "feature_rate": feature_rate,
-            "mean_max_activation": sum(maxes) / len(maxes),
-            "perplexity": sum(finite) / len(finite) if finite else float("nan"),
-            "distinct_word_ratio": sum(_distinct(t) for t in texts) / len(texts),
-            "mean_new_tokens": sum(len(r.token_ids) for r in results) / len(results),
-            "n_prompts": len(results),
-        })
+        rows.append(
+            {
+                "strength": s,
+                "on_target_rate": feature_rate if verdict is None else float(sum(verdict(texts)) / len(texts)),
+                "feature_rate": feature_rate,
+                "mean_max_activation": sum(maxes) / len(maxes),
+                "perplexity": sum(finite) / len(finite) if finite else float("nan"),
+                "distinct_word_ratio": sum(_distinct(t) for t in texts) / len(texts),
+                "mean_new_tokens": sum(len(r.token_ids) for r in results) / len(results),
+                "n_prompts": len(results),
+            }
+        )
         samples[s] = texts[:keep_samples]
     baseline = rows[0]["perplexity"]
     bound = float(max_perplexity) if max_perplexity is not None else ppl_factor * baseline

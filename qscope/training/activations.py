@@ -18,8 +18,9 @@ class ActivationBatch(NamedTuple):
     n_texts: int
 
 
-def token_mask(attention_mask: torch.Tensor, hidden: dict[int, torch.Tensor] | None = None,
-               max_norm_ratio: float | None = 10.0) -> torch.Tensor:
+def token_mask(
+    attention_mask: torch.Tensor, hidden: dict[int, torch.Tensor] | None = None, max_norm_ratio: float | None = 10.0
+) -> torch.Tensor:
     """Positions that may train an SAE: real tokens, not position 0, not a massive-activation outlier.
 
     Position 0 is an attention sink whose residual norm is ~100x the rest; FeatureExtractor never encodes it. The
@@ -38,14 +39,18 @@ def token_mask(attention_mask: torch.Tensor, hidden: dict[int, torch.Tensor] | N
 
 @torch.no_grad()
 def iter_lm_activations(
-    lm, texts: Sequence[str], layers: Sequence[int], max_length: int = 256, batch_tokens: int = 4096,
+    lm,
+    texts: Sequence[str],
+    layers: Sequence[int],
+    max_length: int = 256,
+    batch_tokens: int = 4096,
     window: int = 2048,
 ) -> Iterator[ActivationBatch]:
     """Yield activations of `texts` (in windows of `window` texts, length-bucketed inside each window)."""
     layers = sorted({lm.check_layer(int(layer)) for layer in layers})
     tok = lm.tokenizer
     for start in range(0, len(texts), window):
-        chunk = list(texts[start:start + window])
+        chunk = list(texts[start : start + window])
         # +1 for the BOS the LM prepends; lengths only steer bucketing, truncation is done by lm.residuals.
         lengths = [len(ids) + 1 for ids in tok(chunk, add_special_tokens=True)["input_ids"]]
         for idx in length_buckets(lengths, batch_tokens, max_length):

@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import logging
 
-    p = argparse.ArgumentParser(prog="python -m qscope.training.build_cache",
-                                description="Fill (or resume) an activation cache from a text corpus.")
+    p = argparse.ArgumentParser(
+        prog="python -m qscope.training.build_cache",
+        description="Fill (or resume) an activation cache from a text corpus.",
+    )
     p.add_argument("out", help="cache directory")
     p.add_argument("corpus", help=".parquet / .jsonl corpus with a text column (and a split column)")
     p.add_argument("--layers", required=True, help="comma-separated hook layers, e.g. 12")
@@ -35,9 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    summary = cache_activations(args.out, args.corpus, [int(x) for x in args.layers.split(",") if x], args.model,
-                                args.split or None, args.max_tokens, args.max_length, shard_texts=args.shard_texts,
-                                progress=False, texts_from=args.texts_from, max_texts=args.max_texts)
+    summary = cache_activations(
+        args.out,
+        args.corpus,
+        [int(x) for x in args.layers.split(",") if x],
+        args.model,
+        args.split or None,
+        args.max_tokens,
+        args.max_length,
+        shard_texts=args.shard_texts,
+        progress=False,
+        texts_from=args.texts_from,
+        max_texts=args.max_texts,
+    )
     print(json.dumps({**summary._asdict(), "path": str(summary.path)}))
     return 0
 

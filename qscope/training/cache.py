@@ -44,7 +44,9 @@ class CacheSummary(NamedTuple):
 def read_manifest(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not (path / MANIFEST).exists():
-        raise InputError(f"{path} is not an activation cache (no {MANIFEST}); build one with qscope.training.cache_activations")
+        raise InputError(
+            f"{path} is not an activation cache (no {MANIFEST}); build one with qscope.training.cache_activations"
+        )
     return json.loads((path / MANIFEST).read_text())
 
 
@@ -99,8 +101,16 @@ def cache_activations(
         lm.check_layer(layer)
     if texts_from < 0 or (max_texts is not None and max_texts < 0):
         raise InputError(f"texts_from / max_texts must be >= 0 (got {texts_from}, {max_texts})")
-    identity = {"model": lm.name, "layers": layers, "d_in": lm.d_model, "corpus": str(Path(corpus).expanduser()),
-                "split": split, "max_length": max_length, "dtype": "float16", "texts_from": int(texts_from)}
+    identity = {
+        "model": lm.name,
+        "layers": layers,
+        "d_in": lm.d_model,
+        "corpus": str(Path(corpus).expanduser()),
+        "split": split,
+        "max_length": max_length,
+        "dtype": "float16",
+        "texts_from": int(texts_from),
+    }
     manifest = {**identity, "shards": [], "texts_done": 0, "n_tokens": 0}
     if (out / MANIFEST).exists():
         old = read_manifest(out)
@@ -114,7 +124,7 @@ def cache_activations(
     n_tokens, start_tokens, t0 = manifest["n_tokens"], manifest["n_tokens"], time.time()
     bar = _bar(progress, max_tokens, n_tokens)
     while manifest["texts_done"] < len(texts) and (max_tokens is None or n_tokens < max_tokens):
-        chunk = texts[manifest["texts_done"]:manifest["texts_done"] + shard_texts]
+        chunk = texts[manifest["texts_done"] : manifest["texts_done"] + shard_texts]
         parts: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
         for batch in iter_lm_activations(lm, chunk, layers, max_length, batch_tokens, window=len(chunk)):
             for layer in layers:
@@ -138,18 +148,30 @@ def cache_activations(
     return CacheSummary(out, n_tokens, len(manifest["shards"]), manifest["texts_done"], rate)
 
 
-def write_activation_cache(out: str | Path, acts: dict[int, np.ndarray], shard_tokens: int = 65536,
-                           model: str = "synthetic", **info) -> Path:
+def write_activation_cache(
+    out: str | Path, acts: dict[int, np.ndarray], shard_tokens: int = 65536, model: str = "synthetic", **info
+) -> Path:
     """Write in-memory activations ({layer: [n, d_in]}, rows aligned) as a cache (tests, benchmarks, imports)."""
     out = Path(out).expanduser()
     layers = sorted(acts)
     n, d_in = acts[layers[0]].shape
-    manifest = {"model": model, "layers": layers, "d_in": int(d_in), "corpus": None, "split": None,
-                "max_length": None, "dtype": "float16", "shards": [], "texts_done": 0, "n_tokens": int(n), **info}
+    manifest = {
+        "model": model,
+        "layers": layers,
+        "d_in": int(d_in),
+        "corpus": None,
+        "split": None,
+        "max_length": None,
+        "dtype": "float16",
+        "shards": [],
+        "texts_done": 0,
+        "n_tokens": int(n),
+        **info,
+    }
     for i, start in enumerate(range(0, n, shard_tokens)):
         name = f"shard-{i:05d}.npy"
         for layer in layers:
-            _save_npy(out / f"layer{layer}" / name, np.asarray(acts[layer][start:start + shard_tokens], np.float16))
+            _save_npy(out / f"layer{layer}" / name, np.asarray(acts[layer][start : start + shard_tokens], np.float16))
         manifest["shards"].append({"name": name, "n_tokens": int(min(shard_tokens, n - start))})
     _write_manifest(out, manifest)
     return out
@@ -180,4 +202,3 @@ class ActivationCache:
         if layer not in self.layers:
             raise InputError(f"activation cache {self.path} has layers {self.layers}, not {layer}")
         return [np.load(self.path / f"layer{layer}" / s["name"], mmap_mode="r") for s in self.manifest["shards"]]
-

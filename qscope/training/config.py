@@ -54,7 +54,7 @@ class SAETrainConfig(_TrainingSection):
     """Scale inputs so that E||x|| = sqrt(d_in) during training (the scale is folded into the exported weights)."""
     init_b_dec: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """b_dec starts at the centre of a sample of activations (or at zero)."""
-    init_encoder_norm: float = 3 ** -0.5
+    init_encoder_norm: float = 3**-0.5
     """W_enc starts as W_dec^T (unit-norm rows) times this: 1/sqrt(3) is the row norm of torch's default Linear
     init, sparsify's starting point. Measured (bench/sae_training.py, d_sae 8192, k 32, 1 thread): held-out EV
     0.350 vs 0.298 after 98k tokens and 0.391 vs 0.354 after 410k tokens, against 1.0."""
@@ -66,8 +66,9 @@ class SAETrainConfig(_TrainingSection):
         if self.d_sae <= 0 or self.k <= 0:
             raise TrainConfigError(f"d_sae and k must be positive (got d_sae={self.d_sae}, k={self.k})")
         if self.k > self.d_sae:
-            raise TrainConfigError(f"k={self.k} exceeds d_sae={self.d_sae}: an SAE cannot activate more latents "
-                                   "than it has")
+            raise TrainConfigError(
+                f"k={self.k} exceeds d_sae={self.d_sae}: an SAE cannot activate more latents than it has"
+            )
         if not self.init_encoder_norm > 0:
             raise self.invalid("init_encoder_norm", f"must be positive, got {self.init_encoder_norm}")
 
@@ -155,8 +156,10 @@ class TrainConfig(_TrainingSection):
             raise TrainConfigError("no training data: set `cache` (activation cache dir) or `corpus` (text file)")
         for cache in self.cache_paths:
             if not (Path(cache).expanduser() / "manifest.json").exists():
-                raise TrainConfigError(f"activation cache {cache} not found (no manifest.json); build it with "
-                                       "qscope.training.cache_activations or set `corpus` to stream instead")
+                raise TrainConfigError(
+                    f"activation cache {cache} not found (no manifest.json); build it with "
+                    "qscope.training.cache_activations or set `corpus` to stream instead"
+                )
         if self.cache is None and not Path(self.corpus).expanduser().exists():
             raise TrainConfigError(f"corpus {self.corpus} not found (build it with scripts/build_sae_corpus.py)")
         return self

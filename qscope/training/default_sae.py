@@ -25,8 +25,9 @@ log = logging.getLogger("qscope.training.default_sae")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: float = 2.0,
-          resume: bool = True) -> list[dict]:
+def build(
+    config: str | Path, stages: list[int], heldout_tokens: int, epochs: float = 2.0, resume: bool = True
+) -> list[dict]:
     """Grow the train cache to each of `stages` (tokens) in turn; after each, train and export an SAE.
 
     Why stages: on a shared 2-core CPU the LM forward is the bottleneck (bench/README.md), so a 2M-token cache takes
@@ -41,15 +42,32 @@ def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: fl
         raise TrainConfigError(
             f"{config}: `cache` is {base.cache!r}; the staged build grows one cache. With several caches filled in "
             "parallel, run `qscope train-sae CONFIG`, then `python -m qscope.training.default_sae --config CONFIG "
-            "--readme-only`")
+            "--readme-only`"
+        )
     lm = LanguageModel.load(base.model)
-    held = cache_activations(base.heldout_cache, base.corpus, base.layers, split=base.heldout_split,
-                             max_tokens=heldout_tokens, lm=lm, shard_texts=256, progress=False)
+    held = cache_activations(
+        base.heldout_cache,
+        base.corpus,
+        base.layers,
+        split=base.heldout_split,
+        max_tokens=heldout_tokens,
+        lm=lm,
+        shard_texts=256,
+        progress=False,
+    )
     log.info("held-out cache: %s", held)
     infos = []
     for target in sorted(stages):
-        train = cache_activations(base.cache, base.corpus, base.layers, split=base.split, max_tokens=target,
-                                  lm=lm, shard_texts=256, progress=False)
+        train = cache_activations(
+            base.cache,
+            base.corpus,
+            base.layers,
+            split=base.split,
+            max_tokens=target,
+            lm=lm,
+            shard_texts=256,
+            progress=False,
+        )
         log.info("train cache: %s", train)
         cfg = TrainConfig.from_dict(base.to_dict())
         cfg.max_tokens = min(base.max_tokens, int(epochs * train.n_tokens)) // cfg.batch_size * cfg.batch_size
@@ -59,13 +77,17 @@ def build(config: str | Path, stages: list[int], heldout_tokens: int, epochs: fl
         cfg.out = str(Path(base.out).expanduser() / f"stage-{train.n_tokens}")
         cfg.progress = False
         result = Trainer(cfg).fit(resume=resume)
-        info = {"train_cache_tokens": train.n_tokens, "train_texts": train.texts_done,
-                "heldout_cache_tokens": held.n_tokens, "tokens_per_s": round(result.tokens_per_s, 1),
-                "steps": result.steps, "tokens": result.tokens,
-                "heldout": {str(k): v for k, v in result.heldout.items()}}
+        info = {
+            "train_cache_tokens": train.n_tokens,
+            "train_texts": train.texts_done,
+            "heldout_cache_tokens": held.n_tokens,
+            "tokens_per_s": round(result.tokens_per_s, 1),
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "heldout": {str(k): v for k, v in result.heldout.items()},
+        }
         for layer, path in result.exported.items():
-            write_readme(path, cfg, info, result.heldout[layer], model=lm.name, d_in=lm.d_model,
-                         n_layers=lm.n_layers)
+            write_readme(path, cfg, info, result.heldout[layer], model=lm.name, d_in=lm.d_model, n_layers=lm.n_layers)
         log.info("stage %d exported: %s", target, json.dumps(info))
         infos.append(info)
         if train.texts_done and train.n_tokens < target:  # the split is exhausted: later stages add nothing
@@ -89,13 +111,24 @@ def readme_for_run(config: str | Path) -> Path:
     if not heldout:
         raise TrainConfigError(f"{metrics_file}: the run has not exported (no held-out metrics)")
     manifests = [read_manifest(c) for c in cfg.cache_paths]
-    info = {"train_cache_tokens": sum(m["n_tokens"] for m in manifests),
-            "train_texts": sum(m["texts_done"] for m in manifests), "tokens_per_s": metrics["tokens_per_s"],
-            "steps": metrics["steps"], "tokens": metrics["tokens"]}
+    info = {
+        "train_cache_tokens": sum(m["n_tokens"] for m in manifests),
+        "train_texts": sum(m["texts_done"] for m in manifests),
+        "tokens_per_s": metrics["tokens_per_s"],
+        "steps": metrics["steps"],
+        "tokens": metrics["tokens"],
+    }
     directory, _ = resolve_model_dir(cfg.model)
     model_cfg = json.loads((Path(directory) / "config.json").read_text())
-    return write_readme(Path(cfg.export).expanduser(), cfg, info, heldout, model=cfg.model,
-                        d_in=int(model_cfg["hidden_size"]), n_layers=int(model_cfg["num_hidden_layers"]))
+    return write_readme(
+        Path(cfg.export).expanduser(),
+        cfg,
+        info,
+        heldout,
+        model=cfg.model,
+        d_in=int(model_cfg["hidden_size"]),
+        n_layers=int(model_cfg["num_hidden_layers"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -119,32 +152,39 @@ CARDS = {
         title="the default SAE of the embedded model",
         model="SmolLM2-135M-Instruct",
         data="`scripts/build_sae_corpus.py`: Debian package descriptions (all sections) + sae-probes task texts, "
-             "train split",
+        "train split",
         why_layer="The middle of the network: early layers mostly encode token identity and local syntax, the last "
-                  "layers are\nspecialised for predicting the next token; the middle residual stream holds the most "
-                  "abstract, reusable concepts\n(topic, domain, language, sentiment), which is what qscope's "
-                  "classification, mining and steering act on. It is also\nwhat Qwen-Scope-style SAEs target, and the "
-                  "truncated forward then runs only half of the model (~1.9x faster).",
+        "layers are\nspecialised for predicting the next token; the middle residual stream holds the most "
+        "abstract, reusable concepts\n(topic, domain, language, sentiment), which is what qscope's "
+        "classification, mining and steering act on. It is also\nwhat Qwen-Scope-style SAEs target, and the "
+        "truncated forward then runs only half of the model (~1.9x faster).",
         config="configs/train_default_sae.yaml",
     ),
     "qwen2.5-coder-0.5b": ShippedSAECard(
         title="the SAE of the second embedded model (`make qwen`)",
         model="Qwen2.5-Coder-0.5B-Instruct (AWQ, from GGUF)",
         data="`scripts/build_qwen_sae_corpus.py`: a 7M-character sample of the default SAE's corpus (English Debian "
-             "package descriptions + sae-probes texts, incl. Python / C / HTML code), every Chinese Debian package "
-             "description (`Translation-zh_CN` / `zh_TW`), and 0.7M characters of Python standard-library source; "
-             "train split",
+        "package descriptions + sae-probes texts, incl. Python / C / HTML code), every Chinese Debian package "
+        "description (`Translation-zh_CN` / `zh_TW`), and 0.7M characters of Python standard-library source; "
+        "train split",
         why_layer="The middle of the network (block 12 of 24), for the same reason as the default SAE's layer 15 of "
-                  "30: the\nmiddle residual stream holds the abstract, reusable concepts (topic, language, code vs "
-                  "prose) that classification,\nmining and steering act on, and the truncated forward runs only half "
-                  "of the model.",
+        "30: the\nmiddle residual stream holds the abstract, reusable concepts (topic, language, code vs "
+        "prose) that classification,\nmining and steering act on, and the truncated forward runs only half "
+        "of the model.",
         config="configs/train_qwen_sae.yaml",
     ),
 }
 
 
-def write_readme(directory: Path, cfg, info: dict, heldout: dict, model: str | None = None, d_in: int | None = None,
-                 n_layers: int | None = None) -> Path:
+def write_readme(
+    directory: Path,
+    cfg,
+    info: dict,
+    heldout: dict,
+    model: str | None = None,
+    d_in: int | None = None,
+    n_layers: int | None = None,
+) -> Path:
     """The SAE's README.md: what it is, how it was trained, what it measured (the eval card is MODEL_CARD.md)."""
     s = cfg.sae
     model = model or cfg.model or "smollm2-135m"
@@ -157,8 +197,11 @@ def write_readme(directory: Path, cfg, info: dict, heldout: dict, model: str | N
     d_in = d_in or info.get("d_in") or 576
     of_layers = f" (of {n_layers}" if n_layers else " ("
     # The staged build grows one cache; a run over several caches (filled in parallel) is `qscope train-sae`.
-    rebuild = (f"`python -m qscope.training.default_sae --config {card.config}`" if isinstance(cfg.cache, str) else
-               f"`qscope train-sae {card.config}` after filling the caches its header lists")
+    rebuild = (
+        f"`python -m qscope.training.default_sae --config {card.config}`"
+        if isinstance(cfg.cache, str)
+        else f"`qscope train-sae {card.config}` after filling the caches its header lists"
+    )
     arch = "TopK" if s.architecture == "topk" else "BatchTopK, exported as JumpReLU with a calibrated global threshold"
     text = f"""# {sae_name} — {card.title}
 
@@ -173,22 +216,22 @@ A {arch} sparse autoencoder on the residual stream of **{card.model} after block
 | | |
 |---|---|
 | data | {card.data} |
-| tokens | {info['tokens']:,} training tokens (steps × batch) drawn from {info['train_cache_tokens']:,} cached tokens of {info['train_texts']:,} texts |
+| tokens | {info["tokens"]:,} training tokens (steps × batch) drawn from {info["train_cache_tokens"]:,} cached tokens of {info["train_texts"]:,} texts |
 | excluded | position 0 of every text (the prepended BOS), padding, and massive-activation outliers: tokens whose norm exceeds 10x the batch median (attention-sink tokens; one such row outweighs a whole batch in the MSE) |
 | architecture | {s.architecture}, d_in {d_in}, d_sae {s.d_sae}, k {s.k} |
 | AuxK | α = {s.auxk_alpha:g}, k_aux = d_in/2, dead after {s.dead_tokens:,} tokens without firing |
 | optimiser | Adam, lr {s.resolved_lr():g} (warmup {s.warmup_steps} steps, linear decay over the last {s.decay_fraction:.0%}), batch {cfg.batch_size} tokens |
-| decoder | rows unit-norm during training, gradient parallel to the rows removed; b_dec initialised to the {s.init_b_dec.replace('_', ' ')} |
+| decoder | rows unit-norm during training, gradient parallel to the rows removed; b_dec initialised to the {s.init_b_dec.replace("_", " ")} |
 | normalization | inputs scaled so E‖x‖ = √{d_in} during training; the scale is folded into W_enc / W_dec / b_dec (see cfg.json metadata `input_scale_folded`), so the SAE takes raw residuals |
-| speed | {info['tokens_per_s']:,} tok/s of SAE training on this machine's 2 shared CPU cores |
+| speed | {info["tokens_per_s"]:,} tok/s of SAE training on this machine's 2 shared CPU cores |
 | config | `{card.config}`; rebuild with {rebuild} |
 
 ## Held-out quality (measured by the trainer)
-{heldout['n_tokens']:,} tokens of the corpus' held-out split (not seen in training), {cfg.export_dtype} weights as shipped:
+{heldout["n_tokens"]:,} tokens of the corpus' held-out split (not seen in training), {cfg.export_dtype} weights as shipped:
 
 | explained variance | MSE | L0 | dead (never fires on these tokens) |
 |---|---|---|---|
-| {heldout['explained_variance']:.3f} | {heldout['mse']:.3f} | {heldout['l0']:.1f} | {100 * heldout['dead_fraction']:.1f}% |
+| {heldout["explained_variance"]:.3f} | {heldout["mse"]:.3f} | {heldout["l0"]:.1f} | {100 * heldout["dead_fraction"]:.1f}% |
 
 CE-loss recovered, KL and Δ LM loss come from `qscope eval-sae {short_id}` (see MODEL_CARD.md when present).
 The SAE is not meant to reconstruct attention-sink rows (position 0, and the rare >10x-median-norm tokens);
@@ -205,13 +248,19 @@ _Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m qscope.training.default_sae", description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(REPO / "configs" / "train_default_sae.yaml"))
-    p.add_argument("--stages", default="2000000",
-                   help="comma-separated train-cache sizes (tokens); an SAE is trained and exported after each")
+    p.add_argument(
+        "--stages",
+        default="2000000",
+        help="comma-separated train-cache sizes (tokens); an SAE is trained and exported after each",
+    )
     p.add_argument("--heldout-tokens", type=int, default=50_000, help="tokens to cache from the held-out split")
     p.add_argument("--epochs", type=float, default=2.0, help="passes over the cache per stage (capped by max_tokens)")
     p.add_argument("--fresh", action="store_true", help="ignore existing training checkpoints")
-    p.add_argument("--readme-only", action="store_true",
-                   help="only write the README of the config's finished `qscope train-sae` run")
+    p.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="only write the README of the config's finished `qscope train-sae` run",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.readme_only:

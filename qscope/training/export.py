@@ -52,7 +52,7 @@ def calibrate_threshold(sae: SAE, acts: torch.Tensor, k: int, chunk: int = 2048)
     keeps its 8k largest values (a token firing more than 8k latents is vanishingly rare), so memory stays small.
     """
     keep = min(8 * k, sae.d_sae)
-    tops = [sae.pre_acts(acts[i:i + chunk]).topk(keep, dim=1).values.flatten() for i in range(0, len(acts), chunk)]
+    tops = [sae.pre_acts(acts[i : i + chunk]).topk(keep, dim=1).values.flatten() for i in range(0, len(acts), chunk)]
     values = torch.cat(tops)
     n_select = min(k * len(acts), len(values))
     return float(values.topk(n_select).values.min())
@@ -63,7 +63,7 @@ def heldout_metrics(sae: SAE, acts: torch.Tensor, chunk: int = 2048) -> HeldoutM
     sq_err, l0, n = 0.0, 0.0, len(acts)
     fired = torch.zeros(sae.d_sae, dtype=torch.bool)
     for i in range(0, n, chunk):
-        x = acts[i:i + chunk]
+        x = acts[i : i + chunk]
         codes = sae.encode(x)
         x_hat = sae.decode(codes)
         sq_err += float((x_hat - x).pow(2).sum())
@@ -71,8 +71,9 @@ def heldout_metrics(sae: SAE, acts: torch.Tensor, chunk: int = 2048) -> HeldoutM
         l0 += float(active.sum())
         fired[codes.indices[active]] = True
     total_var = float((acts - acts.mean(0)).pow(2).sum())
-    return HeldoutMetrics(1 - sq_err / total_var, sq_err / (n * acts.shape[1]), l0 / n,
-                          1 - float(fired.float().mean()), n)
+    return HeldoutMetrics(
+        1 - sq_err / total_var, sq_err / (n * acts.shape[1]), l0 / n, 1 - float(fired.float().mean()), n
+    )
 
 
 def round_trip(sae: SAE, dtype: torch.dtype) -> SAE:

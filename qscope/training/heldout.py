@@ -31,8 +31,9 @@ def heldout_activations(trainer) -> dict[int, torch.Tensor]:
             # Whole windows only, then a random subset: iter_lm_activations yields each window's texts shortest
             # first, so stopping mid-window would measure only the shortest texts (an optimistic, biased sample).
             for start in range(0, len(texts), window):
-                for batch in iter_lm_activations(lm, texts[start:start + window], cfg.layers, cfg.max_length,
-                                                 window=window):
+                for batch in iter_lm_activations(
+                    lm, texts[start : start + window], cfg.layers, cfg.max_length, window=window
+                ):
                     for layer in cfg.layers:
                         parts[layer].append(batch.acts[layer])
                     n += len(batch.acts[cfg.layers[0]])

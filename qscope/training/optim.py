@@ -29,7 +29,7 @@ class Adam:
     def step(self) -> None:
         self.t += 1
         b1, b2 = self.betas
-        bias1, bias2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        bias1, bias2 = 1 - b1**self.t, 1 - b2**self.t
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
             if p.grad is None:
                 continue

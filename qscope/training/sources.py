@@ -35,9 +35,11 @@ class CacheSource:
         self.cache = self.caches[0]  # its manifest names the model (Trainer._model_name)
         for other in self.caches[1:]:
             if (other.manifest.get("model"), other.d_in) != (self.cache.manifest.get("model"), self.cache.d_in):
-                raise InputError(f"caches {self.cache.path} and {other.path} hold different models or widths: "
-                                 f"{self.cache.manifest.get('model')}/{self.cache.d_in} vs "
-                                 f"{other.manifest.get('model')}/{other.d_in}")
+                raise InputError(
+                    f"caches {self.cache.path} and {other.path} hold different models or widths: "
+                    f"{self.cache.manifest.get('model')}/{self.cache.d_in} vs "
+                    f"{other.manifest.get('model')}/{other.d_in}"
+                )
         self.layers, self.batch_size, self.seed = list(layers), batch_size, seed
         self.arrays = {layer: [a for c in self.caches for a in c.layer_arrays(layer)] for layer in self.layers}
         self.d_in = self.cache.d_in
@@ -72,7 +74,7 @@ class CacheSource:
         take: list[torch.Tensor] = []
         need = self.batch_size
         while need:
-            chunk = self._perm[self.position:self.position + need]
+            chunk = self._perm[self.position : self.position + need]
             take.append(chunk)
             need -= len(chunk)
             self.position += len(chunk)
@@ -86,8 +88,17 @@ class CacheSource:
 class StreamingSource:
     """Runs the LM on windows of texts (truncated forward), shuffles each window's tokens, cycles the corpus."""
 
-    def __init__(self, lm, texts: Sequence[str], layers: Sequence[int], batch_size: int, seed: int = 0,
-                 window: int = 512, max_length: int = 256, batch_tokens: int = 4096):
+    def __init__(
+        self,
+        lm,
+        texts: Sequence[str],
+        layers: Sequence[int],
+        batch_size: int,
+        seed: int = 0,
+        window: int = 512,
+        max_length: int = 256,
+        batch_tokens: int = 4096,
+    ):
         from qscope.errors import InputError
 
         if not texts:
@@ -110,10 +121,11 @@ class StreamingSource:
         from qscope.training.activations import iter_lm_activations
 
         i = self.window_index % self.n_windows
-        texts = self.texts[i * self.window:(i + 1) * self.window]
+        texts = self.texts[i * self.window : (i + 1) * self.window]
         parts: dict[int, list[torch.Tensor]] = {layer: [] for layer in self.layers}
-        for batch in iter_lm_activations(self.lm, texts, self.layers, self.max_length, self.batch_tokens,
-                                         window=len(texts)):
+        for batch in iter_lm_activations(
+            self.lm, texts, self.layers, self.max_length, self.batch_tokens, window=len(texts)
+        ):
             for layer in self.layers:
                 parts[layer].append(batch.acts[layer])
         acts = {layer: torch.cat(p) for layer, p in parts.items()}
@@ -136,7 +148,7 @@ class StreamingSource:
             avail = len(self._buffer[self.layers[0]]) - self.offset
             take = min(need, avail)
             for layer in self.layers:
-                out[layer].append(self._buffer[layer][self.offset:self.offset + take])
+                out[layer].append(self._buffer[layer][self.offset : self.offset + take])
             self.offset += take
             need -= take
             if self.offset >= len(self._buffer[self.layers[0]]):

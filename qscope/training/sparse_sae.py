@@ -46,8 +46,9 @@ class _SelectedPreacts(torch.autograd.Function):
         x, rows, cols = ctx.saved_tensors
         n = x.shape[0]
         # dL/dW_enc[:, j] = Σ_i g_ij x_i over the selected pairs only: a sparse [d_sae, n] @ dense [n, d_in].
-        g_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), grad, (ctx.d_sae, n),
-                                      check_invariants=False).coalesce()
+        g_t = torch.sparse_coo_tensor(
+            torch.stack([cols, rows]), grad, (ctx.d_sae, n), check_invariants=False
+        ).coalesce()
         grad_w = torch.sparse.mm(g_t, x).t().contiguous()  # Adam's elementwise ops run faster on contiguous grads
         grad_b = torch.zeros(ctx.d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)
         return None, None, grad_w, grad_b, None, None
@@ -56,8 +57,16 @@ class _SelectedPreacts(torch.autograd.Function):
 class TrainableSAE(nn.Module):
     """TopK / BatchTopK SAE in the SAELens orientation, trained on normalized inputs (x - b_dec encoded)."""
 
-    def __init__(self, d_in: int, d_sae: int, k: int, architecture: str = "topk", k_aux: int | None = None,
-                 generator: torch.Generator | None = None, init_encoder_norm: float = 1.0):
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        k: int,
+        architecture: str = "topk",
+        k_aux: int | None = None,
+        generator: torch.Generator | None = None,
+        init_encoder_norm: float = 1.0,
+    ):
         super().__init__()
         self.d_in, self.d_sae, self.k, self.architecture = d_in, d_sae, k, architecture
         self.k_aux = min(k_aux or d_in // 2, d_sae)

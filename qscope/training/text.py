@@ -8,8 +8,9 @@ from pathlib import Path
 from qscope.errors import InputError
 
 
-def read_texts(path: str | Path, split: str | None = None, text_column: str = "text", start: int = 0,
-               limit: int | None = None) -> list[str]:
+def read_texts(
+    path: str | Path, split: str | None = None, text_column: str = "text", start: int = 0, limit: int | None = None
+) -> list[str]:
     """Texts of a corpus file (`qscope.io.read_texts`: .parquet / .jsonl / ...), optionally one `split`, from row
     `start` on.
 

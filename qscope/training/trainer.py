@@ -49,19 +49,24 @@ class Trainer:
         self.cfg = cfg.validate()
         self.out = Path(cfg.out).expanduser()
         torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto"
-                                   else cfg.device)
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        )
         self.lm = lm
         self.source = source or self._make_source()
         self.layers = sorted(cfg.layers)
         self.d_in = self.source.d_in
         s = cfg.sae
         g = torch.Generator().manual_seed(cfg.seed)
-        self.saes = {layer: TrainableSAE(self.d_in, s.d_sae, s.k, s.architecture, s.k_aux, generator=g,
-                                          init_encoder_norm=s.init_encoder_norm).to(self.device)
-                     for layer in self.layers}
-        self.optims = {layer: Adam(sae.parameters(), lr=s.resolved_lr(), betas=s.betas)
-                       for layer, sae in self.saes.items()}
+        self.saes = {
+            layer: TrainableSAE(
+                self.d_in, s.d_sae, s.k, s.architecture, s.k_aux, generator=g, init_encoder_norm=s.init_encoder_norm
+            ).to(self.device)
+            for layer in self.layers
+        }
+        self.optims = {
+            layer: Adam(sae.parameters(), lr=s.resolved_lr(), betas=s.betas) for layer, sae in self.saes.items()
+        }
         self.since_fired = {layer: torch.zeros(s.d_sae, dtype=torch.long, device=self.device) for layer in self.layers}
         self.scales: dict[int, float] = {}
         self.step = 0
@@ -83,8 +88,15 @@ class Trainer:
         from qscope.training.text import read_texts
 
         lm = self._lm()
-        return StreamingSource(lm, read_texts(cfg.corpus, cfg.split), cfg.layers, cfg.batch_size, cfg.seed,
-                               cfg.stream_window, cfg.max_length)
+        return StreamingSource(
+            lm,
+            read_texts(cfg.corpus, cfg.split),
+            cfg.layers,
+            cfg.batch_size,
+            cfg.seed,
+            cfg.stream_window,
+            cfg.max_length,
+        )
 
     def _lm(self):
         if self.lm is None:
@@ -93,7 +105,9 @@ class Trainer:
             self.lm = LanguageModel.load(self.cfg.model)
         for layer in self.cfg.layers:
             if not 0 <= layer < self.lm.n_layers:
-                raise TrainConfigError(f"layer {layer} out of range: {self.lm.name} has layers 0..{self.lm.n_layers - 1}")
+                raise TrainConfigError(
+                    f"layer {layer} out of range: {self.lm.name} has layers 0..{self.lm.n_layers - 1}"
+                )
         return self.lm
 
     def _init_from_sample(self) -> None:
@@ -102,7 +116,7 @@ class Trainer:
             x = sample[layer].to(self.device)
             # Dataset-wise scale so that E||x|| = sqrt(d_in): the lr and init then do not depend on the model's
             # residual norm (SmolLM2 layer 15 ≈ 180); folded into the weights at export.
-            self.scales[layer] = float(self.d_in ** 0.5 / x.norm(dim=1).mean()) if self.cfg.sae.normalize else 1.0
+            self.scales[layer] = float(self.d_in**0.5 / x.norm(dim=1).mean()) if self.cfg.sae.normalize else 1.0
             sae.init_b_dec(x * self.scales[layer], self.cfg.sae.init_b_dec)
 
     # --- schedule ---------------------------------------------------------------------------------------------
@@ -135,9 +149,13 @@ class Trainer:
             fired = torch.bincount(out.selection.cols, minlength=s.d_sae) > 0
             self.since_fired[layer] += len(x)
             self.since_fired[layer][fired] = 0
-            metrics[layer] = StepMetrics(loss.item(), 1 - out.fvu.item(), out.auxk_loss.item(),
-                                         len(out.selection.cols) / len(x),
-                                         float((self.since_fired[layer] >= s.dead_tokens).float().mean()))
+            metrics[layer] = StepMetrics(
+                loss.item(),
+                1 - out.fvu.item(),
+                out.auxk_loss.item(),
+                len(out.selection.cols) / len(x),
+                float((self.since_fired[layer] >= s.dead_tokens).float().mean()),
+            )
         self.step += 1
         return metrics
 
@@ -204,12 +222,20 @@ class Trainer:
         rate = (self.step - start_step) * cfg.batch_size / max(time.time() - t0, 1e-9)
         self.save_checkpoint()
         finished = self.step >= cfg.total_steps
-        exported, heldout = (self.export() if export and finished else ({}, {}))
+        exported, heldout = self.export() if export and finished else ({}, {})
         result = TrainResult(self.out, self.step, self.step * cfg.batch_size, rate, exported, heldout, last)
-        (self.out / "metrics.json").write_text(json.dumps(
-            {"steps": result.steps, "tokens": result.tokens, "tokens_per_s": round(rate, 1),
-             "heldout": {str(k): v for k, v in heldout.items()},
-             "last_step": {str(k): v._asdict() for k, v in last.items()}}, indent=1))
+        (self.out / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "steps": result.steps,
+                    "tokens": result.tokens,
+                    "tokens_per_s": round(rate, 1),
+                    "heldout": {str(k): v for k, v in heldout.items()},
+                    "last_step": {str(k): v._asdict() for k, v in last.items()},
+                },
+                indent=1,
+            )
+        )
         return result
 
     def export(self) -> tuple[dict[int, Path], dict[int, dict]]:
@@ -226,19 +252,36 @@ class Trainer:
             trained = trained.cpu()  # export and metrics on CPU: small, and the saved SAE is a CPU module anyway
             acts = held[layer].cpu()
             # JumpReLU thresholds are calibrated on one half and measured on the other; TopK needs no calibration.
-            calib, evaluation = (acts[: len(acts) // 2], acts[len(acts) // 2:]) if s.architecture == "batchtopk" \
-                else (None, acts)
+            calib, evaluation = (
+                (acts[: len(acts) // 2], acts[len(acts) // 2 :]) if s.architecture == "batchtopk" else (None, acts)
+            )
             arch = "topk" if s.architecture == "topk" else "jumprelu"
             sae_id = (cfg.sae_id or f"{model_name}-l{{layer}}").replace("{layer}", str(layer))
-            meta = {"trained_by": "qscope.training", "training_architecture": s.architecture,
-                    "input_scale_folded": self.scales[layer], "training_tokens": self.step * cfg.batch_size,
-                    # distinct tokens behind those steps (the cache's size; None when streaming, which reads the
-                    # corpus window by window): the two differ when training cycles over a cache for several epochs
-                    "distinct_training_tokens": getattr(self.source, "n_tokens", None),
-                    "k": s.k, "lr": s.resolved_lr(), "batch_size": cfg.batch_size,
-                    "data": cfg.cache or cfg.corpus, "split": cfg.split}
-            sae_cfg = SAEConfig(arch, self.d_in, s.d_sae, s.k if arch == "topk" else None, True, model_name,
-                                layer, sae_id, metadata=meta)
+            meta = {
+                "trained_by": "qscope.training",
+                "training_architecture": s.architecture,
+                "input_scale_folded": self.scales[layer],
+                "training_tokens": self.step * cfg.batch_size,
+                # distinct tokens behind those steps (the cache's size; None when streaming, which reads the
+                # corpus window by window): the two differ when training cycles over a cache for several epochs
+                "distinct_training_tokens": getattr(self.source, "n_tokens", None),
+                "k": s.k,
+                "lr": s.resolved_lr(),
+                "batch_size": cfg.batch_size,
+                "data": cfg.cache or cfg.corpus,
+                "split": cfg.split,
+            }
+            sae_cfg = SAEConfig(
+                arch,
+                self.d_in,
+                s.d_sae,
+                s.k if arch == "topk" else None,
+                True,
+                model_name,
+                layer,
+                sae_id,
+                metadata=meta,
+            )
             threshold = None
             if arch == "jumprelu":
                 plain = export_sae(trained, self.scales[layer], sae_cfg, threshold=0.0)
@@ -262,14 +305,29 @@ class Trainer:
 def _postfix(metrics: dict[int, StepMetrics]) -> dict:
     m = next(iter(metrics.values())) if len(metrics) == 1 else None
     if m is not None:
-        return {"loss": f"{m.loss:.3f}", "ev": f"{m.explained_variance:.3f}", "l0": f"{m.l0:.1f}",
-                "dead": f"{100 * m.dead_fraction:.1f}%"}
+        return {
+            "loss": f"{m.loss:.3f}",
+            "ev": f"{m.explained_variance:.3f}",
+            "l0": f"{m.l0:.1f}",
+            "dead": f"{100 * m.dead_fraction:.1f}%",
+        }
     return {f"ev{k}": f"{v.explained_variance:.3f}" for k, v in metrics.items()}
 
 
 # Fields that may change between a checkpoint and its resumption without changing the math.
-_RESUME_FREE = {"max_tokens", "progress", "checkpoint_every", "log_every", "export", "export_dtype", "out",
-                "heldout_cache", "heldout_split", "heldout_tokens", "sae_id"}
+_RESUME_FREE = {
+    "max_tokens",
+    "progress",
+    "checkpoint_every",
+    "log_every",
+    "export",
+    "export_dtype",
+    "out",
+    "heldout_cache",
+    "heldout_split",
+    "heldout_tokens",
+    "sae_id",
+}
 
 
 def _check_resumable(saved: dict, current: dict, path: Path) -> None:

@@ -84,8 +84,9 @@ def planted_sae(lm):
     u = u / u.norm()
     mid = float(((pos @ u).mean() + (neg @ u).mean()) / 2)
     torch.manual_seed(0)
-    cfg = SAEConfig("topk", d_in=lm.d_model, d_sae=256, k=8, hook_layer=15, sae_id="test/planted",
-                    model_name="smollm2-135m")
+    cfg = SAEConfig(
+        "topk", d_in=lm.d_model, d_sae=256, k=8, hook_layer=15, sae_id="test/planted", model_name="smollm2-135m"
+    )
     sae = SAE.from_config(cfg)
     with torch.no_grad():
         sae.b_enc.zero_()

@@ -14,9 +14,21 @@ import pytest
 # Neuronpedia's feature record (`Neuron`) and `Activation` fields as its API (/api/feature/...) returns them and as
 # SAEDashboard's Neuronpedia runner writes them; written out here, independently of qscope.analysis.neuronpedia.
 NEURONPEDIA_FEATURE_KEYS = {
-    "modelId", "layer", "index", "maxActApprox", "frac_nonzero", "pos_str", "pos_values", "neg_str", "neg_values",
-    "freq_hist_data_bar_heights", "freq_hist_data_bar_values", "logits_hist_data_bar_heights",
-    "logits_hist_data_bar_values", "activations", "explanations",
+    "modelId",
+    "layer",
+    "index",
+    "maxActApprox",
+    "frac_nonzero",
+    "pos_str",
+    "pos_values",
+    "neg_str",
+    "neg_values",
+    "freq_hist_data_bar_heights",
+    "freq_hist_data_bar_values",
+    "logits_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+    "activations",
+    "explanations",
 }
 NEURONPEDIA_ACTIVATION_KEYS = {"tokens", "values", "maxValue", "maxValueTokenIndex", "minValue"}
 NEURONPEDIA_EXPLANATION_KEYS = {"description", "explanationModelName", "typeName"}
@@ -26,10 +38,22 @@ def dump_dom(chromium: str, path) -> str:
     """The DOM after the page's scripts ran, as chromium serializes it."""
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-             "--dump-dom", f"file://{path}"],
-            capture_output=True, text=True, timeout=120,
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--dump-dom",
+                f"file://{path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -48,8 +72,10 @@ class Elements(HTMLParser):
 
     def count(self, tag=None, cls=None, **attrs) -> int:
         return sum(
-            1 for t, a in self.items
-            if (tag is None or t == tag) and (cls is None or cls in (a.get("class") or "").split())
+            1
+            for t, a in self.items
+            if (tag is None or t == tag)
+            and (cls is None or cls in (a.get("class") or "").split())
             and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())
         )
 
@@ -152,16 +178,51 @@ def test_dashboard_and_inspect_commands(data, lm, planted_sae, tmp_path, monkeyp
     texts = tmp_path / "texts.jsonl"
     texts.write_text("\n".join(json.dumps({"text": t}) for t in data.CODE[:3] + data.PROSE[:3]))
     out = tmp_path / "dash"
-    assert main(["dashboard", "--features", f"{data.PLANTED},5", "--out", str(out), "--texts", str(texts),
-                 "--sae", str(sae_dir), "--max-length", "48", "--json"]) == 0
+    assert (
+        main(
+            [
+                "dashboard",
+                "--features",
+                f"{data.PLANTED},5",
+                "--out",
+                str(out),
+                "--texts",
+                str(texts),
+                "--sae",
+                str(sae_dir),
+                "--max-length",
+                "48",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert [f["feature"] for f in summary["features"]] == [data.PLANTED, 5]
     assert summary["features"][0]["n_top"] == 3  # fires on the 3 code texts only
     assert (out / "index.html").exists() and (out / "neuronpedia" / f"{data.PLANTED}.json").exists()
 
     page = tmp_path / "inspect.html"
-    assert main(["inspect", data.CODE[1], "--out", str(page), "--sae", str(sae_dir), "--background", str(texts),
-                 "--n-background", "6", "--top", "5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                data.CODE[1],
+                "--out",
+                str(page),
+                "--sae",
+                str(sae_dir),
+                "--background",
+                str(texts),
+                "--n-background",
+                "6",
+                "--top",
+                "5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["n_tokens"] > 0 and len(result["features"]) == 5
     dom = Elements(dump_dom(chromium, page))
@@ -175,10 +236,27 @@ def test_sweep_view_reads_a_steering_sweep_result():
     from qscope.analysis.sweep_view import render_sweep, sweep_view_data
     from qscope.steering.sweep import SweepResult
 
-    rows = [{"strength": s, "on_target_rate": r, "mean_max_activation": a, "perplexity": p, "mean_new_tokens": 8.0,
-             "n_prompts": 2, "within_bound": p < 20} for s, r, a, p in [(0.0, 0.0, 0.0, 9.0), (4.0, 1.0, 7.5, 14.0)]]
-    result = SweepResult(rows, 4.0, 18.0, feature=37, layer=15, op="activate",
-                         samples={0.0: ["plain text", "x"], 4.0: ["def steered():", "y"]})
+    rows = [
+        {
+            "strength": s,
+            "on_target_rate": r,
+            "mean_max_activation": a,
+            "perplexity": p,
+            "mean_new_tokens": 8.0,
+            "n_prompts": 2,
+            "within_bound": p < 20,
+        }
+        for s, r, a, p in [(0.0, 0.0, 0.0, 9.0), (4.0, 1.0, 7.5, 14.0)]
+    ]
+    result = SweepResult(
+        rows,
+        4.0,
+        18.0,
+        feature=37,
+        layer=15,
+        op="activate",
+        samples={0.0: ["plain text", "x"], 4.0: ["def steered():", "y"]},
+    )
     d = sweep_view_data(result)
     assert [r["sample"] for r in d["rows"]] == ["plain text", "def steered():"]
     assert [s["name"] for s in d["chart"]["series"]] == ["on_target_rate", "mean_max_activation", "perplexity"]

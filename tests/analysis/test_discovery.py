@@ -58,8 +58,22 @@ def test_discover_cli_json(data, lm, planted_sae, tmp_path, monkeypatch, capsys)
     pos, neg = tmp_path / "pos.jsonl", tmp_path / "neg.txt"
     pos.write_text("\n".join(json.dumps({"text": t}) for t in data.HELD_OUT[0]))
     neg.write_text("\n".join(data.HELD_OUT[1]))
-    rc = main(["discover", "--pos", str(pos), "--neg", str(neg), "--sae", str(sae_dir), "--top", "3",
-               "--max-length", "48", "--json"])
+    rc = main(
+        [
+            "discover",
+            "--pos",
+            str(pos),
+            "--neg",
+            str(neg),
+            "--sae",
+            str(sae_dir),
+            "--top",
+            "3",
+            "--max-length",
+            "48",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["features"][0]["feature"] == data.PLANTED

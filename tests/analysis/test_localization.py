@@ -6,8 +6,9 @@ from __future__ import annotations
 def test_probe_and_sae_localize_the_planted_concept(data, lm, planted_sae):
     from qscope.analysis import localize_concept
 
-    result = localize_concept(lm, data.CODE[:8], data.PROSE[:8], layers=[1, 8], saes={15: planted_sae},
-                              max_length=48, n_folds=4)
+    result = localize_concept(
+        lm, data.CODE[:8], data.PROSE[:8], layers=[1, 8], saes={15: planted_sae}, max_length=48, n_folds=4
+    )
     assert [r.layer for r in result.layers] == [1, 8, 15]
     for r in result.layers:
         assert 0.0 <= r.probe_auroc <= 1.0

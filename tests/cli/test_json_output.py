@@ -23,8 +23,14 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENI
 
 def run_cli(*args: str, rc: int = 0, timeout: int = 900, env: dict | None = None) -> tuple[dict, str]:
     """Run `qscope ARGS` in a fresh process; return (the JSON document, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "qscope.cli", *args], capture_output=True, text=True,
-                          env=env or ENV, timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qscope.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        timeout=timeout,
+        cwd=REPO,
+    )
     assert proc.returncode == rc, f"rc {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
     return parse_one_document(proc.stdout), proc.stderr
 
@@ -47,9 +53,12 @@ def texts(tmp_path_factory) -> dict[str, Path]:
         out[name] = root / f"{name}.jsonl"
         out[name].write_text("".join(json.dumps({"id": r["id"], "text": r["text"][:300]}) + "\n" for r in subset))
     out["seeds"] = root / "seeds.jsonl"
-    out["seeds"].write_text("".join(json.dumps({"text": r["text"][:300], "label": lab}) + "\n"
-                                    for r, lab in ((ham[0], "ham"), (ham[1], "ham"), (other[0], "other"),
-                                                   (other[1], "other"))))
+    out["seeds"].write_text(
+        "".join(
+            json.dumps({"text": r["text"][:300], "label": lab}) + "\n"
+            for r, lab in ((ham[0], "ham"), (ham[1], "ham"), (other[0], "other"), (other[1], "other"))
+        )
+    )
     out["root"] = root
     return out
 
@@ -78,8 +87,17 @@ def test_everything_but_the_document_goes_to_stderr():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert parse_one_document(proc.stdout) == {"ok": True, "nan": None, "inf": None, "text": "caf\u00e9 \u2028"}
-    for noise in ("python print", "sys.__stdout__ write", "raw fd 1 write", "libc printf", "child process",
-                  "a log record", "a warning", "after the document", "at exit"):
+    for noise in (
+        "python print",
+        "sys.__stdout__ write",
+        "raw fd 1 write",
+        "libc printf",
+        "child process",
+        "a log record",
+        "a warning",
+        "after the document",
+        "at exit",
+    ):
         assert noise in proc.stderr, noise
 
 
@@ -150,8 +168,18 @@ def test_model_mismatch_is_refused_then_allowed(tmp_path):
             (copy / f.name).symlink_to(f)
     doc, _ = run_cli("features", "a text", "--model", str(copy), "--json", rc=2)
     assert doc["error"] == "InputError" and "trained on model 'smollm2-135m'" in doc["message"]
-    doc, _ = run_cli("features", "a text", "--model", str(copy), "--allow-model-mismatch", "--top", "3",
-                     "--max-length", "16", "--json")
+    doc, _ = run_cli(
+        "features",
+        "a text",
+        "--model",
+        str(copy),
+        "--allow-model-mismatch",
+        "--top",
+        "3",
+        "--max-length",
+        "16",
+        "--json",
+    )
     assert doc["model"] == str(copy) and len(doc["documents"]) == 1
 
 
@@ -163,22 +191,51 @@ def test_features_json():
 
 
 def test_discover_json(texts):
-    doc, _ = run_cli("discover", "--pos", str(texts["pos"]), "--neg", str(texts["neg"]), "--top", "3", "--no-labels",
-                     "--max-length", "32", "--json")
+    doc, _ = run_cli(
+        "discover",
+        "--pos",
+        str(texts["pos"]),
+        "--neg",
+        str(texts["neg"]),
+        "--top",
+        "3",
+        "--no-labels",
+        "--max-length",
+        "32",
+        "--json",
+    )
     assert doc["n_pos"] == 4 and doc["n_neg"] == 8 and len(doc["features"]) == 3
 
 
 def test_inspect_json(texts):
     page = texts["root"] / "inspect.html"
-    doc, _ = run_cli("inspect", "The antenna tuner matches the transceiver.", "--out", str(page), "--top", "3",
-                     "--no-labels", "--json")
+    doc, _ = run_cli(
+        "inspect",
+        "The antenna tuner matches the transceiver.",
+        "--out",
+        str(page),
+        "--top",
+        "3",
+        "--no-labels",
+        "--json",
+    )
     assert doc["n_tokens"] > 0 and len(doc["features"]) == 3 and page.exists()
 
 
 def test_dashboard_json(texts):
     out = texts["root"] / "dash"
-    doc, _ = run_cli("dashboard", "--features", f"{FEATURE},5", "--out", str(out), "--texts", str(texts["corpus"]),
-                     "--max-length", "32", "--json")
+    doc, _ = run_cli(
+        "dashboard",
+        "--features",
+        f"{FEATURE},5",
+        "--out",
+        str(out),
+        "--texts",
+        str(texts["corpus"]),
+        "--max-length",
+        "32",
+        "--json",
+    )
     assert [f["feature"] for f in doc["features"]] == [FEATURE, 5] and (out / "index.html").exists()
 
 
@@ -188,14 +245,16 @@ def test_eval_sae_json():
 
 
 def test_steer_hf_json():
-    doc, _ = run_cli("steer", "Say hello.", "--feature", str(FEATURE), "--strength", "1", "--max-new-tokens", "3",
-                     "--json")
+    doc, _ = run_cli(
+        "steer", "Say hello.", "--feature", str(FEATURE), "--strength", "1", "--max-new-tokens", "3", "--json"
+    )
     assert doc["engine"] == "hf" and len(doc["results"]) == 1
 
 
 def test_sweep_json():
-    doc, _ = run_cli("sweep", "Say hello.", "--feature", str(FEATURE), "--strengths", "0,1", "--max-new-tokens", "3",
-                     "--json")
+    doc, _ = run_cli(
+        "sweep", "Say hello.", "--feature", str(FEATURE), "--strengths", "0,1", "--max-new-tokens", "3", "--json"
+    )
     assert [r["strength"] for r in doc["rows"]] == [0.0, 1.0]
 
 
@@ -208,11 +267,28 @@ def test_train_sae_json(tmp_path):
     x = np.random.default_rng(0).standard_normal((4096, 32)).astype(np.float32)
     cache = write_activation_cache(tmp_path / "cache", {3: x})
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({
-        "layers": [3], "cache": str(cache), "out": str(tmp_path / "run"), "batch_size": 256, "max_tokens": 256 * 8,
-        "checkpoint_every": 0, "num_threads": 1, "heldout_tokens": 512,
-        "sae": {"architecture": "topk", "d_sae": 64, "k": 4, "lr": 1e-2, "warmup_steps": 2, "dead_tokens": 1024},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "layers": [3],
+                "cache": str(cache),
+                "out": str(tmp_path / "run"),
+                "batch_size": 256,
+                "max_tokens": 256 * 8,
+                "checkpoint_every": 0,
+                "num_threads": 1,
+                "heldout_tokens": 512,
+                "sae": {
+                    "architecture": "topk",
+                    "d_sae": 64,
+                    "k": 4,
+                    "lr": 1e-2,
+                    "warmup_steps": 2,
+                    "dead_tokens": 1024,
+                },
+            }
+        )
+    )
     doc, _ = run_cli("train-sae", str(config), "--json")
     assert doc["steps"] == 8 and "3" in doc["exported"]
 
@@ -224,8 +300,20 @@ def test_run_plan_json():
 
 def test_classify_json(texts):
     out = texts["root"] / "labels.parquet"
-    doc, _ = run_cli("classify", "--seeds", str(texts["seeds"]), "--corpus", str(texts["corpus"]), "--out", str(out),
-                     "--max-length", "24", "--executor", "local", "--json")
+    doc, _ = run_cli(
+        "classify",
+        "--seeds",
+        str(texts["seeds"]),
+        "--corpus",
+        str(texts["corpus"]),
+        "--out",
+        str(out),
+        "--max-length",
+        "24",
+        "--executor",
+        "local",
+        "--json",
+    )
     assert doc["rows"] == 12
 
 
@@ -233,7 +321,19 @@ def test_classify_json(texts):
 def test_steer_vllm_json():
     """The case that started it: vLLM logs ~50 INFO lines at start-up (and more from its engine process)."""
     pytest.importorskip("vllm")
-    doc, err = run_cli("steer", "Say hello.", "--feature", str(FEATURE), "--strength", "1", "--max-new-tokens", "3",
-                       "--engine", "vllm", "--json", timeout=1200)
+    doc, err = run_cli(
+        "steer",
+        "Say hello.",
+        "--feature",
+        str(FEATURE),
+        "--strength",
+        "1",
+        "--max-new-tokens",
+        "3",
+        "--engine",
+        "vllm",
+        "--json",
+        timeout=1200,
+    )
     assert doc["engine"] == "vllm" and len(doc["results"]) == 1
     assert "INFO" in err, "vLLM's start-up logs must still be there, on stderr"

@@ -35,8 +35,10 @@ ENTRY_POINTS = {
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_set_overrides_reach_the_plan_from_every_entry_point(entry, capfd):
-    assert ENTRY_POINTS[entry]("--set", "resources.encode.batch_size=7", "--set", "executor=local",
-                               "--plan", "--json") == 0
+    assert (
+        ENTRY_POINTS[entry]("--set", "resources.encode.batch_size=7", "--set", "executor=local", "--plan", "--json")
+        == 0
+    )
     doc = _json(capfd)
     assert "EncodeSignatures(cpus=0.5 x1, batch=7)" in doc["describe"]
     assert "(executor local)" in doc["describe"]
@@ -47,8 +49,9 @@ def test_an_unknown_set_key_is_the_same_clear_error_everywhere(entry, capfd):
     assert ENTRY_POINTS[entry]("--set", "resources.encode.batch=7", "--plan", "--json") == EXIT_BAD_INPUT
     doc = _json(capfd)
     assert doc["error"] == "InputError"
-    assert doc["message"].startswith("--set resources.encode.batch=7: unknown key 'batch' under resources.encode; "
-                                     "valid keys: [")
+    assert doc["message"].startswith(
+        "--set resources.encode.batch=7: unknown key 'batch' under resources.encode; valid keys: ["
+    )
 
 
 def test_a_bad_config_value_exits_the_same_way_from_cli_and_python_m(tmp_path, capfd):
@@ -57,8 +60,11 @@ def test_a_bad_config_value_exits_the_same_way_from_cli_and_python_m(tmp_path, c
     assert main(["run", str(bad), "--plan", "--json"]) == EXIT_BAD_INPUT
     from_cli = _json(capfd)
     assert classify.main(["--config", str(bad), "--plan", "--json"]) == EXIT_BAD_INPUT
-    assert _json(capfd) == from_cli == {
-        "error": "InputError", "message": "bad.yaml: method must be one of ['probe', 'centroid', 'knn'], got 'svm'"}
+    assert (
+        _json(capfd)
+        == from_cli
+        == {"error": "InputError", "message": "bad.yaml: method must be one of ['probe', 'centroid', 'knn'], got 'svm'"}
+    )
 
 
 def test_flags_and_set_become_config_keys():
@@ -68,19 +74,48 @@ def test_flags_and_set_become_config_keys():
     from qscope.cli.common import config_overrides
 
     args = build_parser().parse_args(
-        ["classify", "--seeds", "s", "--corpus", "c", "--out", "o.parquet", "--model", "smollm2-135m", "--layer", "0",
-         "--max-length", "20", "--allow-model-mismatch", "-k", "2", "--signatures", "store", "--set", "k=9",
-         "--set", "model.dtype=float32", "--set", "resources.light.local_below=0"])
+        [
+            "classify",
+            "--seeds",
+            "s",
+            "--corpus",
+            "c",
+            "--out",
+            "o.parquet",
+            "--model",
+            "smollm2-135m",
+            "--layer",
+            "0",
+            "--max-length",
+            "20",
+            "--allow-model-mismatch",
+            "-k",
+            "2",
+            "--signatures",
+            "store",
+            "--set",
+            "k=9",
+            "--set",
+            "model.dtype=float32",
+            "--set",
+            "resources.light.local_below=0",
+        ]
+    )
     kind, cfg = load_pipeline_config("classify", None, config_overrides(args, ARG_KEYS))
     assert (cfg.seeds, cfg.corpus, cfg.out, cfg.corpus_signatures) == ("s", "c", "o.parquet", "store")
-    assert (cfg.model.model, cfg.model.layer, cfg.model.max_length, cfg.model.allow_model_mismatch) == \
-        ("smollm2-135m", 0, 20, True)
+    assert (cfg.model.model, cfg.model.layer, cfg.model.max_length, cfg.model.allow_model_mismatch) == (
+        "smollm2-135m",
+        0,
+        20,
+        True,
+    )
     assert (cfg.k, cfg.model.dtype, cfg.resources.light.local_below) == (9, "float32", 0)
     assert cfg.model.sae is None and cfg.executor == "ray"  # flags not given leave the config alone
 
 
 def test_the_yaml_is_read_first_then_flags_then_set():
-    kind, cfg = load_pipeline_config(None, "configs/demo.yaml", [("out", "elsewhere"), "out=last",
-                                                                  "synthesis.strengths=[0.5]"])
+    kind, cfg = load_pipeline_config(
+        None, "configs/demo.yaml", [("out", "elsewhere"), "out=last", "synthesis.strengths=[0.5]"]
+    )
     assert kind == "expand" and cfg.out == "last" and cfg.synthesis.strengths == [0.5]
     assert cfg.model.max_length == 48  # from the YAML

@@ -165,6 +165,7 @@ def test_real_system_lists():
 
 # ---- the committed demo data --------------------------------------------------------------------
 
+
 def _jsonl(name):
     return [json.loads(line) for line in (DEMO / name).read_text(encoding="utf-8").splitlines()]
 

@@ -30,13 +30,24 @@ def fake_probes(tmp_path, monkeypatch):
     data = pkg / "data" / "cleaned_data"
     data.mkdir(parents=True)
     (pkg / "__init__.py").write_text("import pandas_that_is_not_installed\n")
-    _zst_csv(data / "2_multi.csv.zst", ["prompt", "prompt_len", "target"],
-             [["red apple", "9", "fruit"], ["carrot", "6", "vegetable"]])
-    _zst_csv(data / "10_bin.csv.zst", ["prompt", "prompt_len", "target"],
-             [['He said "hi",\nthen left.', "24", "1"], ["plain", "5", "0"], ["", "0", "1"]])
-    _zst_csv(pkg / "data" / "probing_datasets_MASTER.csv.zst", ["Dataset save name", "Data type"],
-             [["cleaned_data/2_multi.csv", "Multiclass Classification"],
-              ["cleaned_data/10_bin.csv", "Binary Classification"]])
+    _zst_csv(
+        data / "2_multi.csv.zst",
+        ["prompt", "prompt_len", "target"],
+        [["red apple", "9", "fruit"], ["carrot", "6", "vegetable"]],
+    )
+    _zst_csv(
+        data / "10_bin.csv.zst",
+        ["prompt", "prompt_len", "target"],
+        [['He said "hi",\nthen left.', "24", "1"], ["plain", "5", "0"], ["", "0", "1"]],
+    )
+    _zst_csv(
+        pkg / "data" / "probing_datasets_MASTER.csv.zst",
+        ["Dataset save name", "Data type"],
+        [
+            ["cleaned_data/2_multi.csv", "Multiclass Classification"],
+            ["cleaned_data/10_bin.csv", "Binary Classification"],
+        ],
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
     return pkg
@@ -83,15 +94,29 @@ def test_build_sae_corpus_end_to_end(fake_probes, tmp_path, repo_script):
     (lists / "x_main_binary-amd64_Packages").write_text(
         "Package: fldigi\nDescription: modem for hamradio\nDescription-md5: a\nSection: hamradio\n\n"
         "Package: xlog\nDescription: logbook for hamradio\nDescription-md5: b\nSection: hamradio\n\n"
-        "Package: inline\nDescription: old style\n inline long text.\nSection: misc\n")
+        "Package: inline\nDescription: old style\n inline long text.\nSection: misc\n"
+    )
     (lists / "x_main_i18n_Translation-en").write_text(
         "Package: fldigi\nDescription-md5: a\nDescription-en: modem for hamradio\n Fldigi decodes PSK31.\n\n"
-        "Package: xlog\nDescription-md5: b\nDescription-en: logbook for hamradio\n Fldigi decodes PSK31.\n")
+        "Package: xlog\nDescription-md5: b\nDescription-en: logbook for hamradio\n Fldigi decodes PSK31.\n"
+    )
 
     script = repo_script("scripts/build_sae_corpus.py")
     out = tmp_path / "corpus.parquet"
-    rc = script.main(["--out", str(out), "--apt-lists", str(lists),
-                      "--min-train-chars", "0", "--min-chars", "1", "--max-chars", "40"])
+    rc = script.main(
+        [
+            "--out",
+            str(out),
+            "--apt-lists",
+            str(lists),
+            "--min-train-chars",
+            "0",
+            "--min-chars",
+            "1",
+            "--max-chars",
+            "40",
+        ]
+    )
     assert rc == 0
     table = pq.read_table(out)
     assert table.column_names == ["text", "source", "split"]

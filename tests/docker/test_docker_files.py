@@ -44,6 +44,7 @@ def test_hadolint_clean(dockerfile):
 
 def _interpolate(text: str) -> str:
     """Compose's `${VAR:-default}` / `${VAR}` interpolation from the current environment."""
+
     def sub(m):
         name, default = m.group(1), m.group(3) or ""
         return os.environ.get(name) or default
@@ -117,15 +118,17 @@ def _ignored(path: str, patterns: list[str]) -> bool:
         negate = pattern.startswith("!")
         pat = pattern[1:] if negate else pattern
         regex = fnmatch.translate(pat).replace(".*", "[^/]*").replace("[^/]*[^/]*", ".*")
-        if any(re.fullmatch(regex, p) or (pat.startswith("**/") and fnmatch.fnmatch(p, pat[3:]))
-               for p in prefixes):
+        if any(re.fullmatch(regex, p) or (pat.startswith("**/") and fnmatch.fnmatch(p, pat[3:])) for p in prefixes):
             ignored = not negate
     return ignored
 
 
 def test_dockerignore_keeps_out_environments_but_not_what_the_images_copy():
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for junk in (".venv/bin/python", ".git/HEAD", "out/demo/samples.parquet", "qscope/__pycache__/x.pyc"):
         assert _ignored(junk, patterns), junk
     copied = set()
@@ -160,8 +163,10 @@ def test_entrypoints_import():
     """What the images' commands run: the pipeline module, the vLLM worker extension, Ray's CLI, the healthcheck."""
     for module in ("qscope.pipelines.expand", "qscope.generation.vllm_worker", "ray.scripts.scripts"):
         assert importlib.util.find_spec(module) is not None, module
-    code = ("import qscope.pipelines.expand, qscope.generation.vllm_worker as w; "
-            "assert w.SteeringWorkerExtension.qscope_load_saes")
+    code = (
+        "import qscope.pipelines.expand, qscope.generation.vllm_worker as w; "
+        "assert w.SteeringWorkerExtension.qscope_load_saes"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")  # not the checkout: the installed package
     out = subprocess.run([sys.executable, str(ROOT / "docker" / "healthcheck.py"), "bogus"], capture_output=True)
     assert out.returncode == 2
@@ -176,6 +181,7 @@ def test_healthcheck_reports_down_services(tmp_path, monkeypatch, repo_script):
     (fake / "42" / "cmdline").write_bytes(b"/usr/bin/python3\0-m\0something")
     assert not hc.raylet_running(fake)
     (fake / "43").mkdir()
-    (fake / "43" / "cmdline").write_bytes(b"/usr/local/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet\0"
-                                           b"--node_ip_address=1.2.3.4")
+    (fake / "43" / "cmdline").write_bytes(
+        b"/usr/local/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet\0--node_ip_address=1.2.3.4"
+    )
     assert hc.raylet_running(fake)

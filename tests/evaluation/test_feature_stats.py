@@ -75,8 +75,16 @@ def test_save_load_roundtrip(tmp_path):
     for loaded in (load_feature_stats(tmp_path), load_feature_stats(file), FeatureStats.load(file)):
         assert loaded.n_tokens == n and loaded.metadata == {"sae": "x", "layer": 3}
         assert loaded.quantile_levels == stats.quantile_levels
-        for name in ("count", "density", "max_activation", "mean_activation", "quantiles", "top_token_index",
-                     "top_values", "strength_unit"):
+        for name in (
+            "count",
+            "density",
+            "max_activation",
+            "mean_activation",
+            "quantiles",
+            "top_token_index",
+            "top_values",
+            "strength_unit",
+        ):
             np.testing.assert_array_equal(getattr(loaded, name), getattr(stats, name))
     (tmp_path / "empty").mkdir()
     with pytest.raises(SAELoadError, match="--write-stats"):

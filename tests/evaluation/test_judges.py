@@ -8,15 +8,30 @@ import pytest
 from qscope.errors import InputError
 from qscope.evaluation.judges import HiddenStateJudge, SignatureJudge, TfidfJudge, judge_panel
 
-RADIO = ["Amateur radio logging program for ham operators.", "APRS client to track packet radio stations.",
-         "Morse code trainer for ham radio licence exams.", "Software defined radio receiver for shortwave bands.",
-         "Antenna modelling tool for amateur radio antennas.", "Digital modes (PSK31, RTTY) for ham radio.",
-         "Packet radio AX.25 utilities for amateur stations.", "Satellite tracking for amateur radio operators.",
-         "Contest logger for ham radio field day.", "Remote control of radio transceivers over the network."] * 2
-OTHER = ["A library for parsing JSON documents.", "Puzzle game with colourful blocks.", "Font family for print.",
-         "Command line tool to compress files.", "Web server with HTTP/2 support.", "Spreadsheet application.",
-         "Photo editing program with layers.", "Database driver for PostgreSQL.", "Text editor for programmers.",
-         "Music player with playlists."] * 2
+RADIO = [
+    "Amateur radio logging program for ham operators.",
+    "APRS client to track packet radio stations.",
+    "Morse code trainer for ham radio licence exams.",
+    "Software defined radio receiver for shortwave bands.",
+    "Antenna modelling tool for amateur radio antennas.",
+    "Digital modes (PSK31, RTTY) for ham radio.",
+    "Packet radio AX.25 utilities for amateur stations.",
+    "Satellite tracking for amateur radio operators.",
+    "Contest logger for ham radio field day.",
+    "Remote control of radio transceivers over the network.",
+] * 2
+OTHER = [
+    "A library for parsing JSON documents.",
+    "Puzzle game with colourful blocks.",
+    "Font family for print.",
+    "Command line tool to compress files.",
+    "Web server with HTTP/2 support.",
+    "Spreadsheet application.",
+    "Photo editing program with layers.",
+    "Database driver for PostgreSQL.",
+    "Text editor for programmers.",
+    "Music player with playlists.",
+] * 2
 
 
 def test_tfidf_judge_learns_and_validates_itself():

@@ -64,8 +64,17 @@ def test_fast_path_matches_hook_reference(lm, demo_texts, planted):
     sae = planted.random_topk(lm.d_model)
     fast = evaluate_sae(lm, sae, demo_texts[:2], n_tokens=N_TOKENS, reuse_prefix=True)
     ref = evaluate_sae(lm, sae, demo_texts[:2], n_tokens=N_TOKENS, reuse_prefix=False)
-    for key in ("explained_variance", "mse", "l0", "dead_fraction", "ce_clean", "ce_spliced", "ce_zero_ablation",
-                "kl_div", "ce_loss_recovered"):
+    for key in (
+        "explained_variance",
+        "mse",
+        "l0",
+        "dead_fraction",
+        "ce_clean",
+        "ce_spliced",
+        "ce_zero_ablation",
+        "kl_div",
+        "ce_loss_recovered",
+    ):
         assert getattr(fast, key) == pytest.approx(getattr(ref, key), rel=1e-4, abs=1e-5), key
     assert 0.0 < fast.l0 <= 16
     assert fast.ce_spliced > fast.ce_clean

@@ -23,9 +23,22 @@ from qscope.evaluation.feature_stats import stats_from_codes
 
 def _result(**kw):
     base = dict(
-        explained_variance=0.8125, mse=0.0123, l0=31.5, dead_fraction=0.0625, ce_loss_recovered=0.9031,
-        kl_div=0.1717, delta_lm_loss=0.2049, ce_clean=3.1, ce_spliced=3.3049, ce_zero_ablation=5.2,
-        n_tokens=4096, sae="planted/identity", layer=15, model="smollm2-135m", n_loss_tokens=4000, n_texts=12,
+        explained_variance=0.8125,
+        mse=0.0123,
+        l0=31.5,
+        dead_fraction=0.0625,
+        ce_loss_recovered=0.9031,
+        kl_div=0.1717,
+        delta_lm_loss=0.2049,
+        ce_clean=3.1,
+        ce_spliced=3.3049,
+        ce_zero_ablation=5.2,
+        n_tokens=4096,
+        sae="planted/identity",
+        layer=15,
+        model="smollm2-135m",
+        n_loss_tokens=4000,
+        n_texts=12,
         text_source="heldout.parquet",
     )
     return SAEEvalResult(**(base | kw))
@@ -38,8 +51,21 @@ def test_model_card_written_with_numbers(tmp_path, planted):
     assert path == tmp_path / MODEL_CARD_FILE
     assert [p.name for p in tmp_path.iterdir()] == [MODEL_CARD_FILE]
     text = path.read_text()
-    for snippet in ("0.8125", "31.5", "0.0625", "0.9031", "0.1717", "0.2049", "4,096", "heldout.parquet",
-                    "planted/identity", "after block 3", "Feature statistics", "trained for tests", '"d_sae": 32'):
+    for snippet in (
+        "0.8125",
+        "31.5",
+        "0.0625",
+        "0.9031",
+        "0.1717",
+        "0.2049",
+        "4,096",
+        "heldout.parquet",
+        "planted/identity",
+        "after block 3",
+        "Feature statistics",
+        "trained for tests",
+        '"d_sae": 32',
+    ):
         assert snippet in text, snippet
     assert json.loads(text.split("```json")[-1].split("```")[0])["ce_loss_recovered"] == 0.9031
 
@@ -59,8 +85,9 @@ def test_load_texts_formats(tmp_path, monkeypatch):
     assert load_texts(tmp_path / "b.txt").texts == ["para one\nline two", "para two"]
     (tmp_path / "c.txt").write_text("l1\nl2\n")
     assert load_texts(tmp_path / "c.txt").texts == ["l1", "l2"]
-    pq.write_table(pa.table({"text": ["tr", "ho", "ho2"], "split": ["train", "heldout", "heldout"]}),
-                   tmp_path / "d.parquet")
+    pq.write_table(
+        pa.table({"text": ["tr", "ho", "ho2"], "split": ["train", "heldout", "heldout"]}), tmp_path / "d.parquet"
+    )
     got = load_texts(tmp_path / "d.parquet")
     assert got.texts == ["ho", "ho2"] and "heldout" in got.source
     pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "e.parquet")
@@ -92,8 +119,21 @@ def test_cli_eval_sae_json_card_and_stats(tmp_path, capsys, lm, demo_texts, plan
     sae_dir = planted.random_topk(lm.d_model, d_sae=128, k=8).save(tmp_path / "sae")
     texts = tmp_path / "t.jsonl"
     texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in demo_texts[:2]))
-    rc = main(["eval-sae", str(sae_dir), "--texts", str(texts), "--tokens", "24", "--json",
-               "--write-card", "--write-stats", "--stats-tokens", "24"])
+    rc = main(
+        [
+            "eval-sae",
+            str(sae_dir),
+            "--texts",
+            str(texts),
+            "--tokens",
+            "24",
+            "--json",
+            "--write-card",
+            "--write-stats",
+            "--stats-tokens",
+            "24",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert set(JSON_KEYS) <= set(out)
@@ -143,8 +183,13 @@ def test_eval_sae_json_on_a_fresh_machine(tmp_path):
     import sys
 
     env = {**os.environ, "QSCOPE_HOME": str(tmp_path / "fresh-home"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "qscope.cli", "-v", "eval-sae", "--tokens", "128", "--json"],
-                          capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qscope.cli", "-v", "eval-sae", "--tokens", "128", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["sae"] == "qscope/smollm2-135m-l15" and out["n_tokens"] >= 128 and out["explained_variance"] > 0.5

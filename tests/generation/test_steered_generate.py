@@ -35,17 +35,25 @@ def test_fractional_gpu_engine_gets_its_memory_share():
 
 
 def test_tensor_parallel_mp_engine_holds_its_gpus():
-    kw = SteeredGenerate.map_batches_kwargs({"engine": "vllm", "engine_kwargs": {"tensor_parallel_size": 2}},
-                                            {"num_gpus": 2})
+    kw = SteeredGenerate.map_batches_kwargs(
+        {"engine": "vllm", "engine_kwargs": {"tensor_parallel_size": 2}}, {"num_gpus": 2}
+    )
     assert kw["num_gpus"] == 2 and "ray_remote_args_fn" not in kw
     assert kw["fn_constructor_kwargs"]["engine_kwargs"]["distributed_executor_backend"] == "mp"
 
 
 def test_tensor_parallel_ray_engine_gets_a_placement_group_per_actor():
     kw = SteeredGenerate.map_batches_kwargs(
-        {"engine": "vllm", "engine_kwargs": {"tensor_parallel_size": 2, "pipeline_parallel_size": 2,
-                                             "distributed_executor_backend": "ray"}},
-        {"num_gpus": 4, "concurrency": 3})
+        {
+            "engine": "vllm",
+            "engine_kwargs": {
+                "tensor_parallel_size": 2,
+                "pipeline_parallel_size": 2,
+                "distributed_executor_backend": "ray",
+            },
+        },
+        {"num_gpus": 4, "concurrency": 3},
+    )
     assert kw["num_gpus"] == 0  # the actor reserves nothing; vLLM's Ray workers take the bundles
     fn = kw["ray_remote_args_fn"]
     assert isinstance(fn, functools.partial) and fn.func is placement_group_strategy
@@ -89,11 +97,14 @@ def test_mixed_batch_is_one_engine_call(lm, random_sae_factory, monkeypatch):
     op.engine = make_engine("hf", lm=lm, saes={15: random_sae_factory(d_sae=512, k=8, seed=5)}, batch_size=4)
     calls = []
     generate = op.engine.generate
-    monkeypatch.setattr(op.engine, "generate", lambda prompts, **kw: calls.append(kw["intervention"]) or
-                        generate(prompts, **kw))
+    monkeypatch.setattr(
+        op.engine, "generate", lambda prompts, **kw: calls.append(kw["intervention"]) or generate(prompts, **kw)
+    )
     a, b = Intervention().activate(3, 4.0, scale=10.0), Intervention().activate(7, 4.0, scale=10.0)
-    rows = {"prompt": ["Say hi.", "Name a colour.", "Say hi.", "Count to three."],
-            "intervention": [a.to_json(), "", b.to_json(), a.to_json()]}
+    rows = {
+        "prompt": ["Say hi.", "Name a colour.", "Say hi.", "Count to three."],
+        "intervention": [a.to_json(), "", b.to_json(), a.to_json()],
+    }
     out = op.process(pa.table(rows))  # the engine is set: no setup()
     assert len(calls) == 1 and calls[0] == [a, None, b, a]
     assert out.column("prompt").to_pylist() == rows["prompt"] and out.num_rows == 4

@@ -36,8 +36,11 @@ def test_prefix_cache_salt_separates_interventions_and_prompt_lengths(random_sae
     assert "cache_salt" not in engine._prompt([1, 2, 3], plan)
     engine.prefix_caching = True
     assert "cache_salt" not in engine._prompt([1, 2, 3], None)  # unsteered requests share the normal cache
-    salts = {engine._prompt([1, 2, 3], plan)["cache_salt"], engine._prompt([1, 2, 3, 4], plan)["cache_salt"],
-             engine._prompt([1, 2, 3], _plan(sae, activate(3, 1.0, scale=5.0)))["cache_salt"]}
+    salts = {
+        engine._prompt([1, 2, 3], plan)["cache_salt"],
+        engine._prompt([1, 2, 3, 4], plan)["cache_salt"],
+        engine._prompt([1, 2, 3], _plan(sae, activate(3, 1.0, scale=5.0)))["cache_salt"],
+    }
     assert len(salts) == 3
 
 

@@ -90,7 +90,7 @@ def test_incremental_add_equals_building_at_once():
     once.add(range(900), f, v)
     parts = SignatureIndex(d_sae=D)
     for s in range(0, 900, 300):
-        parts.add(range(s, s + 300), f[s: s + 300], v[s: s + 300])
+        parts.add(range(s, s + 300), f[s : s + 300], v[s : s + 300])
     np.testing.assert_array_equal(once.vectorizer.idf, parts.vectorizer.idf)
     a, b = once.search(qf, qv, k=10), parts.search(qf, qv, k=10)
     np.testing.assert_array_equal(a.ids, b.ids)
@@ -131,8 +131,9 @@ def test_meta_mismatch_raises(tmp_path):
     index.save(tmp_path / "ix")
     with pytest.raises(InputError, match="sae"):
         SignatureIndex.load(tmp_path / "ix", expect=meta("test/sae-b"))
-    table = signature_table([str(i) for i in range(3)], list(zip(f[:3], v[:3])), [5] * 3, [False] * 3,
-                            meta("test/sae-b"))
+    table = signature_table(
+        [str(i) for i in range(3)], list(zip(f[:3], v[:3])), [5] * 3, [False] * 3, meta("test/sae-b")
+    )
     with pytest.raises(InputError, match="sae"):
         index.add_table(table)
 
@@ -178,6 +179,9 @@ def test_arrow_and_list_inputs_agree():
     a = SignatureIndex(d_sae=D)
     a.add(range(100), f, v)
     b = SignatureIndex(d_sae=D)
-    b.add(range(100), pa.array([x.tolist() for x in f], pa.list_(pa.int32())),
-          pa.array([x.tolist() for x in v], pa.list_(pa.float32())))
+    b.add(
+        range(100),
+        pa.array([x.tolist() for x in f], pa.list_(pa.int32())),
+        pa.array([x.tolist() for x in v], pa.list_(pa.float32())),
+    )
     np.testing.assert_array_equal(a.store.code, b.store.code)

@@ -16,22 +16,35 @@ from qscope.index.store import CompactStore
 def edge_rows(d_sae: int):
     """Rows whose gaps hit every escape boundary: id 0, first id >= 255, gaps of exactly 255 / 256 / 510 / 511,
     huge gaps, the last id, a one-entry row and an empty one."""
-    rows = [[0], [254], [255], [256], [0, 255, 510, 511, 1021, 1022], [3, 258, 514, 1024, 2048],
-            [7, d_sae - 1], [d_sae - 1], [], list(range(40)), [0, d_sae // 2, d_sae - 2]]
+    rows = [
+        [0],
+        [254],
+        [255],
+        [256],
+        [0, 255, 510, 511, 1021, 1022],
+        [3, 258, 514, 1024, 2048],
+        [7, d_sae - 1],
+        [d_sae - 1],
+        [],
+        list(range(40)),
+        [0, d_sae // 2, d_sae - 2],
+    ]
     rng = np.random.default_rng(0)
     rows += [np.sort(rng.choice(d_sae, size, replace=False)).tolist() for size in (1, 5, 64, 200)]
     vals = [rng.uniform(0.1, 5.0, len(r)).astype(np.float32) for r in rows]
     return rows, vals
 
 
-@pytest.mark.parametrize("d_sae,delta_bits", [(8192, 8), (8192, 16), (8192, None), (300_000, 8), (300_000, 16),
-                                               (300_000, None)])
+@pytest.mark.parametrize(
+    "d_sae,delta_bits", [(8192, 8), (8192, 16), (8192, None), (300_000, 8), (300_000, 16), (300_000, None)]
+)
 def test_round_trip_with_escapes(d_sae, delta_bits):
     rows, vals = edge_rows(d_sae)
     rng = np.random.default_rng(1)
     shuffled = [rng.permutation(len(r)) for r in rows]  # the store sorts each row by id itself
-    r = as_ragged([np.asarray(x, np.int64)[p] for x, p in zip(rows, shuffled)],
-                  [v[p] for v, p in zip(vals, shuffled)], d_sae)
+    r = as_ragged(
+        [np.asarray(x, np.int64)[p] for x, p in zip(rows, shuffled)], [v[p] for v, p in zip(vals, shuffled)], d_sae
+    )
     store = CompactStore(d_sae, value_bits=32, delta_bits=delta_bits)
     assert store.append(r).size == sum(map(len, rows))
     assert store.delta_bits in (8, 16) and store.indptr.dtype == np.uint32

@@ -20,8 +20,7 @@ def test_default_model_loads_offline_and_reuses_conversion_cache(lm):
     assert marker.exists() and (cache / "model.safetensors").exists()
     stamp = marker.stat().st_mtime_ns
     # A fresh process with the hub forced offline loads from the cache without converting again.
-    code = ("from qscope.models import LanguageModel; m=LanguageModel.load(); "
-            "print(m.n_layers, m.d_model)")
+    code = "from qscope.models import LanguageModel; m=LanguageModel.load(); print(m.n_layers, m.d_model)"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     n_layers, d_model = out.stdout.split()
@@ -98,8 +97,15 @@ def test_sae_width_mismatch_is_a_clear_error(lm, random_sae_factory):
 def _tiny_config(kind: str):
     import transformers as tf
 
-    common = dict(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    common = dict(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     if kind == "llama":
         return tf.LlamaConfig(**common)
     if kind == "qwen2":
@@ -109,8 +115,11 @@ def _tiny_config(kind: str):
     if kind == "qwen3_5":
         from transformers.models.qwen3_5 import Qwen3_5TextConfig
 
-        return Qwen3_5TextConfig(head_dim=16, layer_types=["linear_attention", "linear_attention",
-                                                           "linear_attention", "full_attention"], **common)
+        return Qwen3_5TextConfig(
+            head_dim=16,
+            layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+            **common,
+        )
     raise ValueError(kind)
 
 

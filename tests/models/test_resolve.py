@@ -45,7 +45,9 @@ def test_gguf_cache_is_keyed_by_content_not_by_file_name(tmp_path, home):
     dir_a, name_a = resolve.resolve_model_dir(str(a))
     dir_b, _ = resolve.resolve_model_dir(str(b))
     assert dir_a != dir_b, "two different model.gguf files must not share a conversion"
-    assert (dir_a / "weights.bin").read_bytes() == a.read_bytes() and (dir_b / "weights.bin").read_bytes() == b.read_bytes()
+    assert (dir_a / "weights.bin").read_bytes() == a.read_bytes() and (
+        dir_b / "weights.bin"
+    ).read_bytes() == b.read_bytes()
     assert name_a == str(a)
 
 
@@ -91,8 +93,12 @@ def test_concurrent_first_loads_convert_once(tmp_path):
         print(resolve.convert_gguf(Path({str(tmp_path)!r}), "m.gguf", cache_name="m"))
     """)
     env = {**os.environ, "QSCOPE_HOME": str(tmp_path / "home")}
-    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert len({o[0].strip() for o in outs}) == 1
@@ -118,8 +124,9 @@ def test_fingerprint_is_memoised_and_sees_rewrites(tmp_path, home, monkeypatch):
 
 
 # --- hub revisions and offline mode ------------------------------------------------------------------------
-def _hub_cache(root: Path, repo: str, files: dict[str, bytes | Path], commit: str = COMMIT,
-               refs: dict[str, str] | None = None) -> Path:
+def _hub_cache(
+    root: Path, repo: str, files: dict[str, bytes | Path], commit: str = COMMIT, refs: dict[str, str] | None = None
+) -> Path:
     """A hand-made hub cache in the layout huggingface_hub writes: models--org--name/{refs,snapshots/<commit>}."""
     repo_dir = root / ("models--" + repo.replace("/", "--"))
     snap = repo_dir / "snapshots" / commit
@@ -141,8 +148,15 @@ def tiny_hub_model(tmp_path, monkeypatch):
     from qscope.models.resolve import embedded_model_dir
 
     tok_dir = embedded_model_dir("smollm2-135m")
-    cfg = tf.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    cfg = tf.LlamaConfig(
+        vocab_size=49152,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     src = tmp_path / "src"
     tf.LlamaForCausalLM(cfg).save_pretrained(src)
@@ -181,8 +195,12 @@ def test_hub_sae_at_a_pinned_revision_offline(tmp_path, monkeypatch):
     import torch
 
     torch.manual_seed(0)
-    state = {"W_enc": torch.randn(64, 16), "W_dec": torch.randn(16, 64), "b_enc": torch.zeros(64),
-             "b_dec": torch.zeros(16)}
+    state = {
+        "W_enc": torch.randn(64, 16),
+        "W_dec": torch.randn(16, 64),
+        "b_enc": torch.zeros(64),
+        "b_dec": torch.zeros(16),
+    }
     buf = tmp_path / "layer3.sae.pt"
     torch.save(state, buf)
     repo = "acme/SAE-Res-Tiny-W1K-L0_8"
@@ -220,8 +238,9 @@ def test_default_model_is_the_saes_own(recorded, expected):
     assert model_for_sae(None, _sae(recorded)) == expected
 
 
-@pytest.mark.parametrize("given", ["smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct",
-                                   "HuggingFaceTB/SmolLM2-135M-Instruct@main"])
+@pytest.mark.parametrize(
+    "given", ["smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct@main"]
+)
 def test_the_same_model_under_another_name_is_accepted(given):
     assert model_for_sae(given, _sae("smollm2-135m")) == given
 

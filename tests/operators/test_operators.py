@@ -25,12 +25,16 @@ from qscope.index import SignatureIndex
 from qscope.provenance import Provenance
 from qscope.seed_model import SeedSignatures, background_sample
 
-HAM = ["Amateur radio logging program for contests and QSO records.",
-       "APRS digipeater and packet radio tools for ham radio operators.",
-       "Morse code (CW) trainer for amateur radio licence exams."]
-OTHER = ["A fast C++ library for parsing JSON documents.",
-         "Fonts with wide Unicode coverage for desktop use.",
-         "Perl module to read and write spreadsheets."]
+HAM = [
+    "Amateur radio logging program for contests and QSO records.",
+    "APRS digipeater and packet radio tools for ham radio operators.",
+    "Morse code (CW) trainer for amateur radio licence exams.",
+]
+OTHER = [
+    "A fast C++ library for parsing JSON documents.",
+    "Fonts with wide Unicode coverage for desktop use.",
+    "Perl module to read and write spreadsheets.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +85,9 @@ def _seeds(encoder, encoded, labels=None):
 
 def test_mine_ranks_seed_copies_first(encoder, encoded):
     seeds = _seeds(encoder, encoded)
-    op = MineBySignature(seeds.to_dict(), targets=[int(encoded["feature_ids"][0][0].as_py())],
-                         target_reference=[1.0], k=1)
+    op = MineBySignature(
+        seeds.to_dict(), targets=[int(encoded["feature_ids"][0][0].as_py())], target_reference=[1.0], k=1
+    )
     out = op(encoded)
     sim = out["seed_similarity"].to_numpy()
     np.testing.assert_allclose(sim[:3], 1.0, atol=1e-4)  # a seed is its own nearest seed
@@ -135,8 +140,13 @@ def test_index_roundtrip_and_other_sae_is_a_clear_error(encoder, encoded, tmp_pa
 
 
 def test_filter_by_score():
-    t = pa.table({"text": ["long enough text", "tiny", "also long enough", None],
-                  "target_score": [0.9, 0.9, 0.1, 0.9], "seed_similarity": [0.5, 0.5, 0.5, float("nan")]})
+    t = pa.table(
+        {
+            "text": ["long enough text", "tiny", "also long enough", None],
+            "target_score": [0.9, 0.9, 0.1, 0.9],
+            "seed_similarity": [0.5, 0.5, 0.5, float("nan")],
+        }
+    )
     out = FilterByScore({"target_score": 0.5, "seed_similarity": [0.0, 1.0]}, min_chars=5)(t)
     assert out["text"].to_pylist() == ["long enough text"]
     with pytest.raises(InputError, match="min"):
@@ -146,17 +156,26 @@ def test_filter_by_score():
 
 
 def test_dedup_near_duplicates_and_seed_copies():
-    t = pa.table({"id": ["a", "b", "c", "d", "e"], "text": [
-        "the quick brown fox jumps over the lazy dog today",
-        "The quick brown fox jumps over the lazy dog today!",
-        "an entirely different sentence about radio receivers",
-        "copy of the seed text about morse code keyers",
-        "",
-    ]})
+    t = pa.table(
+        {
+            "id": ["a", "b", "c", "d", "e"],
+            "text": [
+                "the quick brown fox jumps over the lazy dog today",
+                "The quick brown fox jumps over the lazy dog today!",
+                "an entirely different sentence about radio receivers",
+                "copy of the seed text about morse code keyers",
+                "",
+            ],
+        }
+    )
     out = Dedup(threshold=0.7, reference=["copy of the seed text about morse code keyers"])(t)
     assert out["id"].to_pylist() == ["a", "c"]
-    review = Dedup(threshold=0.7, reference=["copy of the seed text about morse code keyers"],
-                   reference_ids=["seed1"], keep_duplicates=True)(t)
+    review = Dedup(
+        threshold=0.7,
+        reference=["copy of the seed text about morse code keyers"],
+        reference_ids=["seed1"],
+        keep_duplicates=True,
+    )(t)
     assert review["duplicate_of"].to_pylist() == [None, "a", None, "seed1", "(empty)"]
 
 
@@ -187,16 +206,26 @@ def test_steered_generate_groups_by_intervention_and_score(spec, encoded):
     iv = Intervention().activate(f, 4.0, layer=15, scale=1.0).to_json()  # explicit scale: no calibration pass
     gen = SteeredGenerate(model_spec=spec, max_new_tokens=6, temperature=0.0, chat=False)
     prompts = ["Package description: a tool for", "Package description: a library for"]
-    table = pa.table({"id": ["p0", "p1", "p2", "p3"], "prompt": prompts * 2,
-                      "intervention": ["", iv, "", Intervention().activate(f, 0.0, layer=15, scale=1.0).to_json()]})
+    table = pa.table(
+        {
+            "id": ["p0", "p1", "p2", "p3"],
+            "prompt": prompts * 2,
+            "intervention": ["", iv, "", Intervention().activate(f, 0.0, layer=15, scale=1.0).to_json()],
+        }
+    )
     out = gen(table)
     assert out["engine"].to_pylist() == ["hf"] * 4 and all(n <= 6 for n in out["n_new_tokens"].to_pylist())
     texts = out["text"].to_pylist()
     assert texts[2] == gen({"prompt": [prompts[0]]})["text"][0].as_py()  # grouping does not change results
     assert texts[3] == gen({"prompt": [prompts[1]]})["text"][0].as_py()  # strength 0 == unsteered
-    scorer = ScoreTargetFeatures(targets=[f], target_reference=[1.0], model_spec=spec,
-                                 seeds=SeedSignatures.from_table(encoded.slice(0, 3), EncodeSignatures(
-                                     model_spec=spec, top_n=32).signature_meta()))
+    scorer = ScoreTargetFeatures(
+        targets=[f],
+        target_reference=[1.0],
+        model_spec=spec,
+        seeds=SeedSignatures.from_table(
+            encoded.slice(0, 3), EncodeSignatures(model_spec=spec, top_n=32).signature_meta()
+        ),
+    )
     scored = scorer(pa.table({"text": [HAM[0], "", texts[1]]}))
     ts = scored["target_score"].to_numpy()
     assert ((0 <= ts) & (ts <= 1)).all() and ts[1] == 0
@@ -210,8 +239,7 @@ def test_dedup_overlap_catches_a_seed_copied_with_an_added_sentence():
     t = pa.table({"id": ["g1", "g2"], "text": [copy, "A logging program for VHF and UHF contests with many bands."]})
     # Jaccard is diluted by the appended sentence (the copy has ~2x the shingles): it keeps the copy
     assert Dedup(threshold=0.7, reference=[seed])(t)["id"].to_pylist() == ["g1", "g2"]
-    out = Dedup(threshold=0.7, reference=[seed], reference_ids=["comptty"], measure="overlap",
-                keep_duplicates=True)(t)
+    out = Dedup(threshold=0.7, reference=[seed], reference_ids=["comptty"], measure="overlap", keep_duplicates=True)(t)
     assert out["duplicate_of"].to_pylist() == ["comptty", None]
     with pytest.raises(InputError, match="measure"):
         Dedup(measure="cosine")

@@ -42,16 +42,20 @@ def demo_subset(tmp_path_factory):
 @pytest.fixture
 def tiny_expand_config(tmp_path, sae_dir, demo_subset):
     def make(**over):
-        cfg = ExpandConfig.from_dict({
-            "seeds": str(demo_subset / "seeds.jsonl"), "corpus": str(demo_subset / "corpus.jsonl"),
-            "out": str(tmp_path / "out"), "executor": "local",
-            "model": {"sae": str(sae_dir), "max_length": 24},
-            "targets": {"n_features": 4},
-            "mining": {"max_results": 5, "min_score": 0.0},
-            "synthesis": {"n_samples": 2, "max_new_tokens": 6, "strengths": [0.0, 2.0], "temperature": 0.0},
-            "filter": {"min_target_score": 0.0, "min_chars": 1},
-            "resources": {"encode": {"batch_size": 32}, "score": {"batch_size": 32}},
-        })
+        cfg = ExpandConfig.from_dict(
+            {
+                "seeds": str(demo_subset / "seeds.jsonl"),
+                "corpus": str(demo_subset / "corpus.jsonl"),
+                "out": str(tmp_path / "out"),
+                "executor": "local",
+                "model": {"sae": str(sae_dir), "max_length": 24},
+                "targets": {"n_features": 4},
+                "mining": {"max_results": 5, "min_score": 0.0},
+                "synthesis": {"n_samples": 2, "max_new_tokens": 6, "strengths": [0.0, 2.0], "temperature": 0.0},
+                "filter": {"min_target_score": 0.0, "min_chars": 1},
+                "resources": {"encode": {"batch_size": 32}, "score": {"batch_size": 32}},
+            }
+        )
         for k, v in over.items():
             setattr(cfg, k, v)
         return cfg
@@ -77,12 +81,24 @@ def local_ray_head(extra_env: dict | None = None, venv_bin: Path | None = None):
     temp = Path("/tmp") / f"qsray{dash}"  # short: Ray's socket paths have a length limit
     if "RAY_TMPDIR" in (extra_env or {}):  # where `ray.init()` looks for "the cluster running on this machine"
         temp = Path(extra_env["RAY_TMPDIR"]) / "ray"
-    start = [ray_bin, "start", "--head", "--num-cpus=2", f"--port={_free_port()}", "--include-dashboard=true",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
-             # The session's own local Ray (ray_local) already holds the default agent ports (52365 ...); a second
-             # head's job agent would then never come up ("No available agent").
-             f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-             f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
+    start = [
+        ray_bin,
+        "start",
+        "--head",
+        "--num-cpus=2",
+        f"--port={_free_port()}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash}",
+        f"--temp-dir={temp}",
+        "--disable-usage-stats",
+        # The session's own local Ray (ray_local) already holds the default agent ports (52365 ...); a second
+        # head's job agent would then never come up ("No available agent").
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+    ]
     try:
         r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
         if r.returncode != 0:

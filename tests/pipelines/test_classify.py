@@ -18,11 +18,28 @@ def test_classify_cli_several_classes_in_process(tmp_path, sae_dir, demo_subset,
     seeds = tmp_path / "seeds.jsonl"
     corpus = [json.loads(x) for x in (demo_subset / "corpus.jsonl").read_text().splitlines()]
     label = {r["id"]: "ham" if r["section"] == "hamradio" else "other" for r in corpus}
-    seeds.write_text("".join(json.dumps({"text": r["text"], "label": label[r["id"]]}) + "\n"
-                             for r in corpus[:2] + corpus[-2:]))
+    seeds.write_text(
+        "".join(json.dumps({"text": r["text"], "label": label[r["id"]]}) + "\n" for r in corpus[:2] + corpus[-2:])
+    )
     out = tmp_path / "labels.parquet"
-    rc = main(["classify", "--seeds", str(seeds), "--corpus", str(demo_subset / "corpus.jsonl"), "--out", str(out),
-               "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"])
+    rc = main(
+        [
+            "classify",
+            "--seeds",
+            str(seeds),
+            "--corpus",
+            str(demo_subset / "corpus.jsonl"),
+            "--out",
+            str(out),
+            "--sae",
+            str(sae_dir),
+            "--max-length",
+            "24",
+            "--executor",
+            "local",
+            "--json",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     t = pq.read_table(out)
@@ -41,8 +58,21 @@ def test_classify_cli_several_classes_in_process(tmp_path, sae_dir, demo_subset,
 
 def test_classify_single_class_on_ray_to_a_directory(ray_local, tmp_path, sae_dir, demo_subset, capsys):
     out = tmp_path / "scores"  # no .parquet suffix: a directory of Parquet parts, and nothing else
-    rc = main(["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus",
-               str(demo_subset / "corpus.jsonl"), "--out", str(out), "--sae", str(sae_dir), "--max-length", "24"])
+    rc = main(
+        [
+            "classify",
+            "--seeds",
+            str(demo_subset / "seeds.jsonl"),
+            "--corpus",
+            str(demo_subset / "corpus.jsonl"),
+            "--out",
+            str(out),
+            "--sae",
+            str(sae_dir),
+            "--max-length",
+            "24",
+        ]
+    )
     assert rc == 0 and "wrote 24 scored rows" in capsys.readouterr().out
     assert all(p.suffix == ".parquet" for p in out.iterdir())
     for t in (pads.dataset(out).to_table(), pl.read_parquet(out).to_arrow()):
@@ -56,15 +86,32 @@ def test_bad_rows_are_set_aside_until_max_bad_fraction(tmp_path, sae_dir, demo_s
     good = (demo_subset / "corpus.jsonl").read_text()
     corpus.write_text(good + '{"id": "broken", "text": \n' + json.dumps({"id": "blank", "text": " "}) + "\n")
     out = tmp_path / "labels.parquet"
-    args = ["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus", str(corpus), "--out", str(out),
-            "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"]
+    args = [
+        "classify",
+        "--seeds",
+        str(demo_subset / "seeds.jsonl"),
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--sae",
+        str(sae_dir),
+        "--max-length",
+        "24",
+        "--executor",
+        "local",
+        "--json",
+    ]
     assert main(args) == 2  # 1 bad row of 26 is past the default 1%: clear error, no _SUCCESS
     err = json.loads(capsys.readouterr().out)
     assert err["error"] == "BadRowsError" and "max_bad_fraction" in err["message"]
     side = tmp_path / "labels.parquet.qscope"
     assert not out.exists() and not (side / "_SUCCESS").exists()
     rejected = pq.read_table(side / "_rejected").to_pylist()
-    assert {r["id"]: r["reject_reason"][:14] for r in rejected} == {"corpus:24": "not valid JSON", "blank": "empty text"}
+    assert {r["id"]: r["reject_reason"][:14] for r in rejected} == {
+        "corpus:24": "not valid JSON",
+        "blank": "empty text",
+    }
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("max_bad_fraction: 0.05\n")
@@ -77,9 +124,25 @@ def test_bad_rows_are_set_aside_until_max_bad_fraction(tmp_path, sae_dir, demo_s
 def test_two_runs_on_one_output(tmp_path, sae_dir, demo_subset):
     """A second classify on the same output is refused at once and names the run holding it."""
     out = tmp_path / "labels.parquet"
-    base = [sys.executable, "-m", "qscope.cli", "classify", "--seeds", str(demo_subset / "seeds.jsonl"),
-            "--corpus", str(demo_subset / "corpus.jsonl"), "--out", str(out), "--sae", str(sae_dir),
-            "--max-length", "24", "--executor", "local", "--json"]
+    base = [
+        sys.executable,
+        "-m",
+        "qscope.cli",
+        "classify",
+        "--seeds",
+        str(demo_subset / "seeds.jsonl"),
+        "--corpus",
+        str(demo_subset / "corpus.jsonl"),
+        "--out",
+        str(out),
+        "--sae",
+        str(sae_dir),
+        "--max-length",
+        "24",
+        "--executor",
+        "local",
+        "--json",
+    ]
     first = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lock = tmp_path / "labels.parquet.qscope" / "_lock"
     deadline = time.time() + 120
@@ -98,8 +161,24 @@ def test_result_path_that_holds_other_files_is_refused(tmp_path, sae_dir, demo_s
     target = tmp_path / bad.rstrip("/")
     target.mkdir()
     (target / "keep.txt").write_text("user data")
-    rc = main(["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus", str(demo_subset / "corpus.jsonl"),
-               "--out", str(target), "--sae", str(sae_dir), "--max-length", "24", "--executor", "local", "--json"])
+    rc = main(
+        [
+            "classify",
+            "--seeds",
+            str(demo_subset / "seeds.jsonl"),
+            "--corpus",
+            str(demo_subset / "corpus.jsonl"),
+            "--out",
+            str(target),
+            "--sae",
+            str(sae_dir),
+            "--max-length",
+            "24",
+            "--executor",
+            "local",
+            "--json",
+        ]
+    )
     assert rc == 2 and (target / "keep.txt").read_text() == "user data"
 
 
@@ -107,9 +186,24 @@ def test_progress_is_reported_on_stderr(tmp_path, sae_dir, demo_subset, capsys, 
     from qscope.pipelines import progress
 
     monkeypatch.setattr(progress, "INTERVAL_S", 0.05)
-    rc = main(["classify", "--seeds", str(demo_subset / "seeds.jsonl"), "--corpus", str(demo_subset / "corpus.jsonl"),
-               "--out", str(tmp_path / "x.parquet"), "--sae", str(sae_dir), "--max-length", "24", "--executor",
-               "local", "--json"])
+    rc = main(
+        [
+            "classify",
+            "--seeds",
+            str(demo_subset / "seeds.jsonl"),
+            "--corpus",
+            str(demo_subset / "corpus.jsonl"),
+            "--out",
+            str(tmp_path / "x.parquet"),
+            "--sae",
+            str(sae_dir),
+            "--max-length",
+            "24",
+            "--executor",
+            "local",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0 and json.loads(captured.out)["throughput"]["encode_corpus"]["rows"] == 24
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("[qscope] encode_corpus:")]
@@ -125,8 +219,25 @@ def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, sae_dir, demo_su
     seeds.write_text("".join(json.dumps({"body": r["text"]}) + "\n" for r in rows[:3]))
     cfg = tmp_path / "c.yaml"
     cfg.write_text("text_column: body\nid_column: doc\n")
-    rc = main(["classify", "--seeds", str(seeds), "--corpus", str(tmp_path / "hf"),
-               "--out", str(tmp_path / "o.parquet"), "--config", str(cfg), "--sae", str(sae_dir),
-               "--max-length", "24", "--executor", "local", "--json"])
+    rc = main(
+        [
+            "classify",
+            "--seeds",
+            str(seeds),
+            "--corpus",
+            str(tmp_path / "hf"),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--config",
+            str(cfg),
+            "--sae",
+            str(sae_dir),
+            "--max-length",
+            "24",
+            "--executor",
+            "local",
+            "--json",
+        ]
+    )
     assert rc == 0 and json.loads(capsys.readouterr().out)["rows"] == 24
     assert sorted(pq.read_table(tmp_path / "o.parquet")["id"].to_pylist()) == sorted(r["id"] for r in rows)

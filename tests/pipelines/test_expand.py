@@ -16,8 +16,25 @@ def _check_output(out_dir, result):
     assert (out_dir / "_SUCCESS").exists() and (out_dir / "report.html").exists()
     assert set(t["source"].to_pylist()) <= {"synthesized", "mined"}
     documented = {c for c, _, _ in OUTPUT_COLUMNS}
-    for col in ("id", "text", "source", "target_score", "seed_score", "seed_ids", "target_features", "strength", "engine",
-                "model", "sae", "layer", "qscope_version", "run_id", "feature_ids", "tokens", "token_target_act"):
+    for col in (
+        "id",
+        "text",
+        "source",
+        "target_score",
+        "seed_score",
+        "seed_ids",
+        "target_features",
+        "strength",
+        "engine",
+        "model",
+        "sae",
+        "layer",
+        "qscope_version",
+        "run_id",
+        "feature_ids",
+        "tokens",
+        "token_target_act",
+    ):
         assert col in t.column_names and col in documented
     for c, typ, _ in OUTPUT_COLUMNS:
         if c in t.column_names:
@@ -68,12 +85,15 @@ def _no_output(cfg):
     assert not [p for p in out.rglob("*.parquet")] if out.exists() else True
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "empty"),
-    (b'{"text": "ok"}\n{oops\n', "line 2 is not valid JSON"),
-    (b'{"body": "no text column"}\n', "no 'text' column"),
-    ('{"text": "r\u00e9sum\u00e9"}\n'.encode("latin-1"), "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "empty"),
+        (b'{"text": "ok"}\n{oops\n', "line 2 is not valid JSON"),
+        (b'{"body": "no text column"}\n', "no 'text' column"),
+        ('{"text": "r\u00e9sum\u00e9"}\n'.encode("latin-1"), "not valid UTF-8"),
+    ],
+)
 def test_bad_seed_file_fails_cleanly_without_output(tiny_expand_config, tmp_path, content, match):
     seeds = tmp_path / "bad_seeds.jsonl"
     seeds.write_bytes(content)
@@ -151,13 +171,15 @@ def test_filter_reads_the_seed_classifier_for_synthesized_rows_only(tiny_expand_
     import pyarrow as pa
     from qscope.pipelines.expand import filter_mask
 
-    table = pa.table({
-        "text": ["a ham radio logger for operators"] * 4,
-        "source": ["synthesized", "synthesized", "mined", "mined"],
-        "target_score": pa.array([0.9, 0.9, 0.9, 0.9], pa.float32()),
-        "seed_similarity": pa.array([0.5] * 4, pa.float32()),
-        "seed_score": pa.array([0.2, 0.7, 0.2, None], pa.float32()),
-    })
+    table = pa.table(
+        {
+            "text": ["a ham radio logger for operators"] * 4,
+            "source": ["synthesized", "synthesized", "mined", "mined"],
+            "target_score": pa.array([0.9, 0.9, 0.9, 0.9], pa.float32()),
+            "seed_similarity": pa.array([0.5] * 4, pa.float32()),
+            "seed_score": pa.array([0.2, 0.7, 0.2, None], pa.float32()),
+        }
+    )
     cfg = tiny_expand_config()
     assert cfg.filter.min_seed_score is None  # off by default (measured: no better than the target filter)
     cfg.filter.min_seed_score = "auto"
@@ -178,8 +200,12 @@ def test_config_accepts_auto_and_rejects_other_words():
     base = {"seeds": "s.jsonl", "corpus": "c.jsonl", "out": "o"}
     cfg = ExpandConfig.from_dict({**base, "synthesis": {"strengths": "auto"}, "mining": {"min_score": "auto"}})
     assert cfg.synthesis.strengths == "auto" and cfg.mining.min_score == "auto"
-    for bad in ({"synthesis": {"strengths": "best"}}, {"mining": {"min_score": "high"}},
-                {"mining": {"target_precision": 1.5}}, {"filter": {"min_seed_score": "yes"}}):
+    for bad in (
+        {"synthesis": {"strengths": "best"}},
+        {"mining": {"min_score": "high"}},
+        {"mining": {"target_precision": 1.5}},
+        {"filter": {"min_seed_score": "yes"}},
+    ):
         with pytest.raises(InputError):
             ExpandConfig.from_dict({**base, **bad})
 

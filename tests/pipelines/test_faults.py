@@ -54,8 +54,11 @@ def _operators_by_value():
 
 
 def _flow(op, kwargs=None):
-    return Flow(TableInput(pa.table({"id": list(range(100))}), 10), [Step(op, kwargs or {}, Resources(num_cpus=0.25), 10)],
-                "faulty")
+    return Flow(
+        TableInput(pa.table({"id": list(range(100))}), 10),
+        [Step(op, kwargs or {}, Resources(num_cpus=0.25), 10)],
+        "faulty",
+    )
 
 
 def test_a_dead_actor_is_restarted_and_no_row_is_lost_or_doubled(ray_local, tmp_path):
@@ -146,8 +149,14 @@ def test_three_node_cluster(cluster_inputs, tmp_path, mode):
     ray_tmp = Path("/tmp") / f"qscl{os.getpid()}{mode[0]}"  # the cluster's address file stays out of /tmp/ray
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "QSCOPE_PROGRESS_INTERVAL": "5", "RAY_TMPDIR": str(ray_tmp)}
     env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT, str(run), mode], capture_output=True, text=True,
-                       timeout=1500, env=env, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-c", CLUSTER_SCRIPT, str(run), mode],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-6000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
     got = pq.read_table(run / "out.parquet", columns=["id"])["id"].to_pylist()

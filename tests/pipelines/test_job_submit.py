@@ -22,8 +22,7 @@ def test_job_submit_expand(ray_head, tmp_path, tiny_expand_config):
     _submit_and_check(*ray_head, tmp_path, tiny_expand_config)
 
 
-def test_job_submit_with_qscope_installed_from_a_wheel(ray_head_factory, tmp_path, tiny_expand_config,
-                                                         fresh_install):
+def test_job_submit_with_qscope_installed_from_a_wheel(ray_head_factory, tmp_path, tiny_expand_config, fresh_install):
     """The README's command against a head whose environment has qscope installed non-editable: the uploaded
     working dir (whose qscope/ has no pipelines/ inside) comes first on sys.path and must still import
     qscope.pipelines (issue 11)."""
@@ -35,8 +34,13 @@ def test_job_submit_with_qscope_installed_from_a_wheel(ray_head_factory, tmp_pat
     (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     (venv / "bin" / "ray").write_text(f"#!{py}\nimport sys\nfrom ray.scripts.scripts import main\nsys.exit(main())\n")
     (venv / "bin" / "ray").chmod(0o755)
-    where = subprocess.run([str(py), "-c", "import qscope.pipelines; print(qscope.pipelines.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    where = subprocess.run(
+        [str(py), "-c", "import qscope.pipelines; print(qscope.pipelines.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
     assert where.startswith(str(site))
     with ray_head_factory(venv_bin=venv / "bin") as head:
         _submit_and_check(*head, tmp_path, tiny_expand_config)
@@ -52,8 +56,24 @@ def _submit_and_check(ray_bin, address, env, tmp_path, tiny_expand_config):
         if r.returncode == 0 or time.time() > deadline:
             break
         time.sleep(2)
-    cmd = [ray_bin, "job", "submit", "--address", address, "--working-dir", ".", "--",
-           "python", "-m", "qscope.pipelines.expand", "--config", str(config), "--seeds", cfg.seeds, "--json"]
+    cmd = [
+        ray_bin,
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "-m",
+        "qscope.pipelines.expand",
+        "--config",
+        str(config),
+        "--seeds",
+        cfg.seeds,
+        "--json",
+    ]
     deadline = time.time() + 180
     while True:  # `job list` answers before the node's job agent is up; submit says so ("No available agent")
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, cwd=ROOT)

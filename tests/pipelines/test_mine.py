@@ -18,9 +18,17 @@ def setup(tmp_path, sae_dir, demo_subset):
     rows = (demo_subset / "corpus.jsonl").read_text().splitlines(keepends=True)
     (corpus / "a.jsonl").write_text("".join(rows[:6]))
     (corpus / "b.jsonl").write_text("".join(rows[6:10]))
-    cfg = MineConfig.from_dict({"seeds": str(demo_subset / "seeds.jsonl"), "corpus": str(corpus),
-                                "out": str(tmp_path / "out"), "executor": "local", "min_score": 0.0,
-                                "targets": {"n_features": 3}, "model": {"sae": str(sae_dir), "max_length": 24}})
+    cfg = MineConfig.from_dict(
+        {
+            "seeds": str(demo_subset / "seeds.jsonl"),
+            "corpus": str(corpus),
+            "out": str(tmp_path / "out"),
+            "executor": "local",
+            "min_score": 0.0,
+            "targets": {"n_features": 3},
+            "model": {"sae": str(sae_dir), "max_length": 24},
+        }
+    )
     return cfg, corpus, rows
 
 
@@ -67,8 +75,11 @@ def test_incremental_idempotent_and_quarantine(setup):
 
     (corpus / "b.jsonl").unlink()  # a deleted file: its rows leave the results and the store
     r5 = mine.run(mine.build_plan(cfg))
-    assert r5["processed"] == [] and len(_rows(out)) == 11 and "b.jsonl" not in json.loads(
-        (out / "state.json").read_text())["files"]
+    assert (
+        r5["processed"] == []
+        and len(_rows(out)) == 11
+        and "b.jsonl" not in json.loads((out / "state.json").read_text())["files"]
+    )
 
     # New seeds: earlier scores are not comparable, so everything is mined again — from the store, no encoding.
     seeds = out.parent / "seeds2.jsonl"

@@ -24,8 +24,10 @@ def test_second_run_is_refused_and_named(tmp_path):
 
 def test_lock_of_a_killed_run_is_taken_over(tmp_path, caplog):
     # A process that takes the lock and dies without releasing it (SIGKILL: no cleanup runs).
-    script = ("import os, sys; from qscope.pipelines.outputs import RunLock; "
-              f"RunLock({str(tmp_path)!r}, 'dead-run').acquire(); os._exit(0)")
+    script = (
+        "import os, sys; from qscope.pipelines.outputs import RunLock; "
+        f"RunLock({str(tmp_path)!r}, 'dead-run').acquire(); os._exit(0)"
+    )
     subprocess.run([sys.executable, "-c", script], check=True)
     assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "dead-run"
     with caplog.at_level("WARNING"), RunLock(tmp_path, "new-run"):
@@ -35,8 +37,9 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path, caplog):
 
 def test_a_reused_pid_is_not_the_lock_owner(tmp_path):
     # Our own pid, but another process start time: the owner is gone even though the pid is alive.
-    (tmp_path / LOCK).write_text(json.dumps({"run_id": "old", "pid": os.getpid(), "host": os.uname().nodename,
-                                             "start": "1"}))
+    (tmp_path / LOCK).write_text(
+        json.dumps({"run_id": "old", "pid": os.getpid(), "host": os.uname().nodename, "start": "1"})
+    )
     with RunLock(tmp_path, "new"):
         pass
 
@@ -91,6 +94,5 @@ def test_ray_writer_counts_match_the_files(ray_local, tmp_path):
 
     table = pa.table({"id": [str(i) for i in range(500)], "source_key": [f"k{i % 3}" for i in range(500)]})
     Flow(TableInput(table, 5), [], "w").write_parquet(tmp_path / "parts", "ray", partition_col="source_key")
-    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["source_key=k0", "source_key=k1",
-                                                                     "source_key=k2"]
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["source_key=k0", "source_key=k1", "source_key=k2"]
     assert sum(pq.read_table(p).num_rows for p in (tmp_path / "parts").rglob("*.parquet")) == 500

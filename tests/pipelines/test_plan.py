@@ -28,12 +28,31 @@ def test_demo_plan_stages_operators_and_resources():
     kind, cfg = load_config("configs/demo.yaml")
     assert kind == "expand"
     plan = expand.build_plan(cfg)
-    assert plan.names == ["claim_output", "read_seeds", "encode_seeds", "encode_corpus", "seed_model", "cutoff", "mine",
-                          "index", "build_prompts", "generate", "score", "select", "describe_features", "write"]
+    assert plan.names == [
+        "claim_output",
+        "read_seeds",
+        "encode_seeds",
+        "encode_corpus",
+        "seed_model",
+        "cutoff",
+        "mine",
+        "index",
+        "build_prompts",
+        "generate",
+        "score",
+        "select",
+        "describe_features",
+        "write",
+    ]
     ops = {s.name: [st.operator for st in s.steps] for s in plan.stages if s.steps}
-    assert ops == {"encode_seeds": [EncodeSignatures], "encode_corpus": [EncodeSignatures],
-                   "seed_model": [SampleByHash], "mine": [MineBySignature, TopRows], "generate": [SteeredGenerate],
-                   "score": [ScoreTargetFeatures]}
+    assert ops == {
+        "encode_seeds": [EncodeSignatures],
+        "encode_corpus": [EncodeSignatures],
+        "seed_model": [SampleByHash],
+        "mine": [MineBySignature, TopRows],
+        "generate": [SteeredGenerate],
+        "score": [ScoreTargetFeatures],
+    }
     for s in plan.stages:
         for step in s.steps:
             kw = step.map_batches_kwargs()
@@ -59,9 +78,15 @@ def test_demo_plan_stages_operators_and_resources():
 
 
 def test_plan_follows_config():
-    cfg = ExpandConfig.from_dict({"seeds": "s.jsonl", "corpus": "c.jsonl", "mining": {"enabled": False},
-                                  "synthesis": {"engine": "vllm", "n_samples": 4},
-                                  "resources": {"generate": {"num_cpus": 1, "num_gpus": 1, "concurrency": 2}}})
+    cfg = ExpandConfig.from_dict(
+        {
+            "seeds": "s.jsonl",
+            "corpus": "c.jsonl",
+            "mining": {"enabled": False},
+            "synthesis": {"engine": "vllm", "n_samples": 4},
+            "resources": {"generate": {"num_cpus": 1, "num_gpus": 1, "concurrency": 2}},
+        }
+    )
     plan = expand.build_plan(cfg)
     assert "mine" not in plan.names and "generate" in plan.names
     kw = plan.stage("generate").steps[0].map_batches_kwargs()
@@ -74,14 +99,27 @@ def test_a_stage_reading_what_nothing_produces_is_a_plan_error():
     from qscope.pipelines.plan import Plan, Stage
 
     with pytest.raises(ValueError, match=r"stage b reads \['x'\], produced by no earlier stage"):
-        Plan("p", None, [Stage("a", "driver", (), {"y": "int"}, lambda run: {"y": 1}),
-                         Stage("b", "driver", ("x",), {}, lambda run: None)])
+        Plan(
+            "p",
+            None,
+            [
+                Stage("a", "driver", (), {"y": "int"}, lambda run: {"y": 1}),
+                Stage("b", "driver", ("x",), {}, lambda run: None),
+            ],
+        )
 
 
 def test_classify_and_mine_plans():
     c = classify.build_plan(ClassifyConfig(seeds="s", corpus="c", out="o.parquet"))
-    assert c.names == ["claim_output", "read_seeds", "encode_seeds", "encode_corpus", "seed_model", "classify",
-                       "finalize"]
+    assert c.names == [
+        "claim_output",
+        "read_seeds",
+        "encode_seeds",
+        "encode_corpus",
+        "seed_model",
+        "classify",
+        "finalize",
+    ]
     assert [s.operator for s in c.stage("classify").steps] == [Classify, Project]
     m = mine.build_plan(MineConfig(seeds="s", corpus="d", out="o"))
     assert m.names == ["claim_output", "read_seeds", "encode_corpus", "seed_model", "mine", "finish"]

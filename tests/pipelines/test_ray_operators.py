@@ -19,8 +19,14 @@ def test_operators_in_a_user_ray_data_pipeline(ray_local, sae_dir, tmp_path):
     texts = ["APRS digipeater for ham radio", "JSON parser library", "Morse code trainer", "Font package"]
     spec = {"sae": str(sae_dir), "max_length": 24}
     ds = ray.data.from_items([{"id": f"r{i}", "text": t} for i, t in enumerate(texts)])
-    ds = ds.map_batches(EncodeSignatures, fn_constructor_kwargs={"model_spec": spec, "top_n": 16},
-                        concurrency=1, num_cpus=0.5, batch_size=2, batch_format="pyarrow")
+    ds = ds.map_batches(
+        EncodeSignatures,
+        fn_constructor_kwargs={"model_spec": spec, "top_n": 16},
+        concurrency=1,
+        num_cpus=0.5,
+        batch_size=2,
+        batch_format="pyarrow",
+    )
     ds = ds.map_batches(**FilterByScore.map_batches_kwargs({"rules": {"n_tokens": 1}}, {"num_cpus": 0.25}))
     ds = ds.map_batches(**WriteParquetShards.map_batches_kwargs({"out_dir": str(tmp_path)}, {"num_cpus": 0.25}, 2))
     written = pa.concat_tables(ray.get(ds.to_arrow_refs()))
@@ -68,17 +74,26 @@ def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, sae_dir, de
 
     from qscope.seed_model import SeedModel
 
-    cfg = ClassifyConfig.from_dict({"seeds": str(demo_subset / "seeds.jsonl"), "corpus": str(demo_subset / "corpus.jsonl"),
-                                    "out": str(tmp_path / "labels.parquet"), "executor": "local",
-                                    "model": {"sae": str(sae_dir), "max_length": 24}})
+    cfg = ClassifyConfig.from_dict(
+        {
+            "seeds": str(demo_subset / "seeds.jsonl"),
+            "corpus": str(demo_subset / "corpus.jsonl"),
+            "out": str(tmp_path / "labels.parquet"),
+            "executor": "local",
+            "model": {"sae": str(sae_dir), "max_length": 24},
+        }
+    )
     classify.run(classify.build_plan(cfg))
     model = SeedModel.load(tmp_path / "labels.parquet.qscope" / "_seed_model")
     expected = dict(zip(*pq.read_table(tmp_path / "labels.parquet", columns=["id", "score"]).to_pydict().values()))
 
     spec = {"sae": str(sae_dir), "max_length": 24}
     ds = ray.data.read_json(str(demo_subset / "corpus.jsonl"))
-    ds = ds.map_batches(**EncodeSignatures.map_batches_kwargs({"model_spec": spec, "pooling": "sum", "top_n": 256},
-                                                              {"num_cpus": 0.5}, batch_size=8))
+    ds = ds.map_batches(
+        **EncodeSignatures.map_batches_kwargs(
+            {"model_spec": spec, "pooling": "sum", "top_n": 256}, {"num_cpus": 0.5}, batch_size=8
+        )
+    )
     ds = ds.map_batches(**Classify.map_batches_kwargs({"seed_model": model}, {"num_cpus": 0.25}, batch_size=8))
     ds.select_columns(["id", "score"]).write_parquet(str(tmp_path / "mine"))
     got = dict(zip(*pq.read_table(tmp_path / "mine").to_pydict().values()))

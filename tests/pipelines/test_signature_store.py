@@ -17,9 +17,15 @@ META = SignatureMeta("m", "sae", 3, "max", 16, 64, sae_hash="abc", max_length=32
 
 
 def _config(tmp_path, sae_dir, demo_subset, corpus, **over):
-    cfg = ClassifyConfig.from_dict({"seeds": str(demo_subset / "seeds.jsonl"), "corpus": str(corpus),
-                                    "out": str(tmp_path / "labels.parquet"), "executor": "local",
-                                    "model": {"sae": str(sae_dir), "max_length": 24}})
+    cfg = ClassifyConfig.from_dict(
+        {
+            "seeds": str(demo_subset / "seeds.jsonl"),
+            "corpus": str(corpus),
+            "out": str(tmp_path / "labels.parquet"),
+            "executor": "local",
+            "model": {"sae": str(sae_dir), "max_length": 24},
+        }
+    )
     for k, v in over.items():
         setattr(cfg, k, v)
     return cfg
@@ -44,8 +50,9 @@ def test_plan_reuses_unchanged_files_and_forgets_deleted_ones(tmp_path):
         assert plan.reuse == ["a.jsonl"] and [f.key for f in plan.encode] == ["c.jsonl"] and plan.remove == ["b.jsonl"]
 
 
-@pytest.mark.parametrize("field,value", [("sae_hash", "other-weights"), ("top_n", 8), ("max_length", 64),
-                                         ("layer", 4), ("pooling", "sum")])
+@pytest.mark.parametrize(
+    "field,value", [("sae_hash", "other-weights"), ("top_n", 8), ("max_length", 64), ("layer", 4), ("pooling", "sum")]
+)
 def test_other_encoder_settings_are_refused_by_name(tmp_path, field, value):
     with SignatureStore.open(tmp_path, META, "r1") as store:
         store.write_manifest()

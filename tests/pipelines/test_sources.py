@@ -22,13 +22,15 @@ def mixed(tmp_path):
     """A directory with every supported format, compressed files, bad rows and files readers must skip."""
     d = tmp_path / "corpus"
     (d / "sub").mkdir(parents=True)
-    lines = [json.dumps({"id": "j1", "text": "plain"}),
-             # raw U+2028 / U+2029 / U+0085 inside a string: valid JSON (json.dumps(ensure_ascii=False) writes it)
-             json.dumps({"id": "j2", "text": "a\u2028b\u2029c\u0085d"}, ensure_ascii=False),
-             "{not json",
-             json.dumps({"id": "j4", "text": "   "}),
-             json.dumps({"id": "j5", "body": "no text field"}),
-             json.dumps(["a", "list"])]
+    lines = [
+        json.dumps({"id": "j1", "text": "plain"}),
+        # raw U+2028 / U+2029 / U+0085 inside a string: valid JSON (json.dumps(ensure_ascii=False) writes it)
+        json.dumps({"id": "j2", "text": "a\u2028b\u2029c\u0085d"}, ensure_ascii=False),
+        "{not json",
+        json.dumps({"id": "j4", "text": "   "}),
+        json.dumps({"id": "j5", "body": "no text field"}),
+        json.dumps(["a", "list"]),
+    ]
     (d / "a.jsonl").write_bytes(("\n".join(lines) + "\n").encode() + b'{"id": "j7", "text": "caf\xe9"}\n')
     with gzip.open(d / "sub" / "b.jsonl.gz", "wt") as f:
         f.write(json.dumps({"text": "from gzip"}) + "\n")
@@ -48,8 +50,16 @@ def test_every_format_and_bad_row_is_read(mixed):
     assert src.known_rows == {"e.parquet": 2}
     rows = {r["id"]: r for r in _rows(src)}
     good = {i: r["text"] for i, r in rows.items() if r["reject_reason"] is None}
-    assert good == {"j1": "plain", "j2": "a\u2028b\u2029c\u0085d", "c1": "quoted\nnewline", "c2": "x" * 1000,
-                    "t1": "tab separated", "p1": "parquet row", "k1": "json list", "sub/b:0": "from gzip"}
+    assert good == {
+        "j1": "plain",
+        "j2": "a\u2028b\u2029c\u0085d",
+        "c1": "quoted\nnewline",
+        "c2": "x" * 1000,
+        "t1": "tab separated",
+        "p1": "parquet row",
+        "k1": "json list",
+        "sub/b:0": "from gzip",
+    }
     bad = {i: r["reject_reason"] for i, r in rows.items() if r["reject_reason"]}
     assert bad["a:2"].startswith("not valid JSON") and rows["a:2"]["text"] == "{not json"  # the line, for review
     assert bad["j4"] == EMPTY_TEXT and bad["p2"] == EMPTY_TEXT
@@ -92,7 +102,8 @@ def test_unreadable_file_is_one_rejected_row_and_the_rest_is_read(tmp_path):
     assert [r["text"] for r in rows if r["reject_reason"] is None] == ["still read"]
     reasons = {r["source_file"]: r["reject_reason"] for r in rows if r["reject_reason"]}
     assert reasons["a.parquet"].startswith("unreadable file") and reasons["b.jsonl.gz"].startswith(
-        ("unreadable file", "file unreadable after"))
+        ("unreadable file", "file unreadable after")
+    )
 
 
 def test_huggingface_saved_dataset_is_a_plain_path(tmp_path):
@@ -125,6 +136,8 @@ def test_ray_reads_what_the_local_reader_reads(ray_local, mixed):
     src = resolve_corpus(str(mixed), max_chars=1000)
     local = sorted(_rows(src), key=lambda r: (r["source_file"], r["row"]))
     ds = Flow(CorpusInput(src), [], "read").to_ray()
-    remote = sorted(pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow"))).to_pylist(),
-                    key=lambda r: (r["source_file"], r["row"]))
+    remote = sorted(
+        pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow"))).to_pylist(),
+        key=lambda r: (r["source_file"], r["row"]),
+    )
     assert remote == local

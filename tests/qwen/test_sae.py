@@ -18,13 +18,23 @@ SAE_DIR = shipped_sae_dir() / QWEN_SAE
 
 
 def test_shipped_files_and_size():
-    for name in ("cfg.json", "sae_weights.safetensors", "README.md", "MODEL_CARD.md", FEATURE_STATS_FILE,
-                 "heldout_texts.jsonl"):
+    for name in (
+        "cfg.json",
+        "sae_weights.safetensors",
+        "README.md",
+        "MODEL_CARD.md",
+        FEATURE_STATS_FILE,
+        "heldout_texts.jsonl",
+    ):
         assert (SAE_DIR / name).is_file(), name
     assert (SAE_DIR / "sae_weights.safetensors").stat().st_size <= 20_000_000  # the 20 MB budget, in fp16
     cfg = json.loads((SAE_DIR / "cfg.json").read_text())
-    assert (cfg["architecture"], cfg["d_in"], cfg["hook_layer"], cfg["model_name"]) == \
-        ("topk", 896, 12, "qwen2.5-coder-0.5b")
+    assert (cfg["architecture"], cfg["d_in"], cfg["hook_layer"], cfg["model_name"]) == (
+        "topk",
+        896,
+        12,
+        "qwen2.5-coder-0.5b",
+    )
     assert cfg["k"] <= 64 and cfg["dtype"] == "float16"
 
 
@@ -65,8 +75,11 @@ def test_meets_the_quality_bars_on_held_out_text(qwen_lm, qwen_sae):
 def test_qwen_scope_export_reads_real_residuals_identically(qwen_lm, qwen_sae, tmp_path):
     repo = tmp_path / qwen_scope_repo_name("Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ", qwen_sae.d_sae, qwen_sae.cfg.k)
     file = save_qwen_scope(qwen_sae, repo)
-    texts = ["def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)", "今天天气很好，我们去公园散步。",
-             "The transceiver tunes the dipole antenna on the 40 m band."]
+    texts = [
+        "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)",
+        "今天天气很好，我们去公园散步。",
+        "The transceiver tunes the dipole antenna on the 40 m band.",
+    ]
     res = qwen_lm.residuals(texts, [12])
     mask = res.attention_mask.bool()
     mask[:, 0] = False
@@ -75,7 +88,9 @@ def test_qwen_scope_export_reads_real_residuals_identically(qwen_lm, qwen_sae, t
     for loaded in (load_sae(file), load_sae(repo, layer=12), load_sae(file, k=qwen_sae.cfg.k)):
         theirs = loaded.encode(x)
         assert loaded.cfg.model_name == "Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ"  # the embedded model's hub id
-        same = [set(a[v > 0].tolist()) == set(b[w > 0].tolist())
-                for a, v, b, w in zip(ours.indices, ours.values, theirs.indices, theirs.values)]
+        same = [
+            set(a[v > 0].tolist()) == set(b[w > 0].tolist())
+            for a, v, b, w in zip(ours.indices, ours.values, theirs.indices, theirs.values)
+        ]
         assert all(same), f"{same.count(False)} of {len(same)} tokens select other features"
         torch.testing.assert_close(loaded(x), qwen_sae(x), rtol=1e-3, atol=1e-3)

@@ -41,8 +41,9 @@ def test_steered_agrees_with_hf_and_really_steers(qwen_hf_engine, qwen_vllm_engi
     assert [r.token_ids for r in b] != [r.token_ids for r in vllm_plain]
 
 
-def test_suppress_agrees_and_strength_zero_is_byte_identical(qwen_hf_engine, qwen_vllm_engine, vllm_plain,
-                                                             code_feature):
+def test_suppress_agrees_and_strength_zero_is_byte_identical(
+    qwen_hf_engine, qwen_vllm_engine, vllm_plain, code_feature
+):
     iv = suppress(code_feature, 1.0)
     a = qwen_hf_engine.generate(PROMPTS, intervention=iv, max_new_tokens=N_NEW)
     b = qwen_vllm_engine.generate(PROMPTS, intervention=iv, max_new_tokens=N_NEW)

@@ -108,8 +108,18 @@ def test_sparsify_layout_encodes_like_reference(tmp_path):
     hook = tmp_path / "run" / "layers.6"
     hook.mkdir(parents=True)
     save_file(tensors, hook / "sae.safetensors")
-    (hook / "cfg.json").write_text(json.dumps({"expansion_factor": 4, "normalize_decoder": True, "num_latents": d_sae,
-                                               "k": k, "multi_topk": False, "d_in": d_in}))
+    (hook / "cfg.json").write_text(
+        json.dumps(
+            {
+                "expansion_factor": 4,
+                "normalize_decoder": True,
+                "num_latents": d_sae,
+                "k": k,
+                "multi_topk": False,
+                "d_in": d_in,
+            }
+        )
+    )
     sae = load_sae(tmp_path / "run", layer=6)
     assert sae.cfg.hook_layer == 6
     x = torch.randn(16, d_in)

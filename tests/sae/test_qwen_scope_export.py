@@ -23,8 +23,10 @@ def trained_like_sae(random_sae_factory):
 
 def test_repo_name_follows_qwen_scope_convention():
     assert qwen_scope_repo_name("Qwen/Qwen3-1.7B-Base", 32768, 50) == "SAE-Res-Qwen3-1.7B-Base-W32K-L0_50"
-    assert qwen_scope_repo_name("Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ", 5120, 32) == \
-        "SAE-Res-Qwen2.5-Coder-0.5B-Instruct-AWQ-W5K-L0_32"
+    assert (
+        qwen_scope_repo_name("Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ", 5120, 32)
+        == "SAE-Res-Qwen2.5-Coder-0.5B-Instruct-AWQ-W5K-L0_32"
+    )
     assert qwen_scope_repo_name("x/m", 1000, 8) == "SAE-Res-m-W1000-L0_8"
 
 
@@ -58,8 +60,9 @@ def test_export_loads_back_with_identical_features(tmp_path, trained_like_sae, h
     for a_i, a_v, b_i, b_v in zip(ours.indices, ours.values, theirs.indices, theirs.values):
         ka, kb = dict(zip(a_i.tolist(), a_v.tolist())), dict(zip(b_i.tolist(), b_v.tolist()))
         assert ka.keys() == kb.keys()
-        torch.testing.assert_close(torch.tensor([kb[i] for i in ka]), torch.tensor(list(ka.values())),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            torch.tensor([kb[i] for i in ka]), torch.tensor(list(ka.values())), rtol=1e-4, atol=1e-4
+        )
     torch.testing.assert_close(loaded(x), trained_like_sae(x), rtol=1e-4, atol=1e-4)
 
 

@@ -33,14 +33,20 @@ def pytest_configure(config):
 
 
 CONCEPT = [
-    "The ocean waves crashed on the sandy beach.", "Sailors crossed the sea in wooden ships.",
-    "Whales and dolphins swim in the deep blue ocean.", "The tide rose over the rocks by the shore.",
-    "We watched the sunset over the sea from the boat.", "Salt water and sea breeze filled the harbor.",
+    "The ocean waves crashed on the sandy beach.",
+    "Sailors crossed the sea in wooden ships.",
+    "Whales and dolphins swim in the deep blue ocean.",
+    "The tide rose over the rocks by the shore.",
+    "We watched the sunset over the sea from the boat.",
+    "Salt water and sea breeze filled the harbor.",
 ]
 NEUTRAL = [
-    "The meeting was moved to Tuesday afternoon.", "She bought bread and cheese at the market.",
-    "The software update fixed several bugs.", "He read a book about medieval history.",
-    "The train to the city was late again.", "Our team finished the project on time.",
+    "The meeting was moved to Tuesday afternoon.",
+    "She bought bread and cheese at the market.",
+    "The software update fixed several bugs.",
+    "He read a book about medieval history.",
+    "The train to the city was late again.",
+    "Our team finished the project on time.",
 ]
 
 

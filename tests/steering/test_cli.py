@@ -15,8 +15,22 @@ def sae_dir(tmp_path_factory, steer_sae):
 
 
 def test_steer_json(sae_dir, capsys, concept_feature):
-    rc = main(["steer", "Tell me about your weekend.", "--sae", sae_dir, "--feature", str(concept_feature),
-               "--strength", "1", "--max-new-tokens", "5", "--baseline", "--json"])
+    rc = main(
+        [
+            "steer",
+            "Tell me about your weekend.",
+            "--sae",
+            sae_dir,
+            "--feature",
+            str(concept_feature),
+            "--strength",
+            "1",
+            "--max-new-tokens",
+            "5",
+            "--baseline",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["intervention"]["edits"][0]["feature"] == concept_feature
@@ -30,8 +44,21 @@ def test_steer_bad_feature_is_a_clear_error(sae_dir, capsys):
 
 
 def test_sweep_json(sae_dir, capsys, concept_feature):
-    rc = main(["sweep", "Tell me about your weekend.", "--sae", sae_dir, "--feature", str(concept_feature),
-               "--strengths", "0,1", "--max-new-tokens", "5", "--json"])
+    rc = main(
+        [
+            "sweep",
+            "Tell me about your weekend.",
+            "--sae",
+            sae_dir,
+            "--feature",
+            str(concept_feature),
+            "--strengths",
+            "0,1",
+            "--max-new-tokens",
+            "5",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["strength"] for r in out["rows"]] == [0.0, 1.0] and "best_strength" in out

@@ -66,7 +66,8 @@ def steered_block_output(lm, saes, plan, text, layer=15):
     with steer_hf(lm, build_layers(plan, saes) if plan else {}, torch.tensor([n]), torch.tensor([0])):
         # registered after the steering hook, so it sees the steered block output
         capture = lm.layers[layer].register_forward_hook(
-            lambda m, i, o: captured.__setitem__("x", o[0] if isinstance(o, tuple) else o))
+            lambda m, i, o: captured.__setitem__("x", o[0] if isinstance(o, tuple) else o)
+        )
         try:
             lm.model(**enc, use_cache=False)
         finally:
@@ -117,8 +118,9 @@ NEUTRAL_PROMPTS = ["Tell me about your weekend.", "Describe your morning routine
 
 
 @torch.no_grad()
-def test_activation_raises_real_features_of_the_shipped_sae(lm, shipped_sae, shipped_stats, shipped_concept_contrast,
-                                                            feature_profile):
+def test_activation_raises_real_features_of_the_shipped_sae(
+    lm, shipped_sae, shipped_stats, shipped_concept_contrast, feature_profile
+):
     """Activate real features of the shipped SAE, re-encode the generated text alone, measure each feature.
 
     Features are chosen from data, never by id (the SAE gets retrained): the 3 that best separate the sea sentences
@@ -157,12 +159,14 @@ def test_activation_raises_real_features_of_the_shipped_sae(lm, shipped_sae, shi
 
 
 def test_clamp_and_positions_run(hf_engine, concept_feature, unsteered, prompts):
-    out = hf_engine.generate(prompts[:1], intervention=clamp(concept_feature, 1.0, positions="prompt"),
-                             max_new_tokens=4)
+    out = hf_engine.generate(
+        prompts[:1], intervention=clamp(concept_feature, 1.0, positions="prompt"), max_new_tokens=4
+    )
     assert len(out) == 1 and len(out[0].token_ids) <= 4
     # steering only the generated positions leaves the prompt's KV untouched; the first token may still change
-    gen = hf_engine.generate(prompts[:1], intervention=activate(concept_feature, 0.0, positions="generated"),
-                             max_new_tokens=N_NEW)
+    gen = hf_engine.generate(
+        prompts[:1], intervention=activate(concept_feature, 0.0, positions="generated"), max_new_tokens=N_NEW
+    )
     assert gen[0].token_ids == unsteered[0].token_ids
 
 
@@ -175,8 +179,9 @@ def test_seeded_sampling_is_reproducible(hf_engine, prompts):
 def test_strength_sweep_table(hf_engine, concept_feature):
     from qscope.steering import strength_sweep
 
-    result = strength_sweep(hf_engine, ["Tell me about your weekend."], concept_feature, [0.0, 1.0],
-                            max_new_tokens=10, ppl_factor=100.0)
+    result = strength_sweep(
+        hf_engine, ["Tell me about your weekend."], concept_feature, [0.0, 1.0], max_new_tokens=10, ppl_factor=100.0
+    )
     assert [r["strength"] for r in result.rows] == [0.0, 1.0]
     assert set(result.ROW_KEYS) <= set(result.rows[0])
     assert result.rows[1]["mean_max_activation"] > result.rows[0]["mean_max_activation"]

@@ -119,7 +119,7 @@ def test_suppress_removes_feature_and_keeps_error_term(sae):
     fired = acts[:, f] > 0
     # the edit removes exactly f's term from the reconstruction, so x - sae_reconstruction (the error) is kept
     change = x2 - x
-    assert torch.allclose(change, -acts[:, f:f + 1] * sae.W_dec[f].detach(), atol=1e-5)
+    assert torch.allclose(change, -acts[:, f : f + 1] * sae.W_dec[f].detach(), atol=1e-5)
     acts2 = sae.encode_dense(x2)
     assert acts2[fired, f].abs().max() < 0.05 * acts[fired, f].max()
     others = [i for i in range(sae.d_sae) if i != f]
@@ -166,8 +166,10 @@ def test_calibration_sources(sae):
 def test_feature_acts_match_full_encode(random_sae_factory, architecture):
     sae = random_sae_factory(architecture=architecture, d_sae=256, k=8, seed=5)
     x = torch.randn(32, sae.d_in) * 2
-    steering = LayerSteering(compile_plan(suppress(3).validate({15: sae}) + suppress(9).validate({15: sae}),
-                                          {15: _Scales(1.0)}).layers[15], sae)
+    steering = LayerSteering(
+        compile_plan(suppress(3).validate({15: sae}) + suppress(9).validate({15: sae}), {15: _Scales(1.0)}).layers[15],
+        sae,
+    )
     full = sae.encode_dense(x)[:, [3, 9]]
     assert torch.allclose(steering.feature_acts(x), full, atol=1e-5)
 

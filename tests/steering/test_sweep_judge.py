@@ -9,21 +9,37 @@ import numpy as np
 
 from qscope.cli import main
 
-CONCEPT = ["The ocean waves crashed on the sandy beach.", "Sailors crossed the sea in wooden ships.",
-           "Whales and dolphins swim in the deep blue ocean.", "The tide rose over the rocks by the shore."]
-NEUTRAL = ["The meeting was moved to Tuesday afternoon.", "She bought bread and cheese at the market.",
-           "The software update fixed several bugs.", "He read a book about medieval history."]
+CONCEPT = [
+    "The ocean waves crashed on the sandy beach.",
+    "Sailors crossed the sea in wooden ships.",
+    "Whales and dolphins swim in the deep blue ocean.",
+    "The tide rose over the rocks by the shore.",
+]
+NEUTRAL = [
+    "The meeting was moved to Tuesday afternoon.",
+    "She bought bread and cheese at the market.",
+    "The software update fixed several bugs.",
+    "He read a book about medieval history.",
+]
 
 
 def test_sweep_reports_the_judge_and_marks_the_best_row(hf_engine, concept_feature):
     from qscope.steering import strength_sweep
 
     def sea_judge(texts):  # a user-given classifier: scores in [0, 1]
-        return np.array([1.0 if any(w in t.lower() for w in ("sea", "ocean", "wave", "ship", "boat")) else 0.0
-                         for t in texts])
+        return np.array(
+            [1.0 if any(w in t.lower() for w in ("sea", "ocean", "wave", "ship", "boat")) else 0.0 for t in texts]
+        )
 
-    result = strength_sweep(hf_engine, ["Tell me about your weekend."], concept_feature, [0.0, 1.0],
-                            max_new_tokens=10, ppl_factor=100.0, judge=sea_judge)
+    result = strength_sweep(
+        hf_engine,
+        ["Tell me about your weekend."],
+        concept_feature,
+        [0.0, 1.0],
+        max_new_tokens=10,
+        ppl_factor=100.0,
+        judge=sea_judge,
+    )
     assert result.judge == "sea_judge"
     for r in result.rows:
         assert set(result.ROW_KEYS) <= set(r)
@@ -44,9 +60,27 @@ def test_cli_sweep_with_a_judge_from_examples(tmp_path, steer_sae, capsys, conce
     sae_dir = str(steer_sae.save(tmp_path / "sae"))
     (tmp_path / "pos.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in CONCEPT))
     (tmp_path / "neg.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in NEUTRAL))
-    rc = main(["sweep", "Tell me about your weekend.", "--sae", sae_dir, "--feature", str(concept_feature),
-               "--strengths", "0,1", "--max-new-tokens", "5", "--judge-examples", str(tmp_path / "pos.jsonl"),
-               "--judge-negatives", str(tmp_path / "neg.jsonl"), "--judge-kind", "tfidf", "--json"])
+    rc = main(
+        [
+            "sweep",
+            "Tell me about your weekend.",
+            "--sae",
+            sae_dir,
+            "--feature",
+            str(concept_feature),
+            "--strengths",
+            "0,1",
+            "--max-new-tokens",
+            "5",
+            "--judge-examples",
+            str(tmp_path / "pos.jsonl"),
+            "--judge-negatives",
+            str(tmp_path / "neg.jsonl"),
+            "--judge-kind",
+            "tfidf",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["judge"] == "tfidf" and sum(r["best"] for r in out["rows"]) <= 1

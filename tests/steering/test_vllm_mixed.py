@@ -14,8 +14,12 @@ pytestmark = pytest.mark.vllm
 
 N_NEW = 16
 MIXED_PROMPTS = [
-    "Write a short poem about the sea.", "What is the capital of France?", "Describe a busy train station.",
-    "Give me three tips for learning to cook.", "Why is the sky blue?", "Tell me a story about a lost dog.",
+    "Write a short poem about the sea.",
+    "What is the capital of France?",
+    "Describe a busy train station.",
+    "Give me three tips for learning to cook.",
+    "Why is the sky blue?",
+    "Tell me a story about a lost dog.",
 ]
 
 

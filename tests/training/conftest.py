@@ -30,11 +30,28 @@ def synthetic(tmp_path_factory):
 @pytest.fixture
 def make_config(synthetic, tmp_path):
     def make(**overrides) -> TrainConfig:
-        sae = {"architecture": "topk", "d_sae": 256, "k": 4, "lr": 1e-2, "warmup_steps": 10, "dead_tokens": 10_000,
-               **overrides.pop("sae", {})}
-        base = dict(layers=[LAYER], cache=str(synthetic["train"]), heldout_cache=str(synthetic["heldout"]),
-                    heldout_tokens=8_000, out=str(tmp_path / "run"), batch_size=256, max_tokens=256 * 200,
-                    checkpoint_every=0, progress=False, num_threads=1, sae=sae)
+        sae = {
+            "architecture": "topk",
+            "d_sae": 256,
+            "k": 4,
+            "lr": 1e-2,
+            "warmup_steps": 10,
+            "dead_tokens": 10_000,
+            **overrides.pop("sae", {}),
+        }
+        base = dict(
+            layers=[LAYER],
+            cache=str(synthetic["train"]),
+            heldout_cache=str(synthetic["heldout"]),
+            heldout_tokens=8_000,
+            out=str(tmp_path / "run"),
+            batch_size=256,
+            max_tokens=256 * 200,
+            checkpoint_every=0,
+            progress=False,
+            num_threads=1,
+            sae=sae,
+        )
         return TrainConfig.from_dict({**base, **overrides})
 
     return make

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def sparse_dictionary_data(n: int, d_in: int = 64, n_atoms: int = 256, active: int = 6, noise: float = 0.01,
-                           seed: int = 0, dictionary_seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+def sparse_dictionary_data(
+    n: int,
+    d_in: int = 64,
+    n_atoms: int = 256,
+    active: int = 6,
+    noise: float = 0.01,
+    seed: int = 0,
+    dictionary_seed: int = 1234,
+) -> tuple[np.ndarray, np.ndarray]:
     atoms = np.random.default_rng(dictionary_seed).standard_normal((n_atoms, d_in))
     atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
     rng = np.random.default_rng(seed)

@@ -29,7 +29,9 @@ def test_train_sae_cli_json(make_config, tmp_path, capsys):
     assert sae.cfg.sae_id == f"test/l{LAYER}" and sae.cfg.metadata["training_tokens"] == 40 * 256
     from qscope.training.cache import read_manifest
 
-    assert sae.cfg.metadata["distinct_training_tokens"] == read_manifest(yaml.safe_load(open(config))["cache"])["n_tokens"]
+    assert (
+        sae.cfg.metadata["distinct_training_tokens"] == read_manifest(yaml.safe_load(open(config))["cache"])["n_tokens"]
+    )
     assert 0 < out["heldout"][str(LAYER)]["explained_variance"] <= 1
 
 

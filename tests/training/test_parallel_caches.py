@@ -45,13 +45,15 @@ def test_caches_of_different_widths_are_refused(tmp_path):
 def test_trainer_takes_a_list_of_caches_and_resumes(synthetic, make_config, tmp_path):
     x = np.concatenate([a for a in ActivationCache(synthetic["train"]).layer_arrays(LAYER)]).astype(np.float32)
     half = len(x) // 2
-    caches = [str(write_activation_cache(tmp_path / n, {LAYER: part})) for n, part in
-              (("a", x[:half]), ("b", x[half:]))]
+    caches = [
+        str(write_activation_cache(tmp_path / n, {LAYER: part})) for n, part in (("a", x[:half]), ("b", x[half:]))
+    ]
     full = Trainer(make_config(cache=caches, max_tokens=256 * 40, out=str(tmp_path / "full"))).fit(export=False)
     first = Trainer(make_config(cache=caches, max_tokens=256 * 40, out=str(tmp_path / "paused")))
     first.fit(export=False, stop_at=15)
     resumed = Trainer(make_config(cache=caches, max_tokens=256 * 40, out=str(tmp_path / "paused"))).fit(
-        resume=True, export=False)
+        resume=True, export=False
+    )
     assert resumed.steps == full.steps == 40
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["saes"][str(LAYER)]
     b = torch.load(tmp_path / "paused" / "checkpoint.pt", weights_only=True)["saes"][str(LAYER)]
@@ -61,8 +63,12 @@ def test_trainer_takes_a_list_of_caches_and_resumes(synthetic, make_config, tmp_
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    texts = [f"Package {i}: a tool that {w} files quickly and safely." for i, w in
-             enumerate(["copies", "moves", "renames", "lists", "checks", "zips", "hashes", "syncs", "signs", "finds"])]
+    texts = [
+        f"Package {i}: a tool that {w} files quickly and safely."
+        for i, w in enumerate(
+            ["copies", "moves", "renames", "lists", "checks", "zips", "hashes", "syncs", "signs", "finds"]
+        )
+    ]
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return path
@@ -70,10 +76,12 @@ def corpus(tmp_path_factory):
 
 def test_ranges_partition_the_split(lm, corpus, tmp_path):
     whole = cache_activations(tmp_path / "whole", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False)
-    first = cache_activations(tmp_path / "a", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False,
-                              max_texts=6)
-    second = cache_activations(tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False,
-                               texts_from=6)
+    first = cache_activations(
+        tmp_path / "a", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False, max_texts=6
+    )
+    second = cache_activations(
+        tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False, texts_from=6
+    )
     assert (first.texts_done, second.texts_done, whole.texts_done) == (6, 4, 10)
     assert first.n_tokens + second.n_tokens == whole.n_tokens
     parts = CacheSource([str(tmp_path / "a"), str(tmp_path / "b")], [LAYER], batch_size=1)
@@ -84,14 +92,17 @@ def test_ranges_partition_the_split(lm, corpus, tmp_path):
 
 
 def test_a_range_cache_resumes_only_with_the_same_start(lm, corpus, tmp_path):
-    cache_activations(tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False,
-                      texts_from=6, max_texts=2)
-    again = cache_activations(tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False,
-                              texts_from=6)
+    cache_activations(
+        tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False, texts_from=6, max_texts=2
+    )
+    again = cache_activations(
+        tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False, texts_from=6
+    )
     assert again.texts_done == 4 and again.n_shards == 2  # resumed after the first shard
     with pytest.raises(InputError, match="holds a cache for"):
-        cache_activations(tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False,
-                          texts_from=5)
+        cache_activations(
+            tmp_path / "b", corpus, [LAYER], split=None, lm=lm, shard_texts=4, progress=False, texts_from=5
+        )
     with pytest.raises(InputError, match=">= 0"):
         cache_activations(tmp_path / "c", corpus, [LAYER], split=None, lm=lm, texts_from=-1, progress=False)
 

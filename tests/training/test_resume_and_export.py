@@ -61,8 +61,9 @@ def test_normalization_is_folded_into_the_exported_weights(architecture, tmp_pat
         else:  # the trained rule with a fixed threshold: JumpReLU
             rows, cols = (pre > threshold).nonzero(as_tuple=True)
             counts = torch.bincount(rows, minlength=len(pre))
-            sel = trained.select(pre, 1, batch=False)._replace(rows=rows, cols=cols, pre=pre[rows, cols],
-                                                              offsets=torch.cumsum(counts, 0) - counts)
+            sel = trained.select(pre, 1, batch=False)._replace(
+                rows=rows, cols=cols, pre=pre[rows, cols], offsets=torch.cumsum(counts, 0) - counts
+            )
             values = sel.pre
         expected = (trained.decode_sparse(sel, values) + trained.b_dec) / scale
     got = loaded(x_raw)

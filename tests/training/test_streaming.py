@@ -26,10 +26,21 @@ def test_streaming_trains_and_resumes_identically(lm, tmp_path):
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
 
     def config(out):
-        return TrainConfig(layers=[3, 5], corpus=str(corpus), split=None, batch_size=64, max_tokens=64 * 6,
-                           stream_window=8, heldout_split=None, heldout_tokens=128, out=str(tmp_path / out),
-                           checkpoint_every=0, progress=False, num_threads=1,
-                           sae={"d_sae": 128, "k": 8, "lr": 3e-3, "warmup_steps": 2})
+        return TrainConfig(
+            layers=[3, 5],
+            corpus=str(corpus),
+            split=None,
+            batch_size=64,
+            max_tokens=64 * 6,
+            stream_window=8,
+            heldout_split=None,
+            heldout_tokens=128,
+            out=str(tmp_path / out),
+            checkpoint_every=0,
+            progress=False,
+            num_threads=1,
+            sae={"d_sae": 128, "k": 8, "lr": 3e-3, "warmup_steps": 2},
+        )
 
     straight = Trainer(config("a"), lm=lm)
     result = straight.fit()
