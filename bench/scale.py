@@ -153,7 +153,9 @@ def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, 
     # Steady state: the time rows were flowing through the corpus stages (encode, then classify), from each
     # stage's first counted batch to its last; actor start-up, model loads and the seed-model fit between the two
     # passes are excluded (they do not grow with the corpus).
-    span = sum(th[s]["last"] - th[s]["first"] for s in ("encode_corpus", "classify"))
+    # Per stage, the time all its rows take at its steady rate (rows / rows_per_s: the first batch's rows are not
+    # in that rate, since they were done before the clock started).
+    span = sum(th[s]["rows"] / th[s]["rows_per_s"] for s in ("encode_corpus", "classify"))
     if os.environ.get("QSCOPE_BENCH_VERBOSE"):
         top = ", ".join(f"{n} {p / 2**20:.0f}MB" for p, n in sampler.at_peak[:8])
         print(f"    at peak ({len(sampler.at_peak)} processes): {top}", file=sys.stderr)

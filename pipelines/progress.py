@@ -37,7 +37,9 @@ class Counter:
         if node:
             self.nodes[stage].add(node)
         if rows:
-            first_last = self.span.setdefault(stage, [now, now])
+            # [first, last, rows of the first batch]: those rows were done before `first`, so they do not count
+            # toward the rate between first and last (with a few large batches they would inflate it ~1.5x).
+            first_last = self.span.setdefault(stage, [now, now, int(rows)])
             first_last[1] = now
 
     def get(self, stage: str) -> tuple[int, int]:
@@ -47,9 +49,10 @@ class Counter:
         return self.out.get(stage, 0)
 
     def stats(self) -> dict[str, dict]:
-        """Per stage: rows, and rows/s between the first and the last counted batch (start-up excluded)."""
+        """Per stage: rows, and rows/s between the first and the last counted batch (start-up excluded): the rows
+        counted after the first batch over the time from the first batch to the last."""
         out = {}
-        for stage, (first, last) in self.span.items():
+        for stage, (first, last, first_rows) in self.span.items():
             rows = self.rows[stage]
             out[stage] = {
                 "rows": rows,
@@ -57,7 +60,7 @@ class Counter:
                 "first": first,
                 "last": last,
                 "nodes": len(self.nodes[stage]) or None,
-                "rows_per_s": round(rows / (last - first), 1) if last > first else None,
+                "rows_per_s": round((rows - first_rows) / (last - first), 1) if last > first else None,
             }
         return out
 
