@@ -54,7 +54,7 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
         cfg, side, side / SIGNATURES_DIR, label_column=cfg.label_column, check_result=lambda: check_result_path(out)
     )
     stages += [
-        shared.seed_model_stage(cfg, cfg.background_size, method=cfg.method, k=cfg.k, label_column="label"),
+        shared.seed_model_stage(cfg, cfg, label_column="label"),
         Stage(
             "classify",
             "flow",

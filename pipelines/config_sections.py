@@ -94,6 +94,15 @@ class TargetConfig(ConfigBase):
     def check(self) -> None:
         check_positive(self, "n_features")
 
+    def seed_model_kwargs(self) -> dict:
+        """These settings as `SeedModel.fit`'s keyword arguments."""
+        return {
+            "n_targets": self.n_features,
+            "target_method": self.method,
+            "min_seed_fraction": self.min_seed_fraction,
+            "fixed_targets": self.features,
+        }
+
 
 @dataclass
 class SeedClassifierConfig(ConfigBase):

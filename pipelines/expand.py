@@ -52,19 +52,7 @@ def build_plan(cfg: ExpandConfig) -> Plan:
     engine_kwargs = resolve_engine_kwargs(syn.engine, syn.engine_kwargs, res.generate.num_gpus)  # fails before work
     out = Path(cfg.out)
     stages = shared.head(cfg, out, out / SIGNATURES_DIR, max_rows=cfg.max_corpus_rows)
-    t = cfg.targets
-    stages.append(
-        shared.seed_model_stage(
-            cfg,
-            mining.background_size,
-            n_targets=t.n_features,
-            target_method=t.method,
-            min_seed_fraction=t.min_seed_fraction,
-            fixed_targets=t.features,
-            method=mining.method,
-            k=mining.k,
-        )
-    )
+    stages.append(shared.seed_model_stage(cfg, mining, cfg.targets))
     stages.append(
         Stage(
             "cutoff",

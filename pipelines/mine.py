@@ -73,17 +73,7 @@ def build_plan(cfg: MineConfig) -> Plan:
     )
     project = Step(Project, {"columns": MINED_COLUMNS}, light.actor_resources(), light.batch_size)
     stages = shared.head(cfg, out, out / SIGNATURES_DIR, with_seed_encoding=False)
-    t = cfg.targets
-    fit = shared.seed_model_stage(
-        cfg,
-        cfg.background_size,
-        n_targets=t.n_features,
-        target_method=t.method,
-        min_seed_fraction=t.min_seed_fraction,
-        fixed_targets=t.features,
-        method=cfg.method,
-        k=cfg.k,
-    )
+    fit = shared.seed_model_stage(cfg, cfg, cfg.targets)
     encode = shared.encode_step(cfg)
     stages += [
         Stage(

@@ -2,7 +2,7 @@
 into its signature store (only new / changed files), and fit the `SeedModel` on a bounded corpus sample.
 
     stages = shared.head(cfg, out_dir)                # claim_output, read_seeds, encode_seeds, encode_corpus
-    stages += [shared.seed_model_stage(cfg, ...)]     # then the pipeline's own stages read `signatures`, `seed_model`
+    stages += [shared.seed_model_stage(cfg, cfg)]     # then the pipeline's own stages read `signatures`, `seed_model`
 
 Values they produce: `output` (the claimed directory), `seeds` (`Records`), `meta` (`SignatureMeta`),
 `seed_signatures` (a small Table), `signatures` (a `CorpusSignatures`: the open store + this corpus's files),
@@ -218,20 +218,12 @@ def _publish_rejected(run: Run, sigs: CorpusSignatures) -> None:
         )
 
 
-def seed_model_stage(
-    cfg,
-    background_size: int,
-    *,
-    n_targets: int = 0,
-    target_method: str = "logodds",
-    min_seed_fraction: float = 0.25,
-    fixed_targets=None,
-    method: str = "probe",
-    k: int = 3,
-    label_column: str | None = None,
-) -> Stage:
-    """Sample `background_size` corpus signatures (bottom-k by id hash: uniform, deterministic, streamed), fit
-    the SeedModel, save it to `<output>/_seed_model`."""
+def seed_model_stage(cfg, fit, targets=None, *, label_column: str | None = None) -> Stage:
+    """Sample `fit.background_size` corpus signatures (bottom-k by id hash: uniform, deterministic, streamed), fit
+    the SeedModel with `fit.method` / `fit.k` (and target features as `targets`, a `TargetConfig`, asks), save it to
+    `<output>/_seed_model`."""
+    background_size = fit.background_size
+    target_kwargs = targets.seed_model_kwargs() if targets is not None else {}
     step = Step(SampleByHash, {"fraction": "<from the store's row count>"}, cfg.resources.light.actor_resources(), 4096)
 
     def fn(run: Run) -> dict:
@@ -247,13 +239,10 @@ def seed_model_stage(
             run["seed_signatures"],
             background,
             run["meta"],
-            n_targets=n_targets,
-            target_method=target_method,
-            min_seed_fraction=min_seed_fraction,
-            fixed_targets=fixed_targets,
-            method=method,
-            k=k,
+            method=fit.method,
+            k=fit.k,
             label_column=label_column,
+            **target_kwargs,
         )
         model.save(Path(run["output"]) / SEED_MODEL)
         return {"seed_model": model}

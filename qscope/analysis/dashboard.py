@@ -16,6 +16,9 @@ import numpy as np
 from qscope.analysis import templates
 from qscope.paths import atomic_path
 
+LABEL_FIELDS = {"label": "text", "label_score": "score", "lm_label": "lm_text", "lm_label_score": "lm_score"}
+"""A feature page's label keys and the `FeatureLabel` attribute each is read from (besides promoted / suppressed)."""
+
 
 def _env():
     import jinja2
@@ -84,10 +87,7 @@ def feature_data(
     if labeler is not None:
         lab = labeler.lm_label(f) if lm_label else labeler.label(f)
         d.update(
-            label=lab.text,
-            label_score=lab.score,
-            lm_label=lab.lm_text,
-            lm_label_score=lab.lm_score,
+            {key: getattr(lab, name) for key, name in LABEL_FIELDS.items()},
             promoted=lab.promoted,
             suppressed=lab.suppressed,
         )

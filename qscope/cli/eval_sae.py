@@ -80,17 +80,8 @@ def run(args) -> int:
     lm = LanguageModel.load(chosen.model, max_length=args.max_length)
     check_sae_fits(lm, sae)
     progress = sys.stderr.isatty() or bool(getattr(args, "verbose", False))
-    result = evaluate_sae(
-        lm,
-        sae,
-        texts,
-        layer=args.layer,
-        n_tokens=args.tokens,
-        batch_tokens=args.batch_tokens,
-        max_length=args.max_length,
-        seed=args.seed,
-        progress=progress,
-    )
+    common = {"batch_tokens": args.batch_tokens, "max_length": args.max_length, "seed": args.seed, "progress": progress}
+    result = evaluate_sae(lm, sae, texts, layer=args.layer, n_tokens=args.tokens, **common)
     out = result.to_json()
     stats = None
     if args.write_stats and args.stats_cache:
@@ -98,16 +89,7 @@ def run(args) -> int:
         out["feature_stats"] = str(write_feature_stats(stats, out_dir))
     elif args.write_stats:
         stats = compute_feature_stats(
-            lm,
-            sae,
-            texts,
-            layer=result.layer,
-            n_tokens=args.stats_tokens,
-            batch_tokens=args.batch_tokens,
-            max_length=args.max_length,
-            top_k=args.top_examples,
-            seed=args.seed,
-            progress=progress,
+            lm, sae, texts, layer=result.layer, n_tokens=args.stats_tokens, top_k=args.top_examples, **common
         )
         out["feature_stats"] = str(write_feature_stats(stats, out_dir))
     elif args.write_card and (out_dir / FEATURE_STATS_FILE).exists():
@@ -136,22 +118,13 @@ def _print_human(out: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from qscope.evaluation.metrics import METRIC_KEYS
+
     console = Console()
     table = Table(title=f"SAE {out['sae']} @ layer {out['layer']} — {out['n_tokens']:,} tokens of {out['text_source']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in (
-        "explained_variance",
-        "mse",
-        "l0",
-        "dead_fraction",
-        "ce_loss_recovered",
-        "kl_div",
-        "delta_lm_loss",
-        "ce_clean",
-        "ce_spliced",
-        "ce_zero_ablation",
-    ):
+    for key in METRIC_KEYS:
         value = out[key]
         table.add_row(key, "n/a" if value is None else f"{value:.4f}")
     console.print(table)

@@ -54,6 +54,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+SWEEP_OPTIONS = ("op", "positions", "max_new_tokens", "threshold", "max_perplexity", "ppl_factor", "temperature")
+"""`strength_sweep` keyword arguments that the CLI takes as they are, under the same names."""
+
+
 def build_judge(args, engine, layer):
     """The judge the CLI arguments ask for (None: none given)."""
     from qscope.errors import InputError
@@ -113,16 +117,10 @@ def run(args) -> int:
             args.feature[0],
             grid,
             layer=layer,
-            op=args.op,
-            positions=args.positions,
-            max_new_tokens=args.max_new_tokens,
-            threshold=args.threshold,
-            max_perplexity=args.max_perplexity,
-            ppl_factor=args.ppl_factor,
             lm=getattr(engine, "lm", None),
             chat=not args.no_chat,
             judge=judge,
-            temperature=args.temperature,
+            **{name: getattr(args, name) for name in SWEEP_OPTIONS},
         )
     finally:
         engine.close()

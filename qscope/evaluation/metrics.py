@@ -26,7 +26,7 @@ from qscope.features import drop_norm_outliers
 
 log = logging.getLogger(__name__)
 
-JSON_KEYS = (
+METRIC_KEYS = (
     "explained_variance",
     "mse",
     "l0",
@@ -37,10 +37,9 @@ JSON_KEYS = (
     "ce_clean",
     "ce_spliced",
     "ce_zero_ablation",
-    "n_tokens",
-    "sae",
-    "layer",
 )
+"""The SAE's numbers in `SAEEvalResult` (None where not measured)."""
+JSON_KEYS = (*METRIC_KEYS, "n_tokens", "sae", "layer")
 """The stable `qscope eval-sae --json` contract (extra keys may follow these)."""
 
 
