@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from qscope.errors import InputError
 from qscope.steering.calibration import StrengthCalibration
@@ -34,6 +35,18 @@ class GenerationResult:
             "token_ids": self.token_ids,
             "finish_reason": self.finish_reason,
         }
+
+
+class Sampling(NamedTuple):
+    """How every prompt of one `generate` call is decoded (checked by `generate`, the same for both engines)."""
+
+    max_new_tokens: int
+    temperature: float
+    """0: greedy."""
+    seed: int
+    """The base seed of seeded sampling (unused when greedy)."""
+    ignore_eos: bool = False
+    """Always generate max_new_tokens."""
 
 
 class GenerationEngine(abc.ABC):
@@ -70,7 +83,8 @@ class GenerationEngine(abc.ABC):
             raise InputError(f"temperature must be a finite number >= 0, got {temperature!r}")
         plans = self.plans(intervention, len(prompts))  # all validated before any generation
         token_prompts = [self.encode_prompt(p, chat) for p in prompts]
-        outputs = self._generate(token_prompts, plans, max_new_tokens, float(temperature), int(seed), bool(ignore_eos))
+        sampling = Sampling(max_new_tokens, float(temperature), int(seed), bool(ignore_eos))
+        outputs = self._generate(token_prompts, plans, sampling)
         results = []
         for prompt, ids_in, ids_out in zip(prompts, token_prompts, outputs):
             ids_out, finish = self._strip_stop(list(ids_out), max_new_tokens, ignore_eos)
@@ -184,13 +198,7 @@ class GenerationEngine(abc.ABC):
     # --- engine-specific --------------------------------------------------------------------------------
     @abc.abstractmethod
     def _generate(
-        self,
-        prompts: list[list[int]],
-        plans: list[SteeringPlan | None],
-        max_new_tokens: int,
-        temperature: float,
-        seed: int,
-        ignore_eos: bool = False,
+        self, prompts: list[list[int]], plans: list[SteeringPlan | None], sampling: Sampling
     ) -> list[list[int]]:
         """Token-id prompts + one plan per prompt -> generated token ids per prompt (may include stop tokens /
         trailing padding)."""

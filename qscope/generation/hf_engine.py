@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
-from qscope.generation.base import GenerationEngine
+from qscope.generation.base import GenerationEngine, Sampling
 from qscope.steering.calibration import StrengthCalibration
 from qscope.steering.compiled import SteeringPlan, build_layers
 from qscope.steering.hf_hooks import steer_hf
@@ -52,13 +52,7 @@ class HFEngine(GenerationEngine):
 
     @torch.no_grad()
     def _generate(
-        self,
-        prompts: list[list[int]],
-        plans: list[SteeringPlan | None],
-        max_new_tokens: int,
-        temperature: float,
-        seed: int,
-        ignore_eos: bool = False,
+        self, prompts: list[list[int]], plans: list[SteeringPlan | None], sampling: Sampling
     ) -> list[list[int]]:
         # Hooks steer a whole batch alike, so prompts are grouped by plan (first-seen order) and each group is
         # batched on its own; a single plan for every prompt is one group, batched as before.
@@ -72,15 +66,16 @@ class HFEngine(GenerationEngine):
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
                 generated = self._generate_batch(
-                    [prompts[i] for i in chunk], layers, max_new_tokens, temperature, seed + start, ignore_eos
+                    [prompts[i] for i in chunk], layers, sampling._replace(seed=sampling.seed + start)
                 )
                 for i, ids in zip(chunk, generated):
                     out[i] = ids
         return out
 
-    def _generate_batch(self, batch, layers, max_new_tokens, temperature, seed, ignore_eos) -> list[list[int]]:
+    def _generate_batch(self, batch, layers, sampling: Sampling) -> list[list[int]]:
         from transformers import GenerationConfig
 
+        max_new_tokens, temperature, seed, ignore_eos = sampling
         width = max(len(p) for p in batch)
         device = self.lm.device
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)

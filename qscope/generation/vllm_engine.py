@@ -37,7 +37,7 @@ import re
 from collections.abc import Mapping
 
 from qscope.errors import InputError, ModelLoadError
-from qscope.generation.base import GenerationEngine
+from qscope.generation.base import GenerationEngine, Sampling
 from qscope.generation.engine_config import resolve_engine_kwargs
 from qscope.steering.calibration import StrengthCalibration
 from qscope.steering.compiled import SteeringPlan
@@ -140,16 +140,11 @@ class VLLMEngine(GenerationEngine):
 
     # --- generation ------------------------------------------------------------------------------------------
     def _generate(
-        self,
-        prompts: list[list[int]],
-        plans: list[SteeringPlan | None],
-        max_new_tokens: int,
-        temperature: float,
-        seed: int,
-        ignore_eos: bool = False,
+        self, prompts: list[list[int]], plans: list[SteeringPlan | None], sampling: Sampling
     ) -> list[list[int]]:
         from vllm import SamplingParams
 
+        max_new_tokens, temperature, seed, ignore_eos = sampling
         params = [
             SamplingParams(
                 max_tokens=max_new_tokens,
