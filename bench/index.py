@@ -117,18 +117,7 @@ def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bi
     exact = index.search_vectors(q, k=10, exact=True)
     t_exact = time.time() - t
     store_b = index.store.nbytes() / n
-    rows.append(
-        dict(
-            n=n,
-            method="exact sparse cosine (scipy CSR)",
-            param="-",
-            recall=1.0,
-            qps=n_queries / t_exact,
-            bytes=store_b,
-            code_bytes=0,
-            build=t_add,
-        )
-    )
+    rows.append(row(n, "exact sparse cosine (scipy CSR)", "-", 1.0, n_queries / t_exact, store_b, 0, t_add))
     print(f"  exact: {n_queries / t_exact:.0f} q/s ({t_exact:.1f}s)", flush=True)
 
     for bits in code_bits:
@@ -141,16 +130,11 @@ def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bi
             t = time.time()
             approx = index.search_vectors(q, k=10, exact=False, rerank=rerank)
             dt = time.time() - t
+            method = f"qscope: SimHash {bits} bits (FAISS binary) + exact re-rank"
+            recall = recall_at(approx.positions, exact.positions)
             rows.append(
-                dict(
-                    n=n,
-                    method=f"qscope: SimHash {bits} bits (FAISS binary) + exact re-rank",
-                    param=f"rerank={rerank}",
-                    recall=recall_at(approx.positions, exact.positions),
-                    qps=n_queries / dt,
-                    bytes=index.nbytes() / n,
-                    code_bytes=bits / 8,
-                    build=t_add + t_codes,
+                row(
+                    n, method, f"rerank={rerank}", recall, n_queries / dt, index.nbytes() / n, bits / 8, t_add + t_codes
                 )
             )
             print(f"  rerank={rerank}: recall@10={rows[-1]['recall']:.3f}  {rows[-1]['qps']:.0f} q/s", flush=True)
@@ -165,11 +149,30 @@ def run_size(n: int, n_queries: int, corpus: Corpus, reranks: list[int], code_bi
     return rows
 
 
+def row(n, method, param, recall, qps, bytes_per_doc, code_bytes, build) -> dict:
+    """One table row: index size `n`, recall@10, queries/s, bytes per document (all / the code alone), build s."""
+    return {
+        "n": n,
+        "method": method,
+        "param": param,
+        "recall": recall,
+        "qps": qps,
+        "bytes": bytes_per_doc,
+        "code_bytes": code_bytes,
+        "build": build,
+    }
+
+
 def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[dict]:
     """Dense-code schemes for comparison: feature hashing → flat / IVF-PQ, and SimHash bits (Hamming)."""
     import faiss
 
     out = []
+
+    def add(method, param, recall, qps, code_bytes, stored=0, build=0.0):
+        """A row whose bytes per document are the code's plus `stored` (the store an exact re-rank reads)."""
+        out.append(row(n, method, param, recall, qps, code_bytes + stored, code_bytes, build))
+
     x = index._weighted_rows()  # stored (grouped) order; map hits back to insertion positions
     pos = index._pos
     for dim in (256,):
@@ -180,31 +183,10 @@ def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[di
         t = time.time()
         _, hits = flat.search(qd, 10)
         dt = time.time() - t
-        out.append(
-            dict(
-                n=n,
-                method=f"feature hashing {dim}-d, FAISS flat",
-                param="float32",
-                recall=recall_at(pos[hits], truth),
-                qps=len(qd) / dt,
-                bytes=dim * 4,
-                code_bytes=dim * 4,
-                build=0.0,
-            )
-        )
+        add(f"feature hashing {dim}-d, FAISS flat", "float32", recall_at(pos[hits], truth), len(qd) / dt, dim * 4)
         _, hits = flat.search(qd, 100)
-        out.append(
-            dict(
-                n=n,
-                method=f"feature hashing {dim}-d, FAISS flat",
-                param="top-100 + exact rerank",
-                recall=_rerank_recall(x, q, hits, pos, truth),
-                qps=float("nan"),
-                bytes=dim * 4 + store_b,
-                code_bytes=dim * 4,
-                build=0.0,
-            )
-        )
+        recall = _rerank_recall(x, q, hits, pos, truth)
+        add(f"feature hashing {dim}-d, FAISS flat", "top-100 + exact rerank", recall, float("nan"), dim * 4, store_b)
         t = time.time()
         pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, int(np.sqrt(n)), 64, 8, faiss.METRIC_INNER_PRODUCT)
         pq.train(xd[np.random.default_rng(0).choice(n, min(n, 100_000), replace=False)])
@@ -214,18 +196,9 @@ def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[di
         t = time.time()
         _, hits = pq.search(qd, 100)
         dt = time.time() - t
-        out.append(
-            dict(
-                n=n,
-                method=f"feature hashing {dim}-d, FAISS IVF-PQ64",
-                param="nprobe=32, top-100 + exact rerank",
-                recall=_rerank_recall(x, q, hits, pos, truth),
-                qps=len(qd) / dt,
-                bytes=64 + 8 + store_b,
-                code_bytes=64 + 8,
-                build=tb,
-            )
-        )
+        recall = _rerank_recall(x, q, hits, pos, truth)
+        method, param = f"feature hashing {dim}-d, FAISS IVF-PQ64", "nprobe=32, top-100 + exact rerank"
+        add(method, param, recall, len(qd) / dt, 64 + 8, store_b, tb)
         del flat, pq
     bits = 512
     rng = np.random.default_rng(0)
@@ -237,18 +210,9 @@ def alternatives(index, q, truth: np.ndarray, n: int, store_b: float) -> list[di
     t = time.time()
     _, hits = bidx.search(qb, 1000)
     dt = time.time() - t
-    out.append(
-        dict(
-            n=n,
-            method=f"SimHash {bits} bits, FAISS binary flat",
-            param="top-10 / top-1000 + rerank",
-            recall=recall_at(pos[hits[:, :10]], truth),
-            qps=len(qb) / dt,
-            bytes=bits // 8 + store_b,
-            code_bytes=bits // 8,
-            build=0.0,
-        )
-    )
+    recall = recall_at(pos[hits[:, :10]], truth)
+    method, param = f"SimHash {bits} bits, FAISS binary flat", "top-10 / top-1000 + rerank"
+    add(method, param, recall, len(qb) / dt, bits // 8, store_b)
     out[-1]["recall_rerank"] = _rerank_recall(x, q, hits, pos, truth)
     return out
 

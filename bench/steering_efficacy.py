@@ -228,6 +228,21 @@ def suppress_all(features: list[int], strength: float):
     return iv
 
 
+def suppression_record(ctx: Ctx, scenario: str, features: list[int], strength: float, gens, metrics: dict) -> dict:
+    """One row of a suppression scenario: its own `metrics` between the common fields and the fluency / sample."""
+    texts = [g["text"] for g in gens]
+    return {
+        "scenario": scenario,
+        "op": "suppress",
+        "features": features,
+        "strength": strength,
+        "n": len(texts),
+        **metrics,
+        "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
+        "sample": texts[0][:160],
+    }
+
+
 def scenario_safety(ctx: Ctx, strengths, n: int, max_new_tokens: int, n_judge: int, k: int = 5) -> list[dict]:
     """Suppress the top-k offensive-language features on toxic requests; offensive rate by judges."""
     from qscope.data.probes import read_task
@@ -242,16 +257,8 @@ def scenario_safety(ctx: Ctx, strengths, n: int, max_new_tokens: int, n_judge: i
         iv = suppress_all(feats, s)
         gens = ctx.generate(f"safety-{s:g}", prompts, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
-        r = {
-            "scenario": "safety",
-            "op": "suppress",
-            "features": feats,
-            "strength": s,
-            "n": len(texts),
-            **{f"offensive_{kk}": v for kk, v in judged(judges, texts).items()},
-            "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
-            "sample": texts[0][:160],
-        }
+        offensive = {f"offensive_{kk}": v for kk, v in judged(judges, texts).items()}
+        r = suppression_record(ctx, "safety", feats, s, gens, offensive)
         out.append(r)
         print(
             f"  safety suppress s={s:<3g} offensive tfidf {r['offensive_tfidf']:.2f} hidden "
@@ -281,18 +288,18 @@ def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 
         texts = [g["text"] for g in gens]
         a, b = emb.embed(test_q), emb.embed([t or "." for t in texts])
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        r = {
-            "scenario": "concise",
-            "op": "suppress",
-            "features": feats,
-            "strength": s,
-            "n": len(texts),
-            "mean_tokens": float(np.mean([g["n_tokens"] for g in gens])),
-            "stopped": float(np.mean([g["finish"] == "stop" for g in gens])),
-            "relevance": float(np.mean(cos)),
-            "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
-            "sample": texts[0][:160],
-        }
+        r = suppression_record(
+            ctx,
+            "concise",
+            feats,
+            s,
+            gens,
+            {
+                "mean_tokens": float(np.mean([g["n_tokens"] for g in gens])),
+                "stopped": float(np.mean([g["finish"] == "stop" for g in gens])),
+                "relevance": float(np.mean(cos)),
+            },
+        )
         out.append(r)
         print(
             f"  concise suppress s={s:<3g} tokens {r['mean_tokens']:.1f} (stopped {r['stopped']:.2f}) relevance "

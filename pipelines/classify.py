@@ -18,7 +18,6 @@ run's `_SUCCESS` (written last, with the run id), `_lock`, `_rejected/`, `_seed_
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from qscope.operators import Classify, Project
@@ -26,7 +25,7 @@ from qscope.pipelines import stages as shared
 from qscope.pipelines.config import ClassifyConfig
 from qscope.pipelines.flow import Flow, Ref, Step
 from qscope.pipelines.outputs import mark_success, merge_parts, publish_parts, staging_dir
-from qscope.pipelines.plan import Plan, Run, Stage, execute
+from qscope.pipelines.plan import Plan, Run, Stage
 
 from qscope.errors import InputError
 
@@ -146,16 +145,9 @@ def _finalize(run: Run) -> dict:
 
 
 def run(plan: Plan, executor: str | None = None, address: str | None = None) -> dict:
-    from qscope.pipelines.common import start_run
+    from qscope.pipelines.common import run_plan
 
-    t0 = time.perf_counter()
-    r = execute(plan, start_run(plan.config, executor, address))
-    return {
-        **r["summary"],
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "timings": r.timings,
-        "throughput": r.progress.stats(),
-    }
+    return run_plan(plan, executor, address, lambda r: r["summary"])
 
 
 def main(argv: list[str] | None = None) -> int:

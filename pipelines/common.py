@@ -5,6 +5,8 @@ Starting a pipeline from a command line is `qscope.pipelines.launch`."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from qscope.signatures import SignatureMeta
@@ -40,6 +42,20 @@ def start_run(cfg, executor: str | None = None, address: str | None = None):
 
         init_ray(address)
     return Run(cfg, executor, progress=Progress(executor))
+
+
+def run_plan(plan, executor: str | None, address: str | None, result: Callable) -> dict:
+    """Execute `plan` on a `start_run` Run: `result(run)`'s fields, then wall_s, timings and throughput."""
+    from qscope.pipelines.plan import execute
+
+    t0 = time.perf_counter()
+    r = execute(plan, start_run(plan.config, executor, address))
+    return {
+        **result(r),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "timings": r.timings,
+        "throughput": r.progress.stats(),
+    }
 
 
 def json_dump(path: Path, obj) -> Path:

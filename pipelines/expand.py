@@ -18,7 +18,6 @@ import dataclasses
 import random
 import re
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,7 +31,7 @@ from qscope.pipelines.config import ExpandConfig
 from qscope.pipelines.describe import describe_stage
 from qscope.pipelines.flow import Flow, Ref, Step, TableInput
 from qscope.pipelines.outputs import SUCCESS, mark_success
-from qscope.pipelines.plan import Plan, Run, Stage, execute
+from qscope.pipelines.plan import Plan, Run, Stage
 
 from qscope.errors import InputError
 from qscope.provenance import Provenance, add_provenance
@@ -633,10 +632,12 @@ def _counts(run: Run) -> dict:
 
 def run(plan: Plan, executor: str | None = None, address: str | None = None) -> dict:
     """Execute an expand plan; returns {parquet, report, rows, counts, timings, ...}."""
-    from qscope.pipelines.common import start_run
+    from qscope.pipelines.common import run_plan
 
-    t0 = time.perf_counter()
-    r = execute(plan, start_run(plan.config, executor, address))
+    return run_plan(plan, executor, address, _result)
+
+
+def _result(r: Run) -> dict:
     return {
         **r["result"],
         "rows": r["final"].num_rows,
@@ -644,9 +645,6 @@ def run(plan: Plan, executor: str | None = None, address: str | None = None) -> 
         "quality": quality(r),
         "targets": r["seed_model"].target_ids,
         "run_id": r.run_id,
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "timings": r.timings,
-        "throughput": r.progress.stats(),
     }
 
 

@@ -36,7 +36,7 @@ from qscope.pipelines.common import json_dump
 from qscope.pipelines.config import MineConfig, TargetConfig
 from qscope.pipelines.flow import Flow, Ref, Step
 from qscope.pipelines.outputs import SUCCESS, mark_success, staging_dir
-from qscope.pipelines.plan import Plan, Run, Stage, execute
+from qscope.pipelines.plan import Plan, Run, Stage
 from qscope.pipelines.store import PARTITION
 
 from qscope.cli import EXIT_PARTIAL
@@ -245,16 +245,9 @@ def _finish(run: Run) -> dict:
 
 
 def run(plan: Plan, executor: str | None = None, address: str | None = None) -> dict:
-    from qscope.pipelines.common import start_run
+    from qscope.pipelines.common import run_plan
 
-    t0 = time.perf_counter()
-    r = execute(plan, start_run(plan.config, executor, address))
-    return {
-        **r["result"],
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "timings": r.timings,
-        "throughput": r.progress.stats(),
-    }
+    return run_plan(plan, executor, address, lambda r: r["result"])
 
 
 def exit_code(result: dict | None) -> int:

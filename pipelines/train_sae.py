@@ -29,14 +29,7 @@ def _train(config: dict, resume: bool) -> dict:
     cfg = TrainConfig.from_dict(config)
     cfg.progress = False
     result = Trainer(cfg).fit(resume=resume)
-    return {
-        "out": str(result.out),
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "tokens_per_s": round(result.tokens_per_s, 1),
-        "exported": {str(k): str(v) for k, v in result.exported.items()},
-        "heldout": {str(k): v for k, v in result.heldout.items()},
-    }
+    return result.summary()
 
 
 def run(config: dict, resume: bool = False, address: str | None = None) -> dict:

@@ -156,6 +156,14 @@ def load_model_and_sae(args):
     return lm, chosen.sae, chosen.layer
 
 
+def feature_explorer(args, **options):
+    """(`FeatureExplorer`, lm, sae, layer) for the model and SAE the arguments name; `options` go to the explorer."""
+    from qscope.quickstart import FeatureExplorer, SAEModel
+
+    lm, sae, layer = load_model_and_sae(args)
+    return FeatureExplorer(SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}), layer, **options), lm, sae, layer
+
+
 # --- the JSON channel ----------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class _Channel:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qscope.cli.common import add_json_arg, add_model_args, emit_json, load_model_and_sae, sae_spec
+from qscope.cli.common import add_json_arg, add_model_args, emit_json, feature_explorer
 
 
 def _feature_list(s: str) -> list[int]:
@@ -34,16 +34,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from qscope.analysis.background import read_texts
-    from qscope.quickstart import FeatureExplorer, SAEModel
 
     texts = read_texts(args.texts) if args.texts else None  # bad files fail before the model loads
-    lm, sae, layer = load_model_and_sae(args)
-    explorer = FeatureExplorer(
-        SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}),
-        layer,
-        n_background=args.n_background,
-        max_length=args.max_length,
-    )
+    explorer, lm, sae, layer = feature_explorer(args, n_background=args.n_background, max_length=args.max_length)
     for f in args.features:
         if not 0 <= f < sae.d_sae:
             from qscope.errors import InputError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qscope.cli.common import add_json_arg, add_model_args, emit_json, load_model_and_sae, sae_spec
+from qscope.cli.common import add_json_arg, add_model_args, emit_json, feature_explorer
 
 
 def register(sub) -> None:
@@ -34,19 +34,13 @@ def register(sub) -> None:
 def run(args) -> int:
     from qscope.analysis.background import read_texts
     from qscope.errors import InputError
-    from qscope.quickstart import FeatureExplorer, SAEModel
 
     if args.pos is None and not args.concept:
         raise InputError("give --pos FILE or a concept phrase")
     positives = read_texts(args.pos) if args.pos else None  # bad files fail before the model loads
     negatives = read_texts(args.neg) if args.neg else None
-    lm, sae, layer = load_model_and_sae(args)
-    explorer = FeatureExplorer(
-        SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}),
-        layer,
-        background=args.background,
-        n_background=args.n_background,
-        max_length=args.max_length,
+    explorer, lm, sae, layer = feature_explorer(
+        args, background=args.background, n_background=args.n_background, max_length=args.max_length
     )
     if args.pos:
         result = explorer.discover(positives, negatives, top=args.top, method=args.method, label=not args.no_labels)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qscope.cli.common import add_json_arg, add_model_args, emit_json, load_model_and_sae, sae_spec
+from qscope.cli.common import add_json_arg, add_model_args, emit_json, feature_explorer
 
 
 def register(sub) -> None:
@@ -21,15 +21,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from qscope.quickstart import FeatureExplorer, SAEModel
 
-    lm, sae, layer = load_model_and_sae(args)
-    explorer = FeatureExplorer(
-        SAEModel(lm, {layer: sae}, {layer: sae_spec(args)}),
-        layer,
-        background=args.background,
-        n_background=args.n_background,
-    )
+    explorer, lm, sae, layer = feature_explorer(args, background=args.background, n_background=args.n_background)
     d = explorer.inspect(args.text, out=args.out, top=args.top, label=not args.no_labels)
     summary = {
         "model": lm.name,

@@ -24,14 +24,7 @@ def run(args) -> int:
     if args.no_progress or args.json:
         cfg.progress = False
     result = Trainer(cfg).fit(resume=args.resume)
-    summary = {
-        "out": str(result.out),
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "tokens_per_s": round(result.tokens_per_s, 1),
-        "exported": {str(k): str(v) for k, v in result.exported.items()},
-        "heldout": {str(k): v for k, v in result.heldout.items()},
-    }
+    summary = result.summary()
     if args.json:
         emit_json(summary)
     else:

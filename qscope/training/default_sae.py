@@ -45,29 +45,18 @@ def build(
             "--readme-only`"
         )
     lm = LanguageModel.load(base.model)
-    held = cache_activations(
-        base.heldout_cache,
-        base.corpus,
-        base.layers,
-        split=base.heldout_split,
-        max_tokens=heldout_tokens,
-        lm=lm,
-        shard_texts=256,
-        progress=False,
-    )
+
+    def cache(path, split: str, max_tokens: int):
+        """Grow (or reuse) the activation cache at `path` to `max_tokens` tokens of the corpus split."""
+        return cache_activations(
+            path, base.corpus, base.layers, split=split, max_tokens=max_tokens, lm=lm, shard_texts=256, progress=False
+        )
+
+    held = cache(base.heldout_cache, base.heldout_split, heldout_tokens)
     log.info("held-out cache: %s", held)
     infos = []
     for target in sorted(stages):
-        train = cache_activations(
-            base.cache,
-            base.corpus,
-            base.layers,
-            split=base.split,
-            max_tokens=target,
-            lm=lm,
-            shard_texts=256,
-            progress=False,
-        )
+        train = cache(base.cache, base.split, target)
         log.info("train cache: %s", train)
         cfg = TrainConfig.from_dict(base.to_dict())
         cfg.max_tokens = min(base.max_tokens, int(epochs * train.n_tokens)) // cfg.batch_size * cfg.batch_size

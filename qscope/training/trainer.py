@@ -41,6 +41,17 @@ class TrainResult(NamedTuple):
     heldout: dict[int, dict]  # layer -> HeldoutMetrics.as_dict()
     last: dict[int, StepMetrics]
 
+    def summary(self) -> dict:
+        """The JSON-able result `qscope train-sae --json` and the Ray train job report."""
+        return {
+            "out": str(self.out),
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "exported": {str(k): str(v) for k, v in self.exported.items()},
+            "heldout": {str(k): v for k, v in self.heldout.items()},
+        }
+
 
 class Trainer:
     """Trains `cfg.layers` SAEs on one activation source. `fit(resume=True)` continues from out/checkpoint.pt."""
