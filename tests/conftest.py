@@ -101,3 +101,41 @@ def fresh_install(tmp_path) -> FreshInstall:
         ).stdout.strip()
     )
     return FreshInstall(venv, py, site)
+
+
+class CLI:
+    """`qscope` run in-process, its arguments given as Python values:
+    `cli("classify", seeds=path, max_length=24, no_labels=True)` runs `qscope classify --seeds PATH --max-length 24
+    --no-labels --json`, checks the exit code (0 unless `rc=`) and returns the parsed JSON it printed."""
+
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    @staticmethod
+    def args(command: str, *positional, **options) -> list[str]:
+        """The argument list: positionals, then `--name value` per option (True: the bare flag; None / False:
+        left out; a list: the flag once per item)."""
+        args = [command, *map(str, positional)]
+        for name, value in options.items():
+            flag = "--" + name.replace("_", "-")
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if v is True:
+                    args.append(flag)
+                elif v is not None and v is not False:
+                    args += [flag, str(v)]
+        return args
+
+    def __call__(self, command: str, *positional, rc: int = 0, **options) -> dict:
+        import json
+
+        from qscope.cli import main
+
+        code = main(self.args(command, *positional, **options, json=True))
+        out = self.capsys.readouterr().out
+        assert code == rc, out
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(capsys) -> CLI:
+    return CLI(capsys)

@@ -48,8 +48,7 @@ def test_discovery_recovers_planted_feature(data, lm, planted_sae):
     assert result.to_dict()["features"][0]["feature"] == data.PLANTED
 
 
-def test_discover_cli_json(data, lm, planted_sae, tmp_path, monkeypatch, capsys):
-    from qscope.cli import main
+def test_discover_cli_json(data, lm, planted_sae, tmp_path, monkeypatch, cli):
     from qscope.models import LanguageModel
 
     monkeypatch.setattr(LanguageModel, "load", classmethod(lambda cls, *a, **k: lm))  # reuse the session model
@@ -58,24 +57,7 @@ def test_discover_cli_json(data, lm, planted_sae, tmp_path, monkeypatch, capsys)
     pos, neg = tmp_path / "pos.jsonl", tmp_path / "neg.txt"
     pos.write_text("\n".join(json.dumps({"text": t}) for t in data.HELD_OUT[0]))
     neg.write_text("\n".join(data.HELD_OUT[1]))
-    rc = main(
-        [
-            "discover",
-            "--pos",
-            str(pos),
-            "--neg",
-            str(neg),
-            "--sae",
-            str(sae_dir),
-            "--top",
-            "3",
-            "--max-length",
-            "48",
-            "--json",
-        ]
-    )
-    assert rc == 0
-    out = json.loads(capsys.readouterr().out)
+    out = cli("discover", pos=pos, neg=neg, sae=sae_dir, top=3, max_length=48)
     assert out["features"][0]["feature"] == data.PLANTED
     assert out["n_pos"] == len(data.HELD_OUT[0]) and out["n_neg"] == len(data.HELD_OUT[1])
     assert out["features"][0]["label"]  # labelled from the negatives' sample

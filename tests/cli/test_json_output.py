@@ -153,7 +153,7 @@ def test_bad_input_error_is_json():
     assert doc["error"] == "SAELoadError" and "/nonexistent-sae" in doc["message"]
 
 
-def test_model_mismatch_is_refused_then_allowed(tmp_path):
+def test_model_mismatch_is_refused_then_allowed(tmp_path, cli):
     """An SAE trained on another model of the same width is refused unless --allow-model-mismatch."""
     from qscope.models.resolve import embedded_model_dir
 
@@ -169,16 +169,7 @@ def test_model_mismatch_is_refused_then_allowed(tmp_path):
     doc, _ = run_cli("features", "a text", "--model", str(copy), "--json", rc=2)
     assert doc["error"] == "InputError" and "trained on model 'smollm2-135m'" in doc["message"]
     doc, _ = run_cli(
-        "features",
-        "a text",
-        "--model",
-        str(copy),
-        "--allow-model-mismatch",
-        "--top",
-        "3",
-        "--max-length",
-        "16",
-        "--json",
+        *cli.args("features", "a text", model=copy, allow_model_mismatch=True, top=3, max_length=16, json=True)
     )
     assert doc["model"] == str(copy) and len(doc["documents"]) == 1
 
@@ -190,19 +181,9 @@ def test_features_json():
     assert len(doc["documents"][0]["features"]) == 3
 
 
-def test_discover_json(texts):
+def test_discover_json(texts, cli):
     doc, _ = run_cli(
-        "discover",
-        "--pos",
-        str(texts["pos"]),
-        "--neg",
-        str(texts["neg"]),
-        "--top",
-        "3",
-        "--no-labels",
-        "--max-length",
-        "32",
-        "--json",
+        *cli.args("discover", pos=texts["pos"], neg=texts["neg"], top=3, no_labels=True, max_length=32, json=True)
     )
     assert doc["n_pos"] == 4 and doc["n_neg"] == 8 and len(doc["features"]) == 3
 
@@ -222,19 +203,10 @@ def test_inspect_json(texts):
     assert doc["n_tokens"] > 0 and len(doc["features"]) == 3 and page.exists()
 
 
-def test_dashboard_json(texts):
+def test_dashboard_json(texts, cli):
     out = texts["root"] / "dash"
     doc, _ = run_cli(
-        "dashboard",
-        "--features",
-        f"{FEATURE},5",
-        "--out",
-        str(out),
-        "--texts",
-        str(texts["corpus"]),
-        "--max-length",
-        "32",
-        "--json",
+        *cli.args("dashboard", features=f"{FEATURE},5", out=out, texts=texts["corpus"], max_length=32, json=True)
     )
     assert [f["feature"] for f in doc["features"]] == [FEATURE, 5] and (out / "index.html").exists()
 
@@ -298,20 +270,10 @@ def test_run_plan_json():
     assert doc["pipeline"] == "expand" and doc["stages"]
 
 
-def test_classify_json(texts):
+def test_classify_json(texts, cli):
     out = texts["root"] / "labels.parquet"
     doc, _ = run_cli(
-        "classify",
-        "--seeds",
-        str(texts["seeds"]),
-        "--corpus",
-        str(texts["corpus"]),
-        "--out",
-        str(out),
-        "--max-length",
-        "24",
-        "--executor",
-        "local",
+        *cli.args("classify", seeds=texts["seeds"], corpus=texts["corpus"], out=out, max_length=24, executor="local"),
         "--json",
     )
     assert doc["rows"] == 12

@@ -115,27 +115,11 @@ def test_default_texts_are_shipped_and_need_no_cache(tmp_path, monkeypatch):
     assert not (tmp_path / "empty-home").exists(), "loading the default texts must not need or create the cache"
 
 
-def test_cli_eval_sae_json_card_and_stats(tmp_path, capsys, lm, demo_texts, planted):
+def test_cli_eval_sae_json_card_and_stats(tmp_path, cli, lm, demo_texts, planted):
     sae_dir = planted.random_topk(lm.d_model, d_sae=128, k=8).save(tmp_path / "sae")
     texts = tmp_path / "t.jsonl"
     texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in demo_texts[:2]))
-    rc = main(
-        [
-            "eval-sae",
-            str(sae_dir),
-            "--texts",
-            str(texts),
-            "--tokens",
-            "24",
-            "--json",
-            "--write-card",
-            "--write-stats",
-            "--stats-tokens",
-            "24",
-        ]
-    )
-    assert rc == 0
-    out = json.loads(capsys.readouterr().out)
+    out = cli("eval-sae", sae_dir, texts=texts, tokens=24, write_card=True, write_stats=True, stats_tokens=24)
     assert set(JSON_KEYS) <= set(out)
     assert out["layer"] == planted.layer and out["n_tokens"] >= 24
     card = (sae_dir / MODEL_CARD_FILE).read_text()

@@ -40,15 +40,29 @@ def demo_subset(tmp_path_factory):
 
 
 @pytest.fixture
-def tiny_expand_config(tmp_path, sae_dir, demo_subset):
+def demo_config(demo_subset, sae_dir) -> dict:
+    """A pipeline config's inputs over the demo subset, in-process, with the tiny SAE and 24-token rows."""
+    return {
+        "seeds": str(demo_subset / "seeds.jsonl"),
+        "corpus": str(demo_subset / "corpus.jsonl"),
+        "executor": "local",
+        "model": {"sae": str(sae_dir), "max_length": 24},
+    }
+
+
+@pytest.fixture
+def classify_inputs(demo_config) -> dict:
+    """The same inputs as `qscope classify` options (for the `cli` fixture)."""
+    return {"seeds": demo_config["seeds"], "corpus": demo_config["corpus"], **demo_config["model"]}
+
+
+@pytest.fixture
+def tiny_expand_config(tmp_path, demo_config):
     def make(**over):
         cfg = ExpandConfig.from_dict(
             {
-                "seeds": str(demo_subset / "seeds.jsonl"),
-                "corpus": str(demo_subset / "corpus.jsonl"),
+                **demo_config,
                 "out": str(tmp_path / "out"),
-                "executor": "local",
-                "model": {"sae": str(sae_dir), "max_length": 24},
                 "targets": {"n_features": 4},
                 "mining": {"max_results": 5, "min_score": 0.0},
                 "synthesis": {"n_samples": 2, "max_new_tokens": 6, "strengths": [0.0, 2.0], "temperature": 0.0},

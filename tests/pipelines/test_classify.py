@@ -14,7 +14,7 @@ import pytest
 from qscope.cli import main
 
 
-def test_classify_cli_several_classes_in_process(tmp_path, sae_dir, demo_subset, capsys):
+def test_classify_cli_several_classes_in_process(tmp_path, demo_subset, classify_inputs, cli):
     seeds = tmp_path / "seeds.jsonl"
     corpus = [json.loads(x) for x in (demo_subset / "corpus.jsonl").read_text().splitlines()]
     label = {r["id"]: "ham" if r["section"] == "hamradio" else "other" for r in corpus}
@@ -22,26 +22,7 @@ def test_classify_cli_several_classes_in_process(tmp_path, sae_dir, demo_subset,
         "".join(json.dumps({"text": r["text"], "label": label[r["id"]]}) + "\n" for r in corpus[:2] + corpus[-2:])
     )
     out = tmp_path / "labels.parquet"
-    rc = main(
-        [
-            "classify",
-            "--seeds",
-            str(seeds),
-            "--corpus",
-            str(demo_subset / "corpus.jsonl"),
-            "--out",
-            str(out),
-            "--sae",
-            str(sae_dir),
-            "--max-length",
-            "24",
-            "--executor",
-            "local",
-            "--json",
-        ]
-    )
-    assert rc == 0
-    res = json.loads(capsys.readouterr().out)
+    res = cli("classify", out=out, executor="local", **(classify_inputs | {"seeds": seeds}))
     t = pq.read_table(out)
     classes = ["ham", "other"]
     assert res["rows"] == t.num_rows == len(corpus) and res["classes"] == classes
@@ -56,23 +37,9 @@ def test_classify_cli_several_classes_in_process(tmp_path, sae_dir, demo_subset,
     assert (side / "_seed_model" / "seed_model.json").exists() and (side / "_signatures" / "_manifest.json").exists()
 
 
-def test_classify_single_class_on_ray_to_a_directory(ray_local, tmp_path, sae_dir, demo_subset, capsys):
+def test_classify_single_class_on_ray_to_a_directory(ray_local, tmp_path, classify_inputs, cli, capsys):
     out = tmp_path / "scores"  # no .parquet suffix: a directory of Parquet parts, and nothing else
-    rc = main(
-        [
-            "classify",
-            "--seeds",
-            str(demo_subset / "seeds.jsonl"),
-            "--corpus",
-            str(demo_subset / "corpus.jsonl"),
-            "--out",
-            str(out),
-            "--sae",
-            str(sae_dir),
-            "--max-length",
-            "24",
-        ]
-    )
+    rc = main(cli.args("classify", out=out, **classify_inputs))
     assert rc == 0 and "wrote 24 scored rows" in capsys.readouterr().out
     assert all(p.suffix == ".parquet" for p in out.iterdir())
     for t in (pads.dataset(out).to_table(), pl.read_parquet(out).to_arrow()):
@@ -81,29 +48,13 @@ def test_classify_single_class_on_ray_to_a_directory(ray_local, tmp_path, sae_di
         assert ((s >= 0) & (s <= 1.0001)).all()
 
 
-def test_bad_rows_are_set_aside_until_max_bad_fraction(tmp_path, sae_dir, demo_subset, capsys):
+def test_bad_rows_are_set_aside_until_max_bad_fraction(tmp_path, demo_subset, classify_inputs, cli):
     corpus = tmp_path / "corpus.jsonl"
     good = (demo_subset / "corpus.jsonl").read_text()
     corpus.write_text(good + '{"id": "broken", "text": \n' + json.dumps({"id": "blank", "text": " "}) + "\n")
     out = tmp_path / "labels.parquet"
-    args = [
-        "classify",
-        "--seeds",
-        str(demo_subset / "seeds.jsonl"),
-        "--corpus",
-        str(corpus),
-        "--out",
-        str(out),
-        "--sae",
-        str(sae_dir),
-        "--max-length",
-        "24",
-        "--executor",
-        "local",
-        "--json",
-    ]
-    assert main(args) == 2  # 1 bad row of 26 is past the default 1%: clear error, no _SUCCESS
-    err = json.loads(capsys.readouterr().out)
+    args = {"out": out, "executor": "local", **classify_inputs, "corpus": corpus}
+    err = cli("classify", rc=2, **args)  # 1 bad row of 26 is past the default 1%: clear error, no _SUCCESS
     assert err["error"] == "BadRowsError" and "max_bad_fraction" in err["message"]
     side = tmp_path / "labels.parquet.qscope"
     assert not out.exists() and not (side / "_SUCCESS").exists()
@@ -115,33 +66,19 @@ def test_bad_rows_are_set_aside_until_max_bad_fraction(tmp_path, sae_dir, demo_s
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("max_bad_fraction: 0.05\n")
-    assert main(args + ["--config", str(cfg)]) == 0
-    res = json.loads(capsys.readouterr().out)
+    res = cli("classify", config=cfg, **args)
     assert res["rows"] == 24 and res["rejected"] == 2 and res["bad"] == 1 and pq.read_table(out).num_rows == 24
     assert res["files_encoded"] == 0  # the failed run's encoding was kept in the store
 
 
-def test_two_runs_on_one_output(tmp_path, sae_dir, demo_subset):
+def test_two_runs_on_one_output(tmp_path, classify_inputs, cli):
     """A second classify on the same output is refused at once and names the run holding it."""
     out = tmp_path / "labels.parquet"
     base = [
         sys.executable,
         "-m",
         "qscope.cli",
-        "classify",
-        "--seeds",
-        str(demo_subset / "seeds.jsonl"),
-        "--corpus",
-        str(demo_subset / "corpus.jsonl"),
-        "--out",
-        str(out),
-        "--sae",
-        str(sae_dir),
-        "--max-length",
-        "24",
-        "--executor",
-        "local",
-        "--json",
+        *cli.args("classify", out=out, executor="local", json=True, **classify_inputs),
     ]
     first = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lock = tmp_path / "labels.parquet.qscope" / "_lock"
@@ -157,53 +94,19 @@ def test_two_runs_on_one_output(tmp_path, sae_dir, demo_subset):
 
 
 @pytest.mark.parametrize("bad", ["labels.parquet/", "notes"])
-def test_result_path_that_holds_other_files_is_refused(tmp_path, sae_dir, demo_subset, capsys, bad):
+def test_result_path_that_holds_other_files_is_refused(tmp_path, classify_inputs, cli, bad):
     target = tmp_path / bad.rstrip("/")
     target.mkdir()
     (target / "keep.txt").write_text("user data")
-    rc = main(
-        [
-            "classify",
-            "--seeds",
-            str(demo_subset / "seeds.jsonl"),
-            "--corpus",
-            str(demo_subset / "corpus.jsonl"),
-            "--out",
-            str(target),
-            "--sae",
-            str(sae_dir),
-            "--max-length",
-            "24",
-            "--executor",
-            "local",
-            "--json",
-        ]
-    )
-    assert rc == 2 and (target / "keep.txt").read_text() == "user data"
+    cli("classify", out=target, executor="local", rc=2, **classify_inputs)
+    assert (target / "keep.txt").read_text() == "user data"
 
 
-def test_progress_is_reported_on_stderr(tmp_path, sae_dir, demo_subset, capsys, monkeypatch):
+def test_progress_is_reported_on_stderr(tmp_path, classify_inputs, cli, capsys, monkeypatch):
     from qscope.pipelines import progress
 
     monkeypatch.setattr(progress, "INTERVAL_S", 0.05)
-    rc = main(
-        [
-            "classify",
-            "--seeds",
-            str(demo_subset / "seeds.jsonl"),
-            "--corpus",
-            str(demo_subset / "corpus.jsonl"),
-            "--out",
-            str(tmp_path / "x.parquet"),
-            "--sae",
-            str(sae_dir),
-            "--max-length",
-            "24",
-            "--executor",
-            "local",
-            "--json",
-        ]
-    )
+    rc = main(cli.args("classify", out=tmp_path / "x.parquet", executor="local", json=True, **classify_inputs))
     captured = capsys.readouterr()
     assert rc == 0 and json.loads(captured.out)["throughput"]["encode_corpus"]["rows"] == 24
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("[qscope] encode_corpus:")]
@@ -211,7 +114,7 @@ def test_progress_is_reported_on_stderr(tmp_path, sae_dir, demo_subset, capsys, 
     assert any("classify: 24 / 24 rows (100.0%)" in ln for ln in captured.err.splitlines())
 
 
-def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, sae_dir, demo_subset, capsys):
+def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, demo_subset, classify_inputs, cli):
     datasets = pytest.importorskip("datasets")
     rows = [json.loads(x) for x in (demo_subset / "corpus.jsonl").read_text().splitlines()]
     datasets.Dataset.from_list([{"doc": r["id"], "body": r["text"]} for r in rows]).save_to_disk(str(tmp_path / "hf"))
@@ -219,25 +122,7 @@ def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, sae_dir, demo_su
     seeds.write_text("".join(json.dumps({"body": r["text"]}) + "\n" for r in rows[:3]))
     cfg = tmp_path / "c.yaml"
     cfg.write_text("text_column: body\nid_column: doc\n")
-    rc = main(
-        [
-            "classify",
-            "--seeds",
-            str(seeds),
-            "--corpus",
-            str(tmp_path / "hf"),
-            "--out",
-            str(tmp_path / "o.parquet"),
-            "--config",
-            str(cfg),
-            "--sae",
-            str(sae_dir),
-            "--max-length",
-            "24",
-            "--executor",
-            "local",
-            "--json",
-        ]
-    )
-    assert rc == 0 and json.loads(capsys.readouterr().out)["rows"] == 24
+    inputs = classify_inputs | {"seeds": seeds, "corpus": tmp_path / "hf"}
+    res = cli("classify", out=tmp_path / "o.parquet", config=cfg, executor="local", **inputs)
+    assert res["rows"] == 24
     assert sorted(pq.read_table(tmp_path / "o.parquet")["id"].to_pylist()) == sorted(r["id"] for r in rows)

@@ -65,7 +65,7 @@ def test_killed_writer_leaves_only_complete_shards(tmp_path):
     assert final.num_rows == 200_000 * len(shards) and (tmp_path / "_SUCCESS").exists()
 
 
-def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, sae_dir, demo_subset, tmp_path):
+def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, demo_config, tmp_path):
     """A user's own Ray Data ETL reuses a qscope run's SeedModel and gets the run's scores (docs/pipelines.md)."""
     import ray
     from qscope.operators import Classify
@@ -74,21 +74,13 @@ def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, sae_dir, de
 
     from qscope.seed_model import SeedModel
 
-    cfg = ClassifyConfig.from_dict(
-        {
-            "seeds": str(demo_subset / "seeds.jsonl"),
-            "corpus": str(demo_subset / "corpus.jsonl"),
-            "out": str(tmp_path / "labels.parquet"),
-            "executor": "local",
-            "model": {"sae": str(sae_dir), "max_length": 24},
-        }
-    )
+    cfg = ClassifyConfig.from_dict({**demo_config, "out": str(tmp_path / "labels.parquet")})
     classify.run(classify.build_plan(cfg))
     model = SeedModel.load(tmp_path / "labels.parquet.qscope" / "_seed_model")
     expected = dict(zip(*pq.read_table(tmp_path / "labels.parquet", columns=["id", "score"]).to_pydict().values()))
 
-    spec = {"sae": str(sae_dir), "max_length": 24}
-    ds = ray.data.read_json(str(demo_subset / "corpus.jsonl"))
+    spec = demo_config["model"]
+    ds = ray.data.read_json(demo_config["corpus"])
     ds = ds.map_batches(
         **EncodeSignatures.map_batches_kwargs(
             {"model_spec": spec, "pooling": "sum", "top_n": 256}, {"num_cpus": 0.5}, batch_size=8

@@ -15,50 +15,26 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_classify_with_a_running_cluster(ray_head_factory, tmp_path, sae_dir, demo_subset):
+def test_classify_with_a_running_cluster(ray_head_factory, tmp_path, classify_inputs, cli):
     # RAY_TMPDIR isolates the head's address file, which is how `ray.init()` finds "the cluster on this machine".
     ray_tmp = Path("/tmp") / f"qsrt{tmp_path.name[-6:]}"
     ray_tmp.mkdir(exist_ok=True)
     with ray_head_factory({"RAY_TMPDIR": str(ray_tmp)}) as (_, _, env):
         env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
-        base = [
-            sys.executable,
-            "-m",
-            "qscope.cli",
-            "classify",
-            "--seeds",
-            str(demo_subset / "seeds.jsonl"),
-            "--corpus",
-            str(demo_subset / "corpus.jsonl"),
-            "--sae",
-            str(sae_dir),
-            "--max-length",
-            "24",
-            "--json",
-        ]
-        joined = subprocess.run(
-            base + ["--out", str(tmp_path / "a.parquet")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            cwd=ROOT,
-        )
+        base = [sys.executable, "-m", "qscope.cli", *cli.args("classify", json=True, **classify_inputs)]
+
+        def classify(*extra):
+            return subprocess.run(base + list(extra), env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+        joined = classify("--out", str(tmp_path / "a.parquet"))
         assert joined.returncode == 0, joined.stderr[-3000:]
         assert json.loads(joined.stdout)["rows"] == 24 and "joined the Ray cluster" in joined.stderr
-        private = subprocess.run(
-            base + ["--out", str(tmp_path / "b.parquet"), "--address", "local"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            cwd=ROOT,
-        )
+        private = classify("--out", str(tmp_path / "b.parquet"), "--address", "local")
         assert private.returncode == 0, private.stderr[-3000:]
         assert "joined" not in private.stderr and pq.read_table(tmp_path / "b.parquet").num_rows == 24
 
 
-def test_a_stale_cluster_address_starts_a_private_ray_at_once(tmp_path, sae_dir, demo_subset):
+def test_a_stale_cluster_address_starts_a_private_ray_at_once(tmp_path, classify_inputs, cli):
     # A head that crashed leaves `ray_current_cluster` behind; joining it would retry for minutes.
     ray_tmp = Path("/tmp") / f"qsst{tmp_path.name[-6:]}"
     ray_tmp.mkdir(exist_ok=True)
@@ -68,23 +44,8 @@ def test_a_stale_cluster_address_starts_a_private_ray_at_once(tmp_path, sae_dir,
     (ray_tmp / "ray").mkdir(exist_ok=True)
     (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(ray_tmp)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "qscope.cli",
-        "classify",
-        "--seeds",
-        str(demo_subset / "seeds.jsonl"),
-        "--corpus",
-        str(demo_subset / "corpus.jsonl"),
-        "--sae",
-        str(sae_dir),
-        "--max-length",
-        "24",
-        "--json",
-        "--out",
-        str(tmp_path / "a.parquet"),
-    ]
+    out = tmp_path / "a.parquet"
+    cmd = [sys.executable, "-m", "qscope.cli", *cli.args("classify", out=out, json=True, **classify_inputs)]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"(127.0.0.1:{port}) does not answer" in run.stderr and "joined" not in run.stderr

@@ -61,40 +61,19 @@ def test_features_picks_the_qwen_sae(files):
     assert doc["model"] == QWEN and doc["sae"] == QWEN_SAE_ID and doc["layer"] == 12
 
 
-def test_discover(files):
+def test_discover(files, cli):
     doc = run_cli(
-        "discover",
-        "--pos",
-        str(files["pos"]),
-        "--neg",
-        str(files["neg"]),
-        "--model",
-        QWEN,
-        "--top",
-        "3",
-        "--no-labels",
-        "--max-length",
-        "32",
-        "--json",
+        *cli.args(
+            "discover", pos=files["pos"], neg=files["neg"], model=QWEN, top=3, no_labels=True, max_length=32, json=True
+        )
     )
     assert doc["n_pos"] == 3 and len(doc["features"]) == 3
 
 
-def test_dashboard_and_inspect(files):
+def test_dashboard_and_inspect(files, cli):
     out = files["root"] / "dash"
     doc = run_cli(
-        "dashboard",
-        "--features",
-        "1,2",
-        "--model",
-        QWEN,
-        "--out",
-        str(out),
-        "--texts",
-        str(files["corpus"]),
-        "--max-length",
-        "32",
-        "--json",
+        *cli.args("dashboard", features="1,2", model=QWEN, out=out, texts=files["corpus"], max_length=32, json=True)
     )
     assert [f["feature"] for f in doc["features"]] == [1, 2] and (out / "index.html").exists()
     page = files["root"] / "inspect.html"
@@ -104,24 +83,12 @@ def test_dashboard_and_inspect(files):
     assert len(doc["features"]) == 3 and page.exists()
 
 
-def test_steer_and_sweep(files):
+def test_steer_and_sweep(files, cli):
     doc = run_cli(
         "steer", "Say hello.", "--model", QWEN, "--feature", "1", "--strength", "1", "--max-new-tokens", "3", "--json"
     )
     assert doc["engine"] == "hf" and len(doc["results"]) == 1
-    doc = run_cli(
-        "sweep",
-        "Say hello.",
-        "--model",
-        QWEN,
-        "--feature",
-        "1",
-        "--strengths",
-        "0,1",
-        "--max-new-tokens",
-        "3",
-        "--json",
-    )
+    doc = run_cli(*cli.args("sweep", "Say hello.", model=QWEN, feature=1, strengths="0,1", max_new_tokens=3, json=True))
     assert [r["strength"] for r in doc["rows"]] == [0.0, 1.0]
 
 
@@ -133,26 +100,10 @@ def test_eval_sae_on_its_own_held_out_set(files):
     assert doc["text_source"] == "qwen2.5-coder-0.5b-l12/heldout_texts.jsonl"
 
 
-def test_classify(files):
+def test_classify(files, cli):
+    inputs = {"seeds": files["seeds"], "corpus": files["corpus"], "model": QWEN, "sae": "qwen2.5-coder-0.5b-l12"}
     out = files["root"] / "labels.parquet"
-    doc = run_cli(
-        "classify",
-        "--seeds",
-        str(files["seeds"]),
-        "--corpus",
-        str(files["corpus"]),
-        "--out",
-        str(out),
-        "--model",
-        QWEN,
-        "--sae",
-        "qwen2.5-coder-0.5b-l12",
-        "--max-length",
-        "24",
-        "--executor",
-        "local",
-        "--json",
-    )
+    doc = run_cli(*cli.args("classify", **inputs, out=out, max_length=24, executor="local", json=True))
     assert doc["rows"] == 7
 
 

@@ -7,8 +7,6 @@ import json
 
 import numpy as np
 
-from qscope.cli import main
-
 CONCEPT = [
     "The ocean waves crashed on the sandy beach.",
     "Sailors crossed the sea in wooden ships.",
@@ -56,31 +54,11 @@ def test_without_a_judge_the_sweep_says_it_is_circular(hf_engine, concept_featur
     assert "circular" in result.judge and result.rows[0]["on_target_rate"] == result.rows[0]["feature_rate"]
 
 
-def test_cli_sweep_with_a_judge_from_examples(tmp_path, steer_sae, capsys, concept_feature):
-    sae_dir = str(steer_sae.save(tmp_path / "sae"))
+def test_cli_sweep_with_a_judge_from_examples(tmp_path, steer_sae, cli, concept_feature):
+    sae = str(steer_sae.save(tmp_path / "sae"))
     (tmp_path / "pos.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in CONCEPT))
     (tmp_path / "neg.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in NEUTRAL))
-    rc = main(
-        [
-            "sweep",
-            "Tell me about your weekend.",
-            "--sae",
-            sae_dir,
-            "--feature",
-            str(concept_feature),
-            "--strengths",
-            "0,1",
-            "--max-new-tokens",
-            "5",
-            "--judge-examples",
-            str(tmp_path / "pos.jsonl"),
-            "--judge-negatives",
-            str(tmp_path / "neg.jsonl"),
-            "--judge-kind",
-            "tfidf",
-            "--json",
-        ]
-    )
-    assert rc == 0
-    out = json.loads(capsys.readouterr().out)
+    judge = {"judge_examples": tmp_path / "pos.jsonl", "judge_negatives": tmp_path / "neg.jsonl", "judge_kind": "tfidf"}
+    prompt = "Tell me about your weekend."
+    out = cli("sweep", prompt, sae=sae, feature=concept_feature, strengths="0,1", max_new_tokens=5, **judge)
     assert out["judge"] == "tfidf" and sum(r["best"] for r in out["rows"]) <= 1
