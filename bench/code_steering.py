@@ -32,6 +32,8 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qscope.steering.intervention import POSITIONS
+
 DEV_PROMPTS = [
     "Describe your ideal weekend.",
     "What makes a good cup of tea?",
@@ -141,17 +143,8 @@ def main(argv=None) -> int:
         help="discover from these example texts (JSONL, 'text') instead of the concept phrase: e.g. real code",
     )
     p.add_argument("--neg", default=None, help="negatives for --pos (JSONL; default: the explorer's background)")
-    p.add_argument(
-        "--combine",
-        action="store_true",
-        help="also try the top --candidates features steered together (each at the strength)",
-    )
-    p.add_argument(
-        "--positions",
-        default="all",
-        choices=["all", "prompt", "generated"],
-        help="where the steering applies (qscope.steering.intervention)",
-    )
+    p.add_argument("--combine", action="store_true", help="also steer the top --candidates features together")
+    p.add_argument("--positions", default="all", choices=list(POSITIONS), help="where the steering applies")
     args = p.parse_args(argv)
 
     import torch

@@ -116,30 +116,17 @@ class TreeSampler:
         self._thread.join(timeout=5)
 
 
+def classify_command(seeds: Path, corpus: Path, out: Path, config: Path, *model_args: str) -> list[str]:
+    """`qscope classify` on a private Ray with --json output (what both parts of the bench run)."""
+    opts = {"--seeds": seeds, "--corpus": corpus, "--out": out, "--config": config}
+    flags = [x for name, value in opts.items() for x in (name, str(value))]
+    return [sys.executable, "-m", "qscope.cli", "classify", *flags, *model_args, "--address", "local", "--json"]
+
+
 def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, config: Path, tag: str) -> dict:
     out = work / f"out-{tag}" / "labels.parquet"
     shutil.rmtree(out.parent, ignore_errors=True)  # a kept --workdir would reuse the signature store: no encode pass
-    cmd = [
-        sys.executable,
-        "-m",
-        "qscope.cli",
-        "classify",
-        "--seeds",
-        str(seeds),
-        "--corpus",
-        str(corpus),
-        "--out",
-        str(out),
-        "--model",
-        str(model),
-        "--sae",
-        str(sae),
-        "--config",
-        str(config),
-        "--address",
-        "local",
-        "--json",
-    ]
+    cmd = classify_command(seeds, corpus, out, config, "--model", str(model), "--sae", str(sae))
     env = {**os.environ, "QSCOPE_PROGRESS_INTERVAL": "30", **SAME_PRIORITY}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -244,25 +231,7 @@ def main(argv=None) -> int:
         for r in range(args.rounds):  # interleaved rounds: load drift hits both sides alike
             out = work / f"out-embedded-{r}" / "labels.parquet"
             shutil.rmtree(out.parent, ignore_errors=True)
-            cmd = [
-                sys.executable,
-                "-m",
-                "qscope.cli",
-                "classify",
-                "--seeds",
-                str(seeds),
-                "--corpus",
-                str(corpus),
-                "--out",
-                str(out),
-                "--model",
-                "smollm2-135m",
-                "--config",
-                str(cfg),
-                "--address",
-                "local",
-                "--json",
-            ]
+            cmd = classify_command(seeds, corpus, out, cfg, "--model", "smollm2-135m")
             res = json.loads(
                 subprocess.run(
                     cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, **SAME_PRIORITY}
