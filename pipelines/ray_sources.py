@@ -28,31 +28,14 @@ def read(inp, read_cpus: float, concurrency: int | None = None):
         src = inp.source
         if src.hub is not None:
             return ray.data.read_datasource(HubDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
-        return ray.data.read_datasource(
-            CorpusDatasource(src),
-            num_cpus=read_cpus,
-            concurrency=concurrency,
-            override_num_blocks=_read_tasks(len(src.files)),
-        )
+        return ray.data.read_datasource(CorpusDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
     if isinstance(inp, ParquetInput):
         if not inp.files():
             return ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in (inp.columns or ["id"])}))
-        return ray.data.read_datasource(
-            PartsDatasource(inp),
-            num_cpus=read_cpus,
-            concurrency=concurrency,
-            override_num_blocks=_read_tasks(len(inp.files())),
-        )
+        return ray.data.read_datasource(PartsDatasource(inp), num_cpus=read_cpus, concurrency=concurrency)
     if isinstance(inp, TableInput):
         return ray.data.from_arrow(inp.slices())
     raise TypeError(f"unknown flow input {type(inp).__name__}")
-
-
-def _read_tasks(n_files: int) -> int:
-    """As many read tasks as files (grouped past 200). Left to choose, Ray asks for ~200 blocks and, with fewer
-    files, splits every block a reader yields into that many slivers (a 1,024-row block of a one-file corpus became
-    119 blocks of ~9 rows), which downstream batching then glues back together at a cost per sliver."""
-    return max(1, min(n_files, 200))
 
 
 class PartsDatasource(Datasource):
