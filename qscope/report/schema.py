@@ -86,9 +86,10 @@ def schema_markdown() -> str:
         "",
         "```python",
         "import polars as pl",
+        "",  # the snippet is laid out as `ruff format` lays out Python blocks in Markdown (it checks docs/ too)
         'df = pl.read_parquet("out/demo/samples.parquet")',
         'df.filter(pl.col("source") == "synthesized").sort("seed_score", descending=True).select("text", "seed_score")',
-        'df.explode("target_features").group_by("target_features").len()   # coverage per steered feature',
+        'df.explode("target_features").group_by("target_features").len()  # coverage per steered feature',
         "```",
         "",
         "| column | type | meaning |",
