@@ -160,6 +160,7 @@ def run_classify(work: Path, corpus: Path, seeds: Path, model: Path, sae: Path, 
 def bare_loop(corpus: Path, batch_size: int) -> float:
     """EncodeSignatures over the same rows in this process, every core: the framework-free reference."""
     import torch
+
     from qscope.operators import EncodeSignatures
     from qscope.pipelines.flow import _rebatch
     from qscope.pipelines.sources import iter_corpus, resolve_corpus

@@ -275,6 +275,7 @@ _SCORER = {}
 def score(run: NicheRun, gen: pa.Table) -> pa.Table:
     """Re-encode with ScoreTargetFeatures (the pipeline's score step), cached per generation batch content."""
     import pyarrow.parquet as pq
+
     from qscope.operators import ScoreTargetFeatures
 
     path = run.dir / f"scored-{_h(*gen['id'].to_pylist(), *gen['text'].to_pylist(), run.model.target_ids)}.parquet"

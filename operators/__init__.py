@@ -22,6 +22,7 @@ the values they take live in the core library (`qscope.seed_model.SeedModel`, `q
 | WriteParquetShards    | —           | atomic shards + provenance; `writer.finalize_shards` merges + `_SUCCESS` |
 """
 
+from qscope.deprecation import moved_names
 from qscope.operators.base import ModelSpec, Operator, Resources
 from qscope.operators.classify import Classify
 from qscope.operators.dedup import Dedup
@@ -33,8 +34,6 @@ from qscope.operators.mine import MineBySignature
 from qscope.operators.score_targets import ScoreTargetFeatures
 from qscope.operators.select import Project, SampleByHash, TopRows
 from qscope.operators.writer import WriteParquetShards
-
-from qscope.deprecation import moved_names
 
 __all__ = [
     "BuildSignatureIndex",

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources, require_columns, set_column
 from qscope.seed_model import SeedModel, SeedSignatures, fit_seed_classifier
 from qscope.signatures import check_batch_meta
 

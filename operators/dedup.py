@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+
 from qscope.operators.base import ModelSpec, Operator, Resources, load_model_and_sae, require_columns, set_column
 
 

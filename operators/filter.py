@@ -7,9 +7,9 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from qscope.operators.base import Operator, Resources, require_columns
 
 from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources, require_columns
 
 
 def distinct_word_ratio(text: str | None) -> float:

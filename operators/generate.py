@@ -6,9 +6,9 @@ import functools
 from typing import Any, ClassVar
 
 import pyarrow as pa
-from qscope.operators.base import ModelSpec, Operator, Resources, load_model_and_sae, require_columns, set_column
 
 from qscope.errors import InputError
+from qscope.operators.base import ModelSpec, Operator, Resources, load_model_and_sae, require_columns, set_column
 
 
 class SteeredGenerate(Operator):

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
-from qscope.operators.base import Operator, Resources, as_table, require_columns
 
 from qscope.deprecation import moved_names
 from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources, as_table, require_columns
 from qscope.signatures import SignatureMeta
 
 

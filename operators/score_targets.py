@@ -7,10 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+
 from qscope.operators.base import ModelSpec, Operator, Resources, require_columns, set_column
 from qscope.operators.encode import EncodeSignatures, _with_signature_columns
 from qscope.operators.mine import MineBySignature
-
 from qscope.seed_model import SeedModel, SeedSignatures
 from qscope.targets import target_activations, target_scores
 

@@ -15,9 +15,9 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources, require_columns, set_column
 
 _SCALE = float(1 << 64)
 

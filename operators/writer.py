@@ -16,10 +16,10 @@ from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from qscope.operators.base import Operator, Resources
 
 from qscope.deprecation import moved_names
 from qscope.errors import InputError
+from qscope.operators.base import Operator, Resources
 from qscope.paths import atomic_path
 from qscope.provenance import Provenance, add_provenance
 

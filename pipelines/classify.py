@@ -20,14 +20,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from qscope.errors import InputError
 from qscope.operators import Classify, Project
 from qscope.pipelines import stages as shared
 from qscope.pipelines.config import ClassifyConfig
 from qscope.pipelines.flow import Flow, Ref, Step
 from qscope.pipelines.outputs import mark_success, merge_parts, publish_parts, staging_dir
 from qscope.pipelines.plan import Plan, Run, Stage
-
-from qscope.errors import InputError
 
 SIGNATURES_DIR = "_signatures"
 RUN_DIR_SUFFIX = ".qscope"

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from qscope.config import ConfigBase, Override, read_yaml
+from qscope.deprecation import moved_names
+from qscope.errors import InputError
 from qscope.operators.base import ModelSpec
 from qscope.pipelines.config_sections import (  # noqa: F401 - re-exported: the sections' historical import path
     DedupConfig,
@@ -30,10 +33,6 @@ from qscope.pipelines.config_sections import (  # noqa: F401 - re-exported: the 
     check_fraction,
     check_positive,
 )
-
-from qscope.config import ConfigBase, Override, read_yaml
-from qscope.deprecation import moved_names
-from qscope.errors import InputError
 
 
 @dataclass

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qscope.operators.base import Resources
-
 from qscope.config import ConfigBase
+from qscope.operators.base import Resources
 
 ClassifierMethod = Literal["probe", "centroid", "knn"]
 """The seed classifiers of `qscope.classify`."""

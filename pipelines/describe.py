@@ -66,7 +66,6 @@ def describe(spec, features: list[int], texts: list[str], report_dir: str) -> di
     """Load the model (whole: labels read the unembedding) and label `features`; dashboards go to
     `report_dir/dashboards/`."""
     from qscope.operators.base import ModelSpec, load_model_and_sae
-
     from qscope.report import describe_features
 
     spec = ModelSpec.coerce(spec)

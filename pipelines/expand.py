@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from qscope.errors import InputError
 from qscope.operators import Dedup, FilterByScore, MineBySignature, ScoreTargetFeatures, SteeredGenerate, TopRows
 from qscope.operators.select import best_rows
 from qscope.operators.writer import write_table_atomic
@@ -32,8 +34,6 @@ from qscope.pipelines.describe import describe_stage
 from qscope.pipelines.flow import Flow, Ref, Step, TableInput
 from qscope.pipelines.outputs import SUCCESS, mark_success
 from qscope.pipelines.plan import Plan, Run, Stage
-
-from qscope.errors import InputError
 from qscope.provenance import Provenance, add_provenance
 
 OUTPUT_FILE = "samples.parquet"

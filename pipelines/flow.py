@@ -22,10 +22,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from qscope.operators.base import Resources
-from qscope.pipelines.sources import CorpusSource, iter_corpus
 
 from qscope.errors import QscopeError
+from qscope.operators.base import Resources
+from qscope.pipelines.sources import CorpusSource, iter_corpus
 
 READ_CPUS = 0.25
 """Read / write tasks ask for a quarter CPU: whole-CPU tasks next to model actors deadlock 2-core machines."""

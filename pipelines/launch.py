@@ -20,9 +20,8 @@ from qscope.config import Override
 def load_pipeline_config(kind: str | None, config: str | None, overrides: list[Override] = ()):
     """(kind, config): `config`'s YAML (kind None: its `pipeline:` key picks the pipeline), else the pipeline's
     defaults, with `overrides` applied before anything is checked."""
-    from qscope.pipelines.config import CONFIGS, load_config
-
     from qscope.errors import InputError
+    from qscope.pipelines.config import CONFIGS, load_config
 
     if kind is None:
         if config is None:

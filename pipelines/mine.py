@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from qscope.cli import EXIT_PARTIAL
+from qscope.errors import InputError
 from qscope.operators import MineBySignature, Project
 from qscope.pipelines import stages as shared
 from qscope.pipelines.common import json_dump
@@ -38,9 +40,6 @@ from qscope.pipelines.flow import Flow, Ref, Step
 from qscope.pipelines.outputs import SUCCESS, mark_success, staging_dir
 from qscope.pipelines.plan import Plan, Run, Stage
 from qscope.pipelines.store import PARTITION
-
-from qscope.cli import EXIT_PARTIAL
-from qscope.errors import InputError
 from qscope.seed_model import SeedModel
 
 STATE = "state.json"

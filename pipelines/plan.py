@@ -22,10 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from qscope.errors import InputError
 from qscope.pipelines.flow import Step
 from qscope.pipelines.progress import Progress
-
-from qscope.errors import InputError
 
 log = logging.getLogger(__name__)
 

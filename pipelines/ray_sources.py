@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pyarrow as pa
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
+
 from qscope.pipelines.sources import (
     ROW_SCHEMA,
     CorpusSource,
@@ -16,12 +19,11 @@ from qscope.pipelines.sources import (
     load_hub_dataset,
     open_corpus_file,
 )
-from ray.data.block import BlockMetadata
-from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
 
 
 def read(inp, read_cpus: float, concurrency: int | None = None):
     import ray
+
     from qscope.pipelines.flow import CorpusInput, ParquetInput, TableInput
 
     if isinstance(inp, CorpusInput):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+
+from qscope.errors import InputError
 from qscope.operators import EncodeSignatures, SampleByHash
 from qscope.operators.select import smallest_keys
 from qscope.pipelines.flow import CorpusInput, Flow, Step, TableInput
@@ -23,8 +25,6 @@ from qscope.pipelines.outputs import RunLock, clear_stale_staging, replace_dir, 
 from qscope.pipelines.plan import Run, Stage
 from qscope.pipelines.sources import resolve_corpus
 from qscope.pipelines.store import SignatureStore
-
-from qscope.errors import InputError
 from qscope.seed_model import SeedModel
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,8 @@ def _claim(run: Run, output_dir: Path, check_result=None) -> Path:
 
 
 def _read_seeds(run: Run, label_column: str | None) -> dict:
-    from qscope.pipelines.common import signature_meta
-
     from qscope.io import read_records
+    from qscope.pipelines.common import signature_meta
 
     cfg = run.config
     if not cfg.seeds:

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from qscope.errors import InputError
 from qscope.pipelines.flow import ParquetInput
 from qscope.pipelines.outputs import RunLock, clear_stale_staging, staging_dir
 from qscope.pipelines.sources import EMPTY_TEXT, CorpusFile, CorpusSource
-
-from qscope.errors import InputError
 from qscope.signatures import SignatureMeta
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import typing
 
 import pytest
 import yaml
-from qscope.pipelines.config import ClassifyConfig, ExpandConfig, MineConfig, load_config
 
 from qscope.errors import InputError
+from qscope.pipelines.config import ClassifyConfig, ExpandConfig, MineConfig, load_config
 from qscope.training import TrainConfig, TrainConfigError
 
 
@@ -38,12 +38,11 @@ def test_a_bad_choice_in_a_file_names_the_file_too(tmp_path):
 
 
 def test_literal_choices_match_what_the_code_accepts():
-    from qscope.operators.dedup import MEASURES
-    from qscope.pipelines.config_sections import ClassifierMethod, DedupConfig, SignatureConfig, SynthesisConfig
-
     from qscope.classify import METHODS
     from qscope.features import POOLINGS
     from qscope.generation import ENGINES
+    from qscope.operators.dedup import MEASURES
+    from qscope.pipelines.config_sections import ClassifierMethod, DedupConfig, SignatureConfig, SynthesisConfig
 
     def choices(cls, name):
         return set(typing.get_args(typing.get_type_hints(cls)[name]))

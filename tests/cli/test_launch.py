@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from qscope.pipelines import classify, mine
-from qscope.pipelines.launch import load_pipeline_config
 
 from qscope.cli import EXIT_BAD_INPUT, main
+from qscope.pipelines import classify, mine
+from qscope.pipelines.launch import load_pipeline_config
 
 REPO = Path(__file__).resolve().parents[2]
 

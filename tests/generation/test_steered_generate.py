@@ -8,10 +8,10 @@ import os
 
 import pyarrow as pa
 import pytest
-from qscope.operators import SteeredGenerate
-from qscope.operators.generate import placement_bundles, placement_group_strategy
 
 from qscope.errors import InputError
+from qscope.operators import SteeredGenerate
+from qscope.operators.generate import placement_bundles, placement_group_strategy
 
 
 def test_bad_engine_settings_fail_at_construction():

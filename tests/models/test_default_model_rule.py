@@ -13,13 +13,12 @@ from qscope.models import resolve_sae_and_model
 
 def _entry_points(sae_dir: str, model: str | None = None):
     """Each way a user reaches the rule, as a callable that raises before any model is loaded."""
+    from qscope.cli.common import load_model_and_sae as cli_load
     from qscope.operators.base import ModelSpec
     from qscope.operators.base import load_model_and_sae as operator_load
     from qscope.operators.generate import _vllm_sources
     from qscope.pipelines.common import signature_meta
     from qscope.pipelines.config import ExpandConfig
-
-    from qscope.cli.common import load_model_and_sae as cli_load
     from qscope.quickstart import SAEModel
 
     cfg = ExpandConfig.from_dict({"model": {"sae": sae_dir, "model": model}})

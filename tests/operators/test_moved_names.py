@@ -3,6 +3,7 @@
 import importlib
 
 import pytest
+
 import qscope.operators
 
 # (old module, old name) -> (new module, attribute path there)

@@ -6,6 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from qscope.errors import InputError
+from qscope.index import SignatureIndex
 from qscope.operators import (
     BuildSignatureIndex,
     Classify,
@@ -19,9 +22,6 @@ from qscope.operators import (
     WriteParquetShards,
 )
 from qscope.operators.writer import SUCCESS, finalize_shards, is_complete
-
-from qscope.errors import InputError
-from qscope.index import SignatureIndex
 from qscope.provenance import Provenance
 from qscope.seed_model import SeedSignatures, background_sample
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from qscope.pipelines.config import ExpandConfig
 
 
@@ -17,6 +18,7 @@ from qscope.pipelines.config import ExpandConfig
 def ray_local():
     """One real local Ray per test session (2 CPU slots, no dashboard); operators ask for fractional CPUs."""
     import ray
+
     from qscope.pipelines.runtime import init_ray
 
     started = not ray.is_initialized()

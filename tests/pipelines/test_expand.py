@@ -4,9 +4,9 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from qscope.pipelines import expand
 
 from qscope.errors import InputError, SAELoadError
+from qscope.pipelines import expand
 from qscope.report.schema import OUTPUT_COLUMNS
 
 
@@ -134,9 +134,9 @@ def test_corpus_signatures_and_index_are_kept_and_reused(tiny_expand_config, tmp
     from pathlib import Path
 
     import pyarrow.dataset as pads
-    from qscope.pipelines.expand import INDEX_DIR, SIGNATURES_DIR
 
     from qscope.index import SignatureIndex
+    from qscope.pipelines.expand import INDEX_DIR, SIGNATURES_DIR
     from qscope.signatures import SignatureMeta
 
     cfg = tiny_expand_config()
@@ -169,6 +169,7 @@ def test_corpus_signatures_and_index_are_kept_and_reused(tiny_expand_config, tmp
 
 def test_filter_reads_the_seed_classifier_for_synthesized_rows_only(tiny_expand_config):
     import pyarrow as pa
+
     from qscope.pipelines.expand import filter_mask
 
     table = pa.table(

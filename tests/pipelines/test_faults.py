@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+
 from qscope.operators.base import Operator, Resources
 from qscope.pipelines.flow import Flow, OperatorError, Step, TableInput
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from qscope.pipelines import mine
 from qscope.pipelines.config import MineConfig
 

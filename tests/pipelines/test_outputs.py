@@ -8,9 +8,9 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from qscope.pipelines.outputs import LOCK, OutputBusyError, RunLock, merge_parts, publish_parts
 
 from qscope.errors import InputError
+from qscope.pipelines.outputs import LOCK, OutputBusyError, RunLock, merge_parts, publish_parts
 
 
 def test_second_run_is_refused_and_named(tmp_path):

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from qscope.errors import InputError
 from qscope.operators import (
     Classify,
     EncodeSignatures,
@@ -17,8 +19,6 @@ from qscope.operators import (
 from qscope.pipelines import classify, expand, mine
 from qscope.pipelines.config import ClassifyConfig, ExpandConfig, MineConfig, load_config
 from qscope.pipelines.flow import Ref
-
-from qscope.errors import InputError
 
 # train_*.yaml are SAE-training configs (qscope train-sae), not pipeline configs.
 CONFIGS = sorted(p for p in Path("configs").glob("*.yaml") if not p.name.startswith("train_"))

@@ -9,6 +9,7 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from qscope.operators import EncodeSignatures, FilterByScore, WriteParquetShards
 from qscope.operators.writer import finalize_shards
 
@@ -68,10 +69,10 @@ def test_killed_writer_leaves_only_complete_shards(tmp_path):
 def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, demo_config, tmp_path):
     """A user's own Ray Data ETL reuses a qscope run's SeedModel and gets the run's scores (docs/pipelines.md)."""
     import ray
+
     from qscope.operators import Classify
     from qscope.pipelines import classify
     from qscope.pipelines.config import ClassifyConfig
-
     from qscope.seed_model import SeedModel
 
     cfg = ClassifyConfig.from_dict({**demo_config, "out": str(tmp_path / "labels.parquet")})

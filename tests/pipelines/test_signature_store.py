@@ -5,12 +5,12 @@ import json
 import shutil
 
 import pytest
+
+from qscope.errors import InputError
 from qscope.pipelines import classify
 from qscope.pipelines.config import ClassifyConfig
 from qscope.pipelines.sources import resolve_corpus
 from qscope.pipelines.store import MANIFEST, SignatureStore
-
-from qscope.errors import InputError
 from qscope.signatures import SignatureMeta
 
 META = SignatureMeta("m", "sae", 3, "max", 16, 64, sae_hash="abc", max_length=32)

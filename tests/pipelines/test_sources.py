@@ -7,10 +7,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from qscope.pipelines.flow import CorpusInput, Flow
-from qscope.pipelines.sources import EMPTY_TEXT, iter_corpus, parse_hub_spec, resolve_corpus
 
 from qscope.errors import InputError
+from qscope.pipelines.flow import CorpusInput, Flow
+from qscope.pipelines.sources import EMPTY_TEXT, iter_corpus, parse_hub_spec, resolve_corpus
 
 
 def _rows(source) -> list[dict]:
