@@ -117,12 +117,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-chars", type=int, default=4000, help="cut each text to at most this many characters")
     p.add_argument("--min-chars", type=int, default=8, help="drop shorter texts (after whitespace normalising)")
     p.add_argument("--max-rows-per-task", type=int, default=3000)
-    p.add_argument(
-        "--max-chars-per-task",
-        type=int,
-        default=1_000_000,
-        help="code / medical tasks have ~4k-char prompts; without this they would be most of the corpus",
-    )
+    # code / medical tasks have ~4k-char prompts; without a cap they would be most of the corpus
+    p.add_argument("--max-chars-per-task", type=int, default=1_000_000, help="cap on one task's characters")
     p.add_argument("--min-train-chars", type=int, default=12_000_000, help="fail if the train split is smaller")
     p.add_argument("--apt-lists", type=Path, default=debian.APT_LISTS)
     args = p.parse_args(argv)

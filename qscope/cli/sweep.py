@@ -30,12 +30,8 @@ def register(sub) -> None:
         help="fluency bound (default: --ppl-factor x the unsteered perplexity)",
     )
     p.add_argument("--ppl-factor", type=float, default=2.0)
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=0.1,
-        help="feature_rate: the feature reaches this fraction of its typical max in the output",
-    )
+    # feature_rate counts an output when the feature reaches this fraction of its typical max
+    p.add_argument("--threshold", type=float, default=0.1, help="feature_rate: fraction of typical max")
     p.add_argument("--judge-examples", default=None, help="texts of the concept: train the on-target judge on them")
     p.add_argument(
         "--judge-negatives",

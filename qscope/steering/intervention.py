@@ -80,48 +80,39 @@ class Intervention:
     edits: tuple[FeatureEdit, ...] = ()
 
     # --- building -------------------------------------------------------------------------------------
-    def _with(self, op: str, feature: int, strength: float, layer, positions, sae, scale) -> Intervention:
+    def _with(
+        self,
+        op: str,
+        feature: int,
+        strength: float,
+        *,
+        layer: int | None = None,
+        positions: str = "all",
+        sae=None,
+        scale: float | None = None,
+    ) -> Intervention:
+        # The three builders share these keywords (where and how the edit applies); they are
+        # spelled once here so activate/suppress/clamp cannot drift apart.
         sae_id = sae if isinstance(sae, str) or sae is None else sae.sae_id
         if layer is None and sae is not None and not isinstance(sae, str):
             layer = sae.cfg.hook_layer
         edit = FeatureEdit(op, feature, strength, layer, positions, sae_id, scale)
         return Intervention(self.edits + (edit,))
 
-    def activate(
-        self,
-        feature: int,
-        strength: float = 1.0,
-        *,
-        layer: int | None = None,
-        positions: str = "all",
-        sae=None,
-        scale: float | None = None,
-    ) -> Intervention:
-        return self._with("activate", feature, strength, layer, positions, sae, scale)
+    def activate(self, feature: int, strength: float = 1.0, **where) -> Intervention:
+        """Add `strength` × the feature's scale along its decoder direction.
 
-    def suppress(
-        self,
-        feature: int,
-        strength: float = 1.0,
-        *,
-        layer: int | None = None,
-        positions: str = "all",
-        sae=None,
-        scale: float | None = None,
-    ) -> Intervention:
-        return self._with("suppress", feature, strength, layer, positions, sae, scale)
+        `where` takes layer=, positions= ("all", "prompt", "generated"), sae= (an SAE or its id, which
+        also sets the layer) and scale= (explicit typical-max activation), as in `FeatureEdit`."""
+        return self._with("activate", feature, strength, **where)
 
-    def clamp(
-        self,
-        feature: int,
-        value: float,
-        *,
-        layer: int | None = None,
-        positions: str = "all",
-        sae=None,
-        scale: float | None = None,
-    ) -> Intervention:
-        return self._with("clamp", feature, value, layer, positions, sae, scale)
+    def suppress(self, feature: int, strength: float = 1.0, **where) -> Intervention:
+        """Remove `strength` (a fraction, 1.0 = all) of the feature's activation; `where` as in `activate`."""
+        return self._with("suppress", feature, strength, **where)
+
+    def clamp(self, feature: int, value: float, **where) -> Intervention:
+        """Hold the feature at `value` × its scale; `where` as in `activate`."""
+        return self._with("clamp", feature, value, **where)
 
     def __add__(self, other: Intervention) -> Intervention:
         if not isinstance(other, Intervention):
@@ -173,10 +164,7 @@ class Intervention:
 
     @classmethod
     def from_json(cls, text: str) -> Intervention:
-        try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise InterventionError(f"intervention is not valid JSON: {exc}") from exc
+        return cls._parse(text, json.loads, json.JSONDecodeError, "JSON")
 
     def to_yaml(self) -> str:
         import yaml
@@ -187,10 +175,15 @@ class Intervention:
     def from_yaml(cls, text: str) -> Intervention:
         import yaml
 
+        return cls._parse(text, yaml.safe_load, yaml.YAMLError, "YAML")
+
+    @classmethod
+    def _parse(cls, text: str, load, syntax_error: type[Exception], fmt: str) -> Intervention:
         try:
-            return cls.from_dict(yaml.safe_load(text))
-        except yaml.YAMLError as exc:
-            raise InterventionError(f"intervention is not valid YAML: {exc}") from exc
+            data = load(text)
+        except syntax_error as exc:
+            raise InterventionError(f"intervention is not valid {fmt}: {exc}") from exc
+        return cls.from_dict(data)
 
     # --- validation --------------------------------------------------------------------------------------
     def validate(self, saes: Mapping[int, Any]) -> Intervention:

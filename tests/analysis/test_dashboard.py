@@ -13,23 +13,11 @@ import pytest
 
 # Neuronpedia's feature record (`Neuron`) and `Activation` fields as its API (/api/feature/...) returns them and as
 # SAEDashboard's Neuronpedia runner writes them; written out here, independently of qscope.analysis.neuronpedia.
-NEURONPEDIA_FEATURE_KEYS = {
-    "modelId",
-    "layer",
-    "index",
-    "maxActApprox",
-    "frac_nonzero",
-    "pos_str",
-    "pos_values",
-    "neg_str",
-    "neg_values",
-    "freq_hist_data_bar_heights",
-    "freq_hist_data_bar_values",
-    "logits_hist_data_bar_heights",
-    "logits_hist_data_bar_values",
-    "activations",
-    "explanations",
-}
+NEURONPEDIA_FEATURE_KEYS = set(
+    "modelId layer index maxActApprox frac_nonzero pos_str pos_values neg_str neg_values"
+    " freq_hist_data_bar_heights freq_hist_data_bar_values logits_hist_data_bar_heights logits_hist_data_bar_values"
+    " activations explanations".split()
+)
 NEURONPEDIA_ACTIVATION_KEYS = {"tokens", "values", "maxValue", "maxValueTokenIndex", "minValue"}
 NEURONPEDIA_EXPLANATION_KEYS = {"description", "explanationModelName", "typeName"}
 

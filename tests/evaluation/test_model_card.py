@@ -22,25 +22,13 @@ from qscope.evaluation.feature_stats import stats_from_codes
 
 
 def _result(**kw):
-    base = dict(
-        explained_variance=0.8125,
-        mse=0.0123,
-        l0=31.5,
-        dead_fraction=0.0625,
-        ce_loss_recovered=0.9031,
-        kl_div=0.1717,
-        delta_lm_loss=0.2049,
-        ce_clean=3.1,
-        ce_spliced=3.3049,
-        ce_zero_ablation=5.2,
-        n_tokens=4096,
-        sae="planted/identity",
-        layer=15,
-        model="smollm2-135m",
-        n_loss_tokens=4000,
-        n_texts=12,
-        text_source="heldout.parquet",
-    )
+    # The planted numbers of one eval run, grouped as the model card groups them.
+    reconstruction = {"explained_variance": 0.8125, "mse": 0.0123, "l0": 31.5, "dead_fraction": 0.0625}
+    downstream = {"ce_loss_recovered": 0.9031, "kl_div": 0.1717, "delta_lm_loss": 0.2049}
+    losses = {"ce_clean": 3.1, "ce_spliced": 3.3049, "ce_zero_ablation": 5.2}
+    source = {"sae": "planted/identity", "layer": 15, "model": "smollm2-135m", "text_source": "heldout.parquet"}
+    counts = {"n_tokens": 4096, "n_loss_tokens": 4000, "n_texts": 12}
+    base = {**reconstruction, **downstream, **losses, **source, **counts}
     return SAEEvalResult(**(base | kw))
 
 

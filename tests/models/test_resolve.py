@@ -142,26 +142,11 @@ def _hub_cache(
 @pytest.fixture
 def tiny_hub_model(tmp_path, monkeypatch):
     """A tiny random Llama (the embedded tokenizer) cached as acme/tiny at COMMIT, HF_HUB_OFFLINE on."""
-    import torch
-    import transformers as tf
+    from qscope.models.tiny import make_tiny_lm
 
-    from qscope.models.resolve import embedded_model_dir
-
-    tok_dir = embedded_model_dir("smollm2-135m")
-    cfg = tf.LlamaConfig(
-        vocab_size=49152,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    src = tmp_path / "src"
-    tf.LlamaForCausalLM(cfg).save_pretrained(src)
+    # make_tiny_lm saves the weights and the embedded tokenizer side by side: the snapshot a hub download leaves.
+    src = make_tiny_lm(tmp_path / "src", hidden_size=32, layers=2)
     files = {p.name: p for p in src.iterdir() if p.is_file()}
-    files.update({p.name: p for p in tok_dir.iterdir() if p.name.startswith(("tokenizer", "special_tokens"))})
     hub = tmp_path / "hub"
     _hub_cache(hub, "acme/tiny", files, refs={"main": COMMIT, "v1.0": COMMIT})
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
