@@ -30,14 +30,31 @@ def read(inp, read_cpus: float, concurrency: int | None = None):
         src = inp.source
         if src.hub is not None:
             return ray.data.read_datasource(HubDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
-        return ray.data.read_datasource(CorpusDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
+        return ray.data.read_datasource(
+            CorpusDatasource(src),
+            num_cpus=read_cpus,
+            concurrency=concurrency,
+            override_num_blocks=_read_tasks(len(src.files)),
+        )
     if isinstance(inp, ParquetInput):
         if not inp.files():
             return ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in (inp.columns or ["id"])}))
-        return ray.data.read_datasource(PartsDatasource(inp), num_cpus=read_cpus, concurrency=concurrency)
+        return ray.data.read_datasource(
+            PartsDatasource(inp),
+            num_cpus=read_cpus,
+            concurrency=concurrency,
+            override_num_blocks=_read_tasks(len(inp.files())),
+        )
     if isinstance(inp, TableInput):
         return ray.data.from_arrow(inp.slices())
     raise TypeError(f"unknown flow input {type(inp).__name__}")
+
+
+def _read_tasks(n_files: int) -> int:
+    """One read task per file (grouped past 200). Left to choose, Ray aims at ~200 blocks and, with fewer files,
+    splits every block a read task emits into that many slivers (a one-file corpus became blocks of ~9 rows, glued
+    back together downstream at a cost per sliver). Blocks stay small without it: `runtime.BLOCK_BYTES`."""
+    return max(1, min(n_files, 200))
 
 
 class PartsDatasource(Datasource):

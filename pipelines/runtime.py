@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 OBJECT_STORE_BYTES = 512 * 1024 * 1024
 # Ray Data's share of it on a private Ray: ~16 signature blocks of 4k rows x 256 features (8 MB each) in flight.
 DATA_STORE_BYTES = 128 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
+"""Largest block a read or map task emits. Ray's default (128 MB) makes a read task gather its reader's small
+blocks into 128 MB ones: a 1M-row corpus then sat in two blocks, and the read worker held ~400 MB for the whole
+encode pass (bench/README.md, "Streaming pipelines at scale"). 4 MB is ~16k short rows, ~1-2k documents of a few KB,
+~2k signature rows."""
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
@@ -38,6 +43,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         n = num_cpus or min(os.cpu_count() or 2, int(os.environ.get("QSCOPE_RAY_CPUS", "2")))
         ray.init(address="local", num_cpus=n, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, **common)
         _bound_read_ahead()
+    _small_blocks()
     _quiet_ray_data(quiet)
     return ray
 
@@ -97,6 +103,14 @@ def _bound_read_ahead() -> None:
     mb = int(os.environ.get("QSCOPE_RAY_DATA_STORE_MB", DATA_STORE_BYTES // 2**20))
     options = ray.data.DataContext.get_current().execution_options
     options.resource_limits = options.resource_limits.copy(object_store_memory=mb * 2**20)
+
+
+def _small_blocks() -> None:
+    """Blocks of a few MB for this run (the driver's DataContext: a joined cluster's other jobs keep theirs)."""
+    import ray
+
+    mb = float(os.environ.get("QSCOPE_RAY_BLOCK_MB", BLOCK_BYTES / 2**20))
+    ray.data.DataContext.get_current().target_max_block_size = int(mb * 2**20)
 
 
 def _quiet_ray_data(quiet: bool) -> None:

@@ -141,3 +141,25 @@ def test_ray_reads_what_the_local_reader_reads(ray_local, mixed):
         key=lambda r: (r["source_file"], r["row"]),
     )
     assert remote == local
+
+
+def test_ray_reads_a_large_file_in_small_whole_blocks(ray_local, tmp_path):
+    """A one-file corpus reaches the stages in blocks of about runtime.BLOCK_BYTES: not gathered into Ray's default
+    128 MB blocks (the read worker then held ~400 MB through a 1M-row run) and not split into slivers of a few
+    rows (Ray splits each block a read task emits to reach ~200 blocks when a corpus has fewer files)."""
+    import ray
+
+    from qscope.pipelines.runtime import BLOCK_BYTES
+
+    assert ray.data.DataContext.get_current().target_max_block_size == BLOCK_BYTES
+    rows = 12_000
+    path = tmp_path / "big.jsonl"
+    with open(path, "w") as f:
+        for i in range(rows):
+            f.write(json.dumps({"id": f"r{i}", "text": f"document {i} " + "word " * 200}) + "\n")  # ~1 KB each
+    ds = Flow(CorpusInput(resolve_corpus(str(path))), [], "read").to_ray()
+    sizes = [(b.num_rows, b.nbytes) for b in ds.iter_batches(batch_size=None, batch_format="pyarrow")]
+    assert sum(n for n, _ in sizes) == rows
+    assert max(nbytes for _, nbytes in sizes) <= 1.5 * BLOCK_BYTES  # ~12 MB of rows: several blocks
+    assert len(sizes) >= 3
+    assert min(n for n, _ in sizes[:-1]) >= 1000  # whole reader blocks (1,024 rows), not slivers
