@@ -41,7 +41,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         pass
     else:
         n = num_cpus or min(os.cpu_count() or 2, int(os.environ.get("QSCOPE_RAY_CPUS", "2")))
-        ray.init(address="local", num_cpus=n, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, **common)
+        store = int(os.environ.get("QSCOPE_RAY_STORE_MB", OBJECT_STORE_BYTES // 2**20)) * 2**20
+        ray.init(address="local", num_cpus=n, object_store_memory=store, include_dashboard=False, **common)
         _bound_read_ahead()
     _small_blocks()
     _quiet_ray_data(quiet)
