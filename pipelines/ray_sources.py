@@ -30,20 +30,22 @@ def read(inp, read_cpus: float, concurrency: int | None = None):
         src = inp.source
         if src.hub is not None:
             return ray.data.read_datasource(HubDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
+        tasks = _read_tasks(len(src.files))
         return ray.data.read_datasource(
             CorpusDatasource(src),
             num_cpus=read_cpus,
-            concurrency=concurrency,
-            override_num_blocks=_read_tasks(len(src.files)),
+            concurrency=_at_most(concurrency, tasks),
+            override_num_blocks=tasks,
         )
     if isinstance(inp, ParquetInput):
         if not inp.files():
             return ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in (inp.columns or ["id"])}))
+        tasks = _read_tasks(len(inp.files()))
         return ray.data.read_datasource(
             PartsDatasource(inp),
             num_cpus=read_cpus,
-            concurrency=concurrency,
-            override_num_blocks=_read_tasks(len(inp.files())),
+            concurrency=_at_most(concurrency, tasks),
+            override_num_blocks=tasks,
         )
     if isinstance(inp, TableInput):
         return ray.data.from_arrow(inp.slices())
@@ -55,6 +57,11 @@ def _read_tasks(n_files: int) -> int:
     splits every block a read task emits into that many slivers (a one-file corpus became blocks of ~9 rows, glued
     back together downstream at a cost per sliver). Blocks stay small without it: `runtime.BLOCK_BYTES`."""
     return max(1, min(n_files, 200))
+
+
+def _at_most(concurrency: int | None, tasks: int) -> int | None:
+    # Ray warns (on the user's stderr) when a read may run more tasks at once than it has.
+    return None if concurrency is None else max(1, min(concurrency, tasks))
 
 
 class PartsDatasource(Datasource):
