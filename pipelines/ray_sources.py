@@ -30,38 +30,27 @@ def read(inp, read_cpus: float, concurrency: int | None = None):
         src = inp.source
         if src.hub is not None:
             return ray.data.read_datasource(HubDatasource(src), num_cpus=read_cpus, concurrency=concurrency)
-        tasks = _read_tasks(len(src.files))
-        return ray.data.read_datasource(
-            CorpusDatasource(src),
-            num_cpus=read_cpus,
-            concurrency=_at_most(concurrency, tasks),
-            override_num_blocks=tasks,
-        )
+        return _read_per_file(CorpusDatasource(src), len(src.files), read_cpus, concurrency)
     if isinstance(inp, ParquetInput):
         if not inp.files():
             return ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in (inp.columns or ["id"])}))
-        tasks = _read_tasks(len(inp.files()))
-        return ray.data.read_datasource(
-            PartsDatasource(inp),
-            num_cpus=read_cpus,
-            concurrency=_at_most(concurrency, tasks),
-            override_num_blocks=tasks,
-        )
+        return _read_per_file(PartsDatasource(inp), len(inp.files()), read_cpus, concurrency)
     if isinstance(inp, TableInput):
         return ray.data.from_arrow(inp.slices())
     raise TypeError(f"unknown flow input {type(inp).__name__}")
 
 
-def _read_tasks(n_files: int) -> int:
+def _read_per_file(datasource, n_files: int, read_cpus: float, concurrency: int | None):
     """One read task per file (grouped past 200). Left to choose, Ray aims at ~200 blocks and, with fewer files,
-    splits every block a read task emits into that many slivers (a one-file corpus became blocks of ~9 rows, glued
-    back together downstream at a cost per sliver). Blocks stay small without it: `runtime.BLOCK_BYTES`."""
-    return max(1, min(n_files, 200))
+    splits every block a read task emits into that many slivers (a one-file corpus became blocks of a few rows,
+    glued back together downstream at a cost per sliver). Blocks stay small without it: `runtime.BLOCK_BYTES`.
+    Concurrency is capped at the task count: Ray warns on the user's stderr when a read cannot reach it."""
+    import ray
 
-
-def _at_most(concurrency: int | None, tasks: int) -> int | None:
-    # Ray warns (on the user's stderr) when a read may run more tasks at once than it has.
-    return None if concurrency is None else max(1, min(concurrency, tasks))
+    tasks = max(1, min(n_files, 200))
+    if concurrency is not None:
+        concurrency = max(1, min(concurrency, tasks))
+    return ray.data.read_datasource(datasource, num_cpus=read_cpus, concurrency=concurrency, override_num_blocks=tasks)
 
 
 class PartsDatasource(Datasource):
