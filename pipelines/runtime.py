@@ -41,7 +41,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         pass
     else:
         n = num_cpus or min(os.cpu_count() or 2, int(os.environ.get("QSCOPE_RAY_CPUS", "2")))
-        store = int(os.environ.get("QSCOPE_RAY_STORE_MB", OBJECT_STORE_BYTES // 2**20)) * 2**20
+        store = _bytes_from_env("QSCOPE_RAY_STORE_MB", OBJECT_STORE_BYTES)
         ray.init(address="local", num_cpus=n, object_store_memory=store, include_dashboard=False, **common)
         _bound_read_ahead()
     _small_blocks()
@@ -101,17 +101,22 @@ def _bound_read_ahead() -> None:
     budget; a fixed cap makes it one constant on a private Ray. A joined cluster keeps the limits its owner set."""
     import ray
 
-    mb = int(os.environ.get("QSCOPE_RAY_DATA_STORE_MB", DATA_STORE_BYTES // 2**20))
+    limit = _bytes_from_env("QSCOPE_RAY_DATA_STORE_MB", DATA_STORE_BYTES)
     options = ray.data.DataContext.get_current().execution_options
-    options.resource_limits = options.resource_limits.copy(object_store_memory=mb * 2**20)
+    options.resource_limits = options.resource_limits.copy(object_store_memory=limit)
 
 
 def _small_blocks() -> None:
     """Blocks of a few MB for this run (the driver's DataContext: a joined cluster's other jobs keep theirs)."""
     import ray
 
-    mb = float(os.environ.get("QSCOPE_RAY_BLOCK_MB", BLOCK_BYTES / 2**20))
-    ray.data.DataContext.get_current().target_max_block_size = int(mb * 2**20)
+    ray.data.DataContext.get_current().target_max_block_size = _bytes_from_env("QSCOPE_RAY_BLOCK_MB", BLOCK_BYTES)
+
+
+def _bytes_from_env(name: str, default: int) -> int:
+    """A size the user may override in MB (`name`, e.g. QSCOPE_RAY_BLOCK_MB=8); `default` in bytes."""
+    value = os.environ.get(name)
+    return default if value is None else int(float(value) * 2**20)
 
 
 def _quiet_ray_data(quiet: bool) -> None:
