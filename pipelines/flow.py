@@ -29,9 +29,10 @@ from qscope.pipelines.sources import CorpusSource, iter_corpus
 
 READ_CPUS = 0.25
 """Read / write tasks ask for a quarter CPU: whole-CPU tasks next to model actors deadlock 2-core machines."""
-IO_TASKS_PER_ACTOR = 2
-"""Concurrent read / write tasks per actor of the flow's widest step (at least 2): enough to keep the actors fed,
-and a bound on the worker processes, so memory does not grow with the number of files or blocks."""
+IO_TASKS_PER_ACTOR = 1
+"""Concurrent read / write tasks per actor of the flow's widest step. One is enough to keep an actor fed (a read
+task streams its file block by block), and each task is a worker process of 200-300 MB: two per actor made the
+1M-row classify pass peak ~200 MB higher for no speed (bench/README.md, "Streaming pipelines at scale")."""
 ROWS_PER_FILE = 20_000
 """Parquet parts are at least this many rows (fewer, larger files than one per batch)."""
 
@@ -133,25 +134,26 @@ class TableInput:
 
 # --- counting wrapper -------------------------------------------------------------------------------------------
 class Tracked:
-    """Runs one operator and reports rows to the run's progress counter (the first step counts rows in, the last
-    the rejected rows out)."""
+    """Runs a chain of operators — one step, or consecutive steps fused into one actor — and reports rows to the
+    run's progress counter (the first step counts rows in, the last the rejected rows out)."""
 
     def __init__(
         self,
-        operator: type,
-        kwargs: dict,
+        operators: list[tuple[type, dict]],
         stage: str = "",
         counter=None,
         count_in: bool = False,
         count_rejected: bool = False,
     ):
-        self.op = operator(**kwargs)
+        self.ops = [operator(**kwargs) for operator, kwargs in operators]
         self.stage, self.counter, self.count_in, self.count_rejected = stage, counter, count_in, count_rejected
         self.node = _node_id() if counter is not None and count_in else None
 
     def __call__(self, batch) -> pa.Table:
         n_in = _num_rows(batch)
-        out = self.op(batch)
+        out = batch
+        for op in self.ops:
+            out = op(out)
         if self.counter is not None and (self.count_in or self.count_rejected):
             rejected = 0
             if self.count_rejected and "reject_reason" in out.column_names:
@@ -166,7 +168,8 @@ class Tracked:
         return out
 
     def teardown(self) -> None:
-        self.op.teardown()
+        for op in self.ops:
+            op.teardown()
 
 
 def _node_id() -> str | None:
@@ -185,6 +188,20 @@ def _num_rows(batch: Any) -> int:
     if isinstance(batch, dict):
         return len(next(iter(batch.values()), []))
     return len(batch)
+
+
+def fused(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive steps with the same resources and batch size, grouped to run in one actor. Ray Data never fuses
+    two actor pools, so each step would otherwise be a pool of its own: a process per actor (~150-300 MB each, most
+    of the classify pass's memory at 1M rows, bench/README.md) and an object-store hop per batch between them."""
+    chains: list[list[Step]] = []
+    for step in steps:
+        last = chains[-1][-1] if chains else None
+        if last is not None and last.resources == step.resources and last.batch_size == step.batch_size:
+            chains[-1].append(step)
+        else:
+            chains.append([step])
+    return chains
 
 
 # --- the flow ---------------------------------------------------------------------------------------------------
@@ -208,15 +225,15 @@ class Flow:
         ds = ray_sources.read(self.source, READ_CPUS, self.io_concurrency)
         if isinstance(self.source, CorpusInput) and self.source.limit is not None:
             ds = ds.limit(self.source.limit)
-        for i, step in enumerate(self.steps):
-            kw = step.map_batches_kwargs()
+        chains = fused(self.steps)
+        for i, chain in enumerate(chains):
+            kw = chain[0].map_batches_kwargs()
             kw["fn_constructor_kwargs"] = {
-                "operator": step.operator,
-                "kwargs": kw["fn_constructor_kwargs"],
+                "operators": [(s.operator, s.map_batches_kwargs()["fn_constructor_kwargs"]) for s in chain],
                 "stage": self.stage,
                 "counter": counter,
                 "count_in": i == 0,
-                "count_rejected": i == len(self.steps) - 1,
+                "count_rejected": i == len(chains) - 1,
             }
             kw["fn"] = Tracked
             with warnings.catch_warnings():
@@ -238,8 +255,7 @@ class Flow:
         try:
             for i, step in enumerate(self.steps):
                 op = Tracked(
-                    step.operator,
-                    {**step.kwargs, "resources": step.resources},
+                    [(step.operator, {**step.kwargs, "resources": step.resources})],
                     self.stage,
                     counter,
                     i == 0,

@@ -175,7 +175,14 @@ def _mine(run: Run, mine: Step, project: Step) -> list[str]:
 
 
 def _needs_mining(done: dict | None, entry) -> bool:
-    return entry is not None and (done is None or done.get("encoded_at") != entry.encoded_at)
+    """A file is mined again when the store holds another encoding of it than the one mined last. `encoded_at`
+    has one-second resolution and several runs can fall in one second: the encoding run's id decides too (a state
+    written before it was recorded falls back to the time alone)."""
+    if entry is None:
+        return False
+    if done is None:
+        return True
+    return done.get("encoded_at") != entry.encoded_at or done.get("encoded_run", entry.run_id) != entry.run_id
 
 
 def _commit(out: Path, staged: Path, todo: list[str], store, state: dict) -> None:
@@ -200,6 +207,7 @@ def _commit(out: Path, staged: Path, todo: list[str], store, state: dict) -> Non
             "mined": mined,
             "quarantined": entry.quarantined,
             "encoded_at": entry.encoded_at,
+            "encoded_run": entry.run_id,
             "completed_at": now,
         }
 

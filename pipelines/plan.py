@@ -45,7 +45,10 @@ class Stage:
     def describe(self) -> str:
         reads = ", ".join(self.reads) or "-"
         made = ", ".join(f"{k}: {v}" for k, v in self.produces.items()) or "-"
-        ops = " -> ".join(s.describe() for s in self.steps)
+        from qscope.pipelines.flow import fused
+
+        # "A + B": steps that run in one actor (same resources and batch size)
+        ops = " -> ".join(" + ".join(s.describe() for s in chain) for chain in fused(self.steps))
         middle = f" -> {ops}" if ops else ""
         doc = f"   # {self.doc}" if self.doc else ""
         return f"{self.name:<15} {self.kind:<6} {reads}{middle} -> {made}{doc}"

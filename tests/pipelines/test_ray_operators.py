@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qscope.operators import EncodeSignatures, FilterByScore, WriteParquetShards
+from qscope.operators.base import Operator
 from qscope.operators.writer import finalize_shards
 
 
@@ -92,3 +93,40 @@ def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, demo_config
     got = dict(zip(*pq.read_table(tmp_path / "mine").to_pydict().values()))
     assert got.keys() == expected.keys()
     assert all(abs(got[i] - expected[i]) < 1e-5 for i in got)
+
+
+class _StampPid(Operator):
+    """Test operator: adds `<column>` = the pid of the process it runs in (`drop_odd`: keeps every other row)."""
+
+    def __init__(self, column: str, drop_odd: bool = False, resources=None):
+        super().__init__(resources)
+        self.column, self.drop_odd = column, drop_odd
+
+    def process(self, table):
+        if self.drop_odd:
+            table = table.filter(pa.array([i % 2 == 0 for i in range(table.num_rows)]))
+        return table.append_column(self.column, pa.array([os.getpid()] * table.num_rows, pa.int64()))
+
+
+def test_steps_with_equal_resources_run_in_one_actor(ray_local):
+    """Ray Data never fuses two actor pools: the Flow groups consecutive steps with the same resources and batch
+    size into one actor (one process, no object-store hop), and keeps different ones apart."""
+    from ray import cloudpickle
+
+    from qscope.operators.base import Resources
+    from qscope.pipelines.flow import Flow, Step, TableInput, fused
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
+    light, heavy = Resources(num_cpus=0.25), Resources(num_cpus=0.5)
+    steps = [
+        Step(_StampPid, {"column": "a", "drop_odd": True}, light, 8),
+        Step(_StampPid, {"column": "b"}, light, 8),
+        Step(_StampPid, {"column": "c"}, heavy, 8),
+    ]
+    assert [len(c) for c in fused(steps)] == [2, 1]
+    assert [len(c) for c in fused([steps[0], Step(_StampPid, {"column": "x"}, light, 16)])] == [1, 1]
+    table = pa.table({"id": [f"r{i}" for i in range(32)]})
+    out = pa.concat_tables(list(Flow(TableInput(table, 4), steps, "t").iter_tables("ray")))
+    assert out.num_rows == 16  # the first operator's filter reached the ones after it
+    assert all(a == b for a, b in zip(out["a"].to_pylist(), out["b"].to_pylist()))
+    assert not set(out["a"].to_pylist()) & set(out["c"].to_pylist())
