@@ -342,7 +342,7 @@ def signature_methods(full: bool) -> dict[str, dict]:
     return base
 
 
-def evaluate(name: str, ns: list[int], draws: int, full: bool, sae) -> list[dict]:
+def evaluate(name: str, ns: list[int], draws: int, full: bool, sae, first_draw: int = 0) -> list[dict]:
     ds = load_dataset(name)
     res = encode_residuals(name, ds["texts"])
     sigs = encode_signatures(name, res, sae)
@@ -354,7 +354,7 @@ def evaluate(name: str, ns: list[int], draws: int, full: bool, sae) -> list[dict
         if n > len(pos_pool):
             print(f"  [{name}] N={n}: only {len(pos_pool)} positive seeds available, skipped", flush=True)
             continue
-        for d in range(draws):
+        for d in range(first_draw, first_draw + draws):
             rng = np.random.default_rng(1000 * n + d)
             sp_ = rng.choice(pos_pool, n, replace=False)
             if ds["setting"] == "mine":
@@ -396,6 +396,7 @@ def _components(ds, res, sigs, sae, pos, neg, evaluate_on, rng) -> dict[str, np.
         "sig": _sig_scores(sigs["sum"], sae.d_sae, pos, neg, test, evaluate_on, **DEFAULT_SIG),
         "tfidf": _tfidf_scores(ds["texts"], pos, neg, test, evaluate_on),
         "hidden": _hidden_scores(res["means"], pos, neg, test, evaluate_on),
+        "joint": _joint_scores(sigs["sum"], res["means"], sae.d_sae, pos, neg, test, evaluate_on),
     }
     return out
 
@@ -439,6 +440,37 @@ def _hidden_scores(means, pos, neg, pool, evaluate_on, C=0.1):
     return clf.decision_function(sc.transform(means[evaluate_on]))
 
 
+def _joint_scores(sigs, means, d_sae, pos, neg, pool, evaluate_on, top_n=256, C=3.0, hidden_weight=3.0):
+    """One logistic regression over both views of a text: its signature vector (log1p, IDF, L2-normalised, as the
+    signature probe) next to its standardised mean hidden state scaled to norm ~`hidden_weight` (so neither view
+    drowns the other)."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from qscope.index.ragged import as_ragged
+    from qscope.index.vectors import SignatureVectorizer
+
+    cut = [(f[:top_n], v[:top_n]) for f, v in sigs]
+
+    def ragged(idx):
+        return as_ragged([cut[i][0] for i in idx], [cut[i][1] for i in idx], d_sae)
+
+    vec = SignatureVectorizer(d_sae, "log1p", True)
+    vec.fit(ragged(pos))
+    vec.partial_fit(ragged(pool))
+    sc = StandardScaler().fit(means[pool])
+
+    def features(idx):
+        h = sc.transform(means[idx]) * (hidden_weight / np.sqrt(means.shape[1]))
+        return sp.hstack([vec.transform_csr(ragged(idx)), sp.csr_matrix(h)]).tocsr()
+
+    train = np.r_[pos, neg]
+    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
+    clf.fit(features(train), np.r_[np.ones(len(pos)), np.zeros(len(neg))])
+    return clf.decision_function(features(evaluate_on))
+
+
 def _cv_auroc(ds, res, sigs, sae, pos, neg, rng, folds=4) -> dict[str, float]:
     """Each component's AUROC on held-out seeds (stratified `folds`-fold CV over the labelled seeds)."""
     from sklearn.metrics import roc_auc_score
@@ -478,6 +510,11 @@ def ensemble_methods(ds, res, sigs, sae, pos, neg, test, rng, results) -> dict[s
         out[label] = sum(w[k] * z[k] for k in keys) / sum(w.values())
         best = max(keys, key=lambda k: cv[k])
         out[f"cv-best of {'+'.join(keys)}"] = z[best]
+    out["joint sig+hidden probe"] = comp["joint"]
+    out["joint + 0.5 tfidf"] = (z["joint"] + 0.5 * z["tfidf"]) / 1.5
+    w = {k: max(cv[k] - 0.5, 0.0) ** 2 + 1e-3 for k in ("joint", "tfidf")}
+    w["tfidf"] *= 0.5  # TF-IDF weighs in when the seeds' CV says the task is lexical, at half the joint probe's say
+    out["joint + cv-weighted tfidf"] = (w["joint"] * z["joint"] + w["tfidf"] * z["tfidf"]) / sum(w.values())
     return out
 
 
@@ -552,6 +589,9 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=None)
     ap.add_argument("--n", type=int, nargs="+", default=None)
     ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument(
+        "--first-draw", type=int, default=0, help="first seed draw (fresh draws check a choice made on others)"
+    )
     ap.add_argument("--encode-only", action="store_true")
     ap.add_argument("--sae", default=None, help="SAE to read (load_sae spec); default: the shipped one")
     ap.add_argument("--cached-only", action="store_true", help="evaluate only datasets whose residuals are cached")
@@ -586,7 +626,7 @@ def main() -> None:
     rows = []
     for name in names:
         t = time.time()
-        rows += evaluate(name, ns, draws, full=not args.quick, sae=sae)
+        rows += evaluate(name, ns, draws, full=not args.quick, sae=sae, first_draw=args.first_draw)
         print(f"  [{name}] evaluated in {time.time() - t:.0f}s", flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
