@@ -440,35 +440,25 @@ def _hidden_scores(means, pos, neg, pool, evaluate_on, C=0.1):
     return clf.decision_function(sc.transform(means[evaluate_on]))
 
 
-def _joint_scores(sigs, means, d_sae, pos, neg, pool, evaluate_on, top_n=256, C=3.0, hidden_weight=3.0):
-    """One logistic regression over both views of a text: its signature vector (log1p, IDF, L2-normalised, as the
-    signature probe) next to its standardised mean hidden state scaled to norm ~`hidden_weight` (so neither view
-    drowns the other)."""
-    import scipy.sparse as sp
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from qscope.index.ragged import as_ragged
-    from qscope.index.vectors import SignatureVectorizer
+def _joint_scores(sigs, means, d_sae, pos, neg, pool, evaluate_on, top_n=256, C=3.0):
+    """`qscope.classify`'s probe over both views of a text: the signature vector (sum-pooled top-256, log1p, IDF)
+    next to the mean hidden state (standardised over the pool, scaled to norm ~3), as log-odds."""
+    from qscope.classify import SignatureClassifier
 
     cut = [(f[:top_n], v[:top_n]) for f, v in sigs]
-
-    def ragged(idx):
-        return as_ragged([cut[i][0] for i in idx], [cut[i][1] for i in idx], d_sae)
-
-    vec = SignatureVectorizer(d_sae, "log1p", True)
-    vec.fit(ragged(pos))
-    vec.partial_fit(ragged(pool))
-    sc = StandardScaler().fit(means[pool])
-
-    def features(idx):
-        h = sc.transform(means[idx]) * (hidden_weight / np.sqrt(means.shape[1]))
-        return sp.hstack([vec.transform_csr(ragged(idx)), sp.csr_matrix(h)]).tocsr()
-
     train = np.r_[pos, neg]
-    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
-    clf.fit(features(train), np.r_[np.ones(len(pos)), np.zeros(len(neg))])
-    return clf.decision_function(features(evaluate_on))
+    clf = SignatureClassifier(d_sae, method="probe", transform="log1p", C=C).fit(
+        [cut[i][0] for i in train],
+        [cut[i][1] for i in train],
+        ["pos"] * len(pos) + ["neg"] * len(neg),
+        [cut[i][0] for i in pool],
+        [cut[i][1] for i in pool],
+        dense=means[train],
+        background_dense=means[pool],
+    )
+    r = clf.decision_scores([cut[i][0] for i in evaluate_on], [cut[i][1] for i in evaluate_on], means[evaluate_on])
+    p = np.clip(r.scores[:, r.classes.index("pos")].astype(float), 1e-9, 1 - 1e-9)
+    return np.log(p / (1 - p))
 
 
 def _cv_auroc(ds, res, sigs, sae, pos, neg, rng, folds=4) -> dict[str, float]:

@@ -12,6 +12,12 @@ seeds). Three scorers:
 With one class only (mining: positives, no labelled negatives) the corpus itself is the background: "probe"
 treats a random corpus sample as negatives (the class is rare, so few of them are really positives).
 
+"probe" also takes a dense view of each text (`dense=`, e.g. its mean hidden state): one regression over the
+signature vector next to the standardised dense vector (scaled to norm ~`dense_weight`, so neither view drowns the
+other). On 15 sae-probes tasks with 16 + 16 seeds this joint probe, with a TF-IDF view weighted by the seeds' CV,
+is >= the best of TF-IDF+LR / hidden-state LR / DiffMean on 10 of 15 tasks (the signature probe alone: 4 of 15;
+bench/README.md, "Issue 14, item 5").
+
 Measured on 6 real tasks (bench/efficacy.py; numbers in bench/README.md, "Few-shot classification / mining
 efficacy"): "probe" on log1p-weighted **sum-pooled top-256** signatures is the best signature method, on par with
 hidden-state LR on the mean and ahead of it, DiffMean and TF-IDF on Debian hamradio mining; with max-pooled top-64
@@ -56,7 +62,8 @@ class SignatureClassifier:
 
     method: "probe", "centroid" or "knn"; transform: activation → weight ("raw", "sqrt", "log1p", "binary");
     k: neighbours for "knn"; C: inverse regularisation of the probe; background_size: corpus rows used as
-    negatives by the one-class probe.
+    negatives by the one-class probe; dense_weight: the norm a standardised dense row is scaled to next to the
+    (unit-norm) signature vector when `fit` gets a dense view.
     """
 
     def __init__(
@@ -69,6 +76,7 @@ class SignatureClassifier:
         C: float = 1.0,
         background_size: int = 2000,
         seed: int = 0,
+        dense_weight: float = 3.0,
     ):
         if method not in METHODS:
             raise InputError(f"unknown classification method {method!r}; choose one of {METHODS}")
@@ -76,6 +84,8 @@ class SignatureClassifier:
         self.background_size, self.seed = background_size, seed
         self.vectorizer = SignatureVectorizer(d_sae, transform, use_idf)
         self.classes: list[str] = []
+        self.dense_weight = float(dense_weight)
+        self._dense_mean = self._dense_scale = None  # set when fitted with a dense view
 
     def fit(
         self,
@@ -84,8 +94,13 @@ class SignatureClassifier:
         labels: Sequence[Any],
         background_ids: Any = None,
         background_values: Any = None,
+        dense: Any = None,
+        background_dense: Any = None,
     ) -> SignatureClassifier:
+        """dense / background_dense: an optional dense vector per seed / background row (e.g. the mean hidden
+        state), used by "probe" next to the signature; scoring then needs the same view of every row."""
         seeds = as_ragged(feature_ids, feature_values, self.d_sae)
+        self._dense_mean = self._dense_scale = None
         labels = np.asarray([str(x) for x in labels], dtype=object)
         if seeds.n_rows == 0:
             raise InputError("no seed signatures given")
@@ -98,11 +113,37 @@ class SignatureClassifier:
             self.vectorizer.partial_fit(background)
         xs = self.vectorizer.transform_csr(seeds)
         xb = None if background is None else self.vectorizer.transform_csr(background)
+        if dense is not None:
+            xs, xb = self._fit_dense(xs, dense, xb, background_dense)
         if len(self.classes) == 1 and xb is None:
             raise InputError("one class of seeds needs background signatures (the corpus) to contrast against")
         y = np.array([self.classes.index(c) for c in labels])
         getattr(self, f"_fit_{self.method}")(xs, y, xb)
         return self
+
+    # --- the dense view ----------------------------------------------------------------------------------------
+    def _fit_dense(self, xs, dense, xb, background_dense):
+        """Standardise the dense view (statistics of the background when given: the corpus being scored, else of
+        the seeds) and append it to the signature vectors."""
+        if self.method != "probe":
+            raise InputError(f"a dense view is used by the 'probe' method only (this classifier: {self.method!r})")
+        ds = _dense_matrix(dense, xs.shape[0], "seed")
+        db = None
+        if xb is not None:
+            if background_dense is None:
+                raise InputError("a dense view of the seeds needs the same view of the background rows")
+            db = _dense_matrix(background_dense, xb.shape[0], "background", ds.shape[1])
+        ref = db if db is not None and db.shape[0] > 1 else ds
+        self._dense_mean = ref.mean(0)
+        std = ref.std(0)
+        self._dense_scale = np.where(std > 1e-8, 1.0 / np.maximum(std, 1e-8), 0.0) * (
+            self.dense_weight / np.sqrt(ds.shape[1])
+        )
+        return self._with_dense(xs, ds), None if xb is None else self._with_dense(xb, db)
+
+    def _with_dense(self, x, dense_rows: np.ndarray):
+        z = (dense_rows - self._dense_mean) * self._dense_scale
+        return sp.hstack([x, sp.csr_matrix(z.astype(np.float64))]).tocsr()
 
     # --- scorers -------------------------------------------------------------------------------------------
     def _fit_centroid(self, xs, y, xb):
@@ -153,11 +194,28 @@ class SignatureClassifier:
         p = self._probe.predict_proba(x)
         return p[:, 1:2] if len(self.classes) == 1 else p
 
-    def decision_scores(self, feature_ids: Any, feature_values: Any = None) -> ClassScores:
+    def decision_scores(self, feature_ids: Any, feature_values: Any = None, dense: Any = None) -> ClassScores:
         if not self.classes:
             raise InputError("the classifier is not fitted")
         x = self.vectorizer.transform_csr(as_ragged(feature_ids, feature_values, self.d_sae))
+        if self._dense_mean is not None:
+            if dense is None:
+                raise InputError("this classifier was fitted with a dense view: score with dense= as well")
+            x = self._with_dense(x, _dense_matrix(dense, x.shape[0], "scored", len(self._dense_mean)))
+        elif dense is not None:
+            raise InputError("this classifier was fitted without a dense view: refit with dense= to use one")
         return ClassScores(list(self.classes), np.asarray(getattr(self, f"_score_{self.method}")(x), np.float32))
+
+
+def _dense_matrix(rows: Any, n: int, what: str, width: int | None = None) -> np.ndarray:
+    m = np.asarray(rows, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != n:
+        raise InputError(f"dense view of the {what} rows: expected {n} rows of one width, got shape {m.shape}")
+    if width is not None and m.shape[1] != width:
+        raise InputError(f"dense view of the {what} rows is {m.shape[1]} wide; the classifier was fitted on {width}")
+    if not np.isfinite(m).all():
+        raise InputError(f"dense view of the {what} rows has NaN or infinite values")
+    return m
 
 
 def classify_corpus(

@@ -75,3 +75,54 @@ def test_classifier_errors():
         SignatureClassifier(D).decision_scores(f, v)
     with pytest.raises(InputError, match="corpus"):
         classify_corpus(f, v, y, [], [], D)
+
+
+def test_probe_with_a_dense_view_reads_what_the_signature_misses():
+    """Signatures carry half the signal (class c0 vs c1) and a dense vector the other half (a second, hidden
+    attribute): the joint probe ranks by both, the signature alone only by its own."""
+    f, v, y = corpus(400, 3, n_classes=2)
+    rng = np.random.default_rng(3)
+    attr = rng.integers(0, 2, 400)  # hidden attribute, only visible in the dense view
+    dense = rng.normal(0, 1, (400, 32)) + 2.0 * attr[:, None] * (np.arange(32) < 8)
+    target = (y == "c1") & (attr == 1)
+    seeds = np.r_[np.flatnonzero(target)[:16], np.flatnonzero(~target)[:16]]
+    labels = np.where(target[seeds], "yes", "no")
+    # both views carry half the signal here, so they get equal say (the default 3.0 suits real hidden states)
+    kw = dict(method="probe", transform="log1p", C=3.0, dense_weight=1.0)
+    joint = SignatureClassifier(D, **kw).fit(
+        [f[i] for i in seeds], [v[i] for i in seeds], labels, f, v, dense=dense[seeds], background_dense=dense
+    )
+    sig = SignatureClassifier(D, **kw).fit([f[i] for i in seeds], [v[i] for i in seeds], labels, f, v)
+    j = joint.decision_scores(f, v, dense)
+    s = sig.decision_scores(f, v)
+    auc_joint = auroc(j.scores[:, j.classes.index("yes")], target)
+    auc_sig = auroc(s.scores[:, s.classes.index("yes")], target)
+    assert auc_joint > 0.9 and auc_joint > auc_sig + 0.05, (auc_joint, auc_sig)
+    # one class (mining): the background sample's dense rows are the negatives' dense rows
+    one = SignatureClassifier(D, **kw).fit(
+        [f[i] for i in seeds[:16]], [v[i] for i in seeds[:16]], ["yes"] * 16, f, v, dense[seeds[:16]], dense
+    )
+    assert auroc(one.decision_scores(f, v, dense).scores[:, 0], target) > 0.85
+
+
+def test_dense_view_errors():
+    f, v, y = corpus(40, 4)
+    dense = np.ones((40, 8))
+    with pytest.raises(InputError, match="'probe' method only"):
+        SignatureClassifier(D, method="centroid").fit(f, v, y, dense=dense)
+    with pytest.raises(InputError, match="same view of the background"):
+        SignatureClassifier(D).fit(f, v, y, f, v, dense=dense)
+    with pytest.raises(InputError, match="expected 40 rows"):
+        SignatureClassifier(D).fit(f, v, y, dense=dense[:5])
+    bad = dense.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        SignatureClassifier(D).fit(f, v, y, dense=bad)
+    fitted = SignatureClassifier(D).fit(f, v, y, dense=np.random.default_rng(0).normal(size=(40, 8)))
+    with pytest.raises(InputError, match="score with dense"):
+        fitted.decision_scores(f, v)
+    with pytest.raises(InputError, match="fitted on 8"):
+        fitted.decision_scores(f, v, np.ones((40, 9)))
+    with pytest.raises(InputError, match="without a dense view"):
+        SignatureClassifier(D).fit(f, v, y).decision_scores(f, v, dense)
+    assert fitted.decision_scores(f, v, np.zeros((40, 8))).scores.shape == (40, 3)
