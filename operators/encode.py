@@ -40,11 +40,15 @@ class EncodeSignatures(Operator):
         top_n: int = 64,
         text_column: str = "text",
         batch_size: int = 16,
+        hidden_mean: bool = False,
         resources: Resources | dict | None = None,
     ):
         super().__init__(resources)
         self.model_spec = ModelSpec.coerce(model_spec)
         self.pooling, self.top_n, self.text_column, self.batch_size = pooling, int(top_n), text_column, batch_size
+        self.hidden_mean = bool(hidden_mean)
+        """Also write `hidden_mean` (float32 list: the mean residual over the pooled tokens; null for rejected
+        rows): the dense view `qscope.classify`'s probe can read next to the signature."""
 
     def setup(self) -> None:
         from qscope.features import FeatureExtractor
@@ -64,7 +68,11 @@ class EncodeSignatures(Operator):
         self.ensure_setup()
         # Batched by length: texts of similar length share a forward pass, so little compute goes to padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        sigs = list(self.extractor.iter_signatures([texts[i] for i in order], self.pooling, self.top_n, self.layer))
+        sigs = list(
+            self.extractor.iter_signatures(
+                [texts[i] for i in order], self.pooling, self.top_n, self.layer, hidden_mean=self.hidden_mean
+            )
+        )
         out = [None] * len(texts)
         for i, sig in zip(order, sigs):
             out[i] = sig
@@ -73,30 +81,36 @@ class EncodeSignatures(Operator):
     def process(self, table: pa.Table) -> pa.Table:
         require_columns(table, self.text_column, op=self.name)
         if table.num_rows == 0:
-            return _with_signature_columns(table, [], [], [], [])
+            return self._with_columns(table, [])
         texts = table.column(self.text_column).to_pylist()
         if "reject_reason" not in table.column_names:  # a plain batch (user ETL): every row must be text
-            sigs = self.signatures(texts)
-            return _with_signature_columns(
-                table,
-                [s.feature_ids for s in sigs],
-                [s.feature_values for s in sigs],
-                [s.n_tokens for s in sigs],
-                [s.truncated for s in sigs],
-            )
+            return self._with_columns(table, self.signatures(texts))
         # Corpus rows (`pipelines.sources`): rejected rows pass through unencoded, and a row the model cannot
         # read becomes a rejected row instead of failing its whole batch.
         reasons = table.column("reject_reason").to_pylist()
-        n = len(texts)
-        ids, vals, ntok, trunc = [[]] * n, [[]] * n, [0] * n, [False] * n
-        todo = [i for i in range(n) if reasons[i] is None]
+        sigs: list = [None] * len(texts)
+        todo = [i for i in range(len(texts)) if reasons[i] is None]
         for i, sig in zip(todo, self._encode_each([texts[i] for i in todo])):
             if isinstance(sig, str):
                 reasons[i] = sig
-                continue
-            ids[i], vals[i], ntok[i], trunc[i] = sig
+            else:
+                sigs[i] = sig
         table = set_column(table, "reject_reason", pa.array(reasons, pa.string()))
-        return _with_signature_columns(table, ids, vals, ntok, trunc)
+        return self._with_columns(table, sigs)
+
+    def _with_columns(self, table: pa.Table, sigs: list) -> pa.Table:
+        """The signature columns (and `hidden_mean` when asked for); a None entry is a row left unencoded."""
+        table = _with_signature_columns(
+            table,
+            [s.feature_ids if s else [] for s in sigs],
+            [s.feature_values if s else [] for s in sigs],
+            [s.n_tokens if s else 0 for s in sigs],
+            [s.truncated if s else False for s in sigs],
+        )
+        if not self.hidden_mean:
+            return table
+        means = [None if s is None else np.asarray(s.hidden_mean, np.float32) for s in sigs]
+        return set_column(table, "hidden_mean", pa.array(means, pa.list_(pa.float32())))
 
     def _encode_each(self, texts: list[str]) -> list:
         """DocumentFeatures per text; where the batch fails, each text alone — and the error text for those that

@@ -91,6 +91,9 @@ class DocumentSignature(NamedTuple):
     feature_values: np.ndarray  # float32
     n_tokens: int
     truncated: bool
+    hidden_mean: np.ndarray | None = None
+    """float32 [d_model]: the mean residual over the tokens the signature pools (when asked for): the dense view
+    `qscope.classify`'s joint probe reads next to the signature."""
 
 
 @dataclass
@@ -137,10 +140,16 @@ class FeatureExtractor:
             yield from self.extract(batch)[layer]
 
     def iter_signatures(
-        self, texts: Iterable[str], pooling: Pooling = "max", top_n: int = 64, layer: int | None = None
+        self,
+        texts: Iterable[str],
+        pooling: Pooling = "max",
+        top_n: int = 64,
+        layer: int | None = None,
+        hidden_mean: bool = False,
     ) -> Iterator[DocumentSignature]:
         """Per text: its pooled signature, tokens read and truncation — `DocumentFeatures.signature()` without the
-        per-token Python objects (what a corpus pass needs; equal to it, tested)."""
+        per-token Python objects (what a corpus pass needs; equal to it, tested); with `hidden_mean`, also the mean
+        residual over the same tokens."""
         layer = self.layers[0] if layer is None else layer
         if layer not in self.saes:
             raise InputError(f"no SAE loaded for layer {layer} (have {self.layers})")
@@ -150,13 +159,15 @@ class FeatureExtractor:
         for text in texts:
             batch.append(text)
             if len(batch) == self.batch_size:
-                yield from self._signatures(batch, layer, pooling, top_n)
+                yield from self._signatures(batch, layer, pooling, top_n, hidden_mean)
                 batch = []
         if batch:
-            yield from self._signatures(batch, layer, pooling, top_n)
+            yield from self._signatures(batch, layer, pooling, top_n, hidden_mean)
 
     @torch.no_grad()
-    def _signatures(self, texts: list[str], layer: int, pooling: str, top_n: int) -> list[DocumentSignature]:
+    def _signatures(
+        self, texts: list[str], layer: int, pooling: str, top_n: int, hidden_mean: bool = False
+    ) -> list[DocumentSignature]:
         texts = self.lm.validate_texts(texts)
         res = self.lm.residuals(texts, [layer], self.max_length)
         mask = res.attention_mask.bool()
@@ -189,6 +200,7 @@ class FeatureExtractor:
         else:
             pooled.index_add_(0, flat_index, src[pooling])
         pooled = pooled.view(len(texts), d_sae).float().cpu().numpy()
+        means = self._token_means(hidden, doc, keep_tok, len(texts)) if hidden_mean else None
         out = []
         for i, n in enumerate(lengths):
             ids = np.flatnonzero(pooled[i])
@@ -196,10 +208,23 @@ class FeatureExtractor:
             order = np.lexsort((ids, -vals_i))[:top_n]  # by value desc, ties by id (as pool_signature)
             out.append(
                 DocumentSignature(
-                    ids[order].astype(np.int32), vals_i[order].astype(np.float32), max(n - 1, 0), res.truncated[i]
+                    ids[order].astype(np.int32),
+                    vals_i[order].astype(np.float32),
+                    max(n - 1, 0),
+                    res.truncated[i],
+                    None if means is None else means[i],
                 )
             )
         return out
+
+    @staticmethod
+    def _token_means(hidden: torch.Tensor, doc: torch.Tensor, keep: torch.Tensor, n_docs: int) -> np.ndarray:
+        """Per document, the mean residual over its kept tokens (zeros for a document with none)."""
+        h = hidden[keep].float()
+        sums = torch.zeros(n_docs, h.shape[1], dtype=torch.float64, device=h.device)
+        sums.index_add_(0, doc[keep], h.double())
+        counts = torch.bincount(doc[keep], minlength=n_docs).clamp(min=1).to(sums.dtype)
+        return (sums / counts[:, None]).float().cpu().numpy()
 
     @torch.no_grad()
     def extract(self, texts: Sequence[str] | str) -> dict[int, list[DocumentFeatures]]:

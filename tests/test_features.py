@@ -126,3 +126,27 @@ def test_batched_signatures_equal_the_per_document_ones(lm, random_sae_factory, 
     for (ids, vals), s, d in zip(slow, fast, fx.iter_documents(texts)):
         assert ids.tolist() == s.feature_ids.tolist() and vals.tolist() == s.feature_values.tolist()
         assert (s.n_tokens, s.truncated) == (d.n_tokens, d.truncated)
+
+
+def test_signature_hidden_mean_is_the_mean_residual_of_the_pooled_tokens(lm, random_sae_factory):
+    """`hidden_mean` (the dense view classify's joint probe reads): the mean residual over the tokens the signature
+    pools, the same whatever the batch (padding excluded), off unless asked for."""
+    import torch
+
+    from qscope.features import FeatureExtractor
+
+    sae = random_sae_factory(d_sae=1024, k=16, seed=5)
+    texts = ["APRS digipeater for amateur radio", "x y", "Morse code trainer and keyer with a long description"]
+    together = FeatureExtractor.single(lm, sae, batch_size=3, max_length=24)
+    batched = list(together.iter_signatures(texts, hidden_mean=True))
+    alone = FeatureExtractor.single(lm, sae, batch_size=1, max_length=24)
+    assert list(alone.iter_signatures(texts[:1]))[0].hidden_mean is None
+    layer = alone.layers[0]
+    for text, b in zip(texts, batched):
+        a = list(alone.iter_signatures([text], hidden_mean=True))[0]
+        assert b.hidden_mean.shape == (lm.d_model,) and b.hidden_mean.dtype == np.float32
+        np.testing.assert_allclose(b.hidden_mean, a.hidden_mean, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            res = lm.residuals([text], [layer], 24)
+        tokens = res.hidden[layer][0][res.attention_mask[0].bool()][1:].float()  # the sink (position 0) dropped
+        np.testing.assert_allclose(a.hidden_mean, tokens.mean(0).numpy(), rtol=1e-4, atol=1e-4)

@@ -67,6 +67,26 @@ def test_encode_counts_truncation_and_rejects_missing_column(encoder):
         encoder(pa.table({"body": ["x"]}))
 
 
+def test_encode_hidden_mean_column(spec, encoded):
+    """hidden_mean=True adds the mean residual per row (a float32 list; null where a corpus row was rejected) and
+    leaves the signature columns as they were."""
+    op = EncodeSignatures(model_spec=spec, pooling="max", top_n=32, hidden_mean=True)
+    batch = pa.table(
+        {
+            "id": ["h0", "bad", "o0"],
+            "text": [HAM[0], "", OTHER[0]],
+            "reject_reason": [None, "empty text", None],
+        }
+    )
+    out = op(batch)
+    assert out.schema.field("hidden_mean").type == pa.list_(pa.float32())
+    means = out["hidden_mean"].to_pylist()
+    assert means[1] is None and out["reject_reason"].to_pylist()[1] == "empty text"
+    assert len(means[0]) == len(means[2]) == op.lm.d_model and means[0] != means[2]
+    assert out["feature_ids"][0].as_py() == encoded["feature_ids"][0].as_py()
+    assert "hidden_mean" not in encoded.column_names  # off by default
+
+
 def test_map_batches_kwargs_are_fractional_and_complete():
     kw = EncodeSignatures.map_batches_kwargs({"pooling": "sum"}, Resources(num_cpus=0.5, concurrency=1), 8)
     assert kw["fn"] is EncodeSignatures and kw["num_cpus"] == 0.5 and kw["batch_size"] == 8
