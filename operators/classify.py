@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, require_columns, set_column
-from qscope.seed_model import SeedModel, SeedSignatures, fit_seed_classifier
+from qscope.seed_model import SeedModel, SeedSignatures, fit_seed_classifier, seed_scores
 from qscope.signatures import check_batch_meta
 
 
@@ -62,7 +62,7 @@ class Classify(Operator):
         require_columns(table, "feature_ids", "feature_values", op=self.name)
         check_batch_meta(table, self.seeds.signature_meta, self.name)
         if table.num_rows:
-            res = self.classifier.decision_scores(table.column("feature_ids"), table.column("feature_values"))
+            res = seed_scores(self.classifier, table)
             scores, classes = res.scores, res.classes
         else:
             scores, classes = np.zeros((0, len(self.classes)), np.float32), self.classes

@@ -11,7 +11,7 @@ import pyarrow as pa
 from qscope.deprecation import moved_names
 from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, require_columns, set_column
-from qscope.seed_model import SeedModel, SeedSignatures, fit_seed_classifier
+from qscope.seed_model import SeedModel, SeedSignatures, fit_seed_classifier, seed_scores
 from qscope.signatures import check_batch_meta
 from qscope.targets import signature_rows, target_activations, target_scores
 
@@ -116,9 +116,7 @@ class MineBySignature(Operator):
         table = set_column(table, "nearest_seed", pa.array(nearest, pa.string()))
         score = seed_sim
         if self.classifier is not None and n:
-            score = self.classifier.decision_scores(table.column("feature_ids"), table.column("feature_values")).scores[
-                :, 0
-            ]
+            score = seed_scores(self.classifier, table).scores[:, 0]
         if self.targets:
             acts = target_activations(signature_rows(table), self.targets)
             ts, cov = target_scores(acts, self.reference)

@@ -92,8 +92,9 @@ def _classify(run: Run, classify: Step, project: Step) -> str:
     }
     n = sigs.totals()["good"]
     executor = "local" if n < cfg.resources.light.local_below else run.executor  # no actor start-up for small jobs
+    dense = ["hidden_mean"] if meta.hidden_mean else []
     flow = Flow(
-        sigs.read(["id", "feature_ids", "feature_values", "n_tokens", "truncated"]),
+        sigs.read(["id", "feature_ids", "feature_values", "n_tokens", "truncated", *dense]),
         [classify.resolve(run), project.resolve(run)],
         "classify",
     )

@@ -28,6 +28,7 @@ def signature_meta(model_cfg, sig_cfg) -> SignatureMeta:
         sae.d_sae,
         sae_hash=sae.weights_hash(),
         max_length=int(model_cfg.max_length),
+        hidden_mean=bool(getattr(sig_cfg, "hidden_mean", False)),
     )
 
 

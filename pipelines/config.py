@@ -102,9 +102,11 @@ class ClassifyConfig(SeedClassifierConfig, PipelineConfig):
     k: int = 5
     """Neighbours for knn."""
     label_column: str = "label"
-    signatures: SignatureConfig = field(default_factory=lambda: SignatureConfig(pooling="sum", top_n=256))
-    """Sum-pooled top-256 signatures (with the classifier's log1p weights): the best signature classifier in
-    bench/efficacy.py."""
+    signatures: SignatureConfig = field(
+        default_factory=lambda: SignatureConfig(pooling="sum", top_n=256, hidden_mean=True)
+    )
+    """Sum-pooled top-256 signatures (with the classifier's log1p weights) and the mean hidden state: the probe
+    over both views is the best classifier in bench/efficacy.py."""
 
     def check(self) -> None:
         PipelineConfig.check(self)

@@ -74,6 +74,9 @@ class SignatureConfig(ConfigBase):
     """How token activations pool into a document signature (`qscope.features.POOLINGS`)."""
     top_n: int = 64
     """Latents kept per document signature."""
+    hidden_mean: bool = False
+    """Also keep each row's mean hidden state (4 bytes x the model width per row): the probe then reads it next to
+    the signature (`qscope.classify`; on by default for classify, bench/README.md "Issue 14, item 5")."""
 
     def check(self) -> None:
         check_positive(self, "top_n")

@@ -68,6 +68,7 @@ def encode_step(cfg) -> Step:
             "pooling": cfg.signatures.pooling,
             "top_n": cfg.signatures.top_n,
             "batch_size": res.batch_size,
+            "hidden_mean": bool(cfg.signatures.hidden_mean),
         },
         res.actor_resources(),
         res.batch_size,
@@ -232,7 +233,8 @@ def seed_model_stage(cfg, fit, targets=None, *, label_column: str | None = None)
             raise InputError(f"corpus {cfg.corpus}: no row could be encoded (see {run['output']}/{REJECTED})")
         fraction = min(1.0, SAMPLE_MARGIN * background_size / n)
         sample_step = Step(SampleByHash, {"fraction": fraction}, step.resources, step.batch_size)
-        flow = Flow(sigs.read(["id", "feature_ids", "feature_values"]), [sample_step], "sample_background")
+        columns = ["id", "feature_ids", "feature_values"] + (["hidden_mean"] if run["meta"].hidden_mean else [])
+        flow = Flow(sigs.read(columns), [sample_step], "sample_background")
         background = smallest_keys(list(flow.iter_tables(run.executor)), background_size)
         model = SeedModel.fit(
             run["seed_signatures"],

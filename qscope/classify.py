@@ -194,6 +194,11 @@ class SignatureClassifier:
         p = self._probe.predict_proba(x)
         return p[:, 1:2] if len(self.classes) == 1 else p
 
+    @property
+    def uses_dense(self) -> bool:
+        """Fitted with a dense view: scoring needs it too."""
+        return self._dense_mean is not None
+
     def decision_scores(self, feature_ids: Any, feature_values: Any = None, dense: Any = None) -> ClassScores:
         if not self.classes:
             raise InputError("the classifier is not fitted")
@@ -339,11 +344,13 @@ def heldout_scores(
     d_sae: int,
     folds: int = 5,
     seed: int = 0,
+    dense: Any = None,
+    background_dense: Any = None,
     **kw,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold one-class scores: seeds and background are split into `folds` parts; each part is scored by a
     classifier (`SignatureClassifier(**kw)`) fitted on the other parts' seeds against the other parts'
-    background. Returns (seed scores, background scores), in input order."""
+    background (with their dense views when given). Returns (seed scores, background scores), in input order."""
     seeds = as_ragged(seed_feature_ids, seed_feature_values, d_sae)
     bg = as_ragged(background_ids, background_values, d_sae)
     n_s, n_b = seeds.n_rows, bg.n_rows
@@ -356,6 +363,12 @@ def heldout_scores(
     out_s, out_b = np.zeros(n_s), np.zeros(n_b)
     seed_fids, seed_vals = _rows(seeds)
     bg_fids, bg_vals = _rows(bg)
+    ds = None if dense is None else np.asarray(dense, np.float64)
+    db = None if dense is None else np.asarray(background_dense, np.float64)
+
+    def rows(m, idx):
+        return None if m is None else m[idx]
+
     for f in range(folds):
         ts, tb = np.flatnonzero(fs != f), np.flatnonzero(fb != f)
         clf = SignatureClassifier(d_sae, **kw).fit(
@@ -364,10 +377,14 @@ def heldout_scores(
             ["seed"] * len(ts),
             [bg_fids[i] for i in tb],
             [bg_vals[i] for i in tb],
+            rows(ds, ts),
+            rows(db, tb),
         )
         hs, hb = np.flatnonzero(fs == f), np.flatnonzero(fb == f)
-        out_s[hs] = clf.decision_scores([seed_fids[i] for i in hs], [seed_vals[i] for i in hs]).scores[:, 0]
-        out_b[hb] = clf.decision_scores([bg_fids[i] for i in hb], [bg_vals[i] for i in hb]).scores[:, 0]
+        out_s[hs] = clf.decision_scores([seed_fids[i] for i in hs], [seed_vals[i] for i in hs], rows(ds, hs)).scores[
+            :, 0
+        ]
+        out_b[hb] = clf.decision_scores([bg_fids[i] for i in hb], [bg_vals[i] for i in hb], rows(db, hb)).scores[:, 0]
     return out_s, out_b
 
 

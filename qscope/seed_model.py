@@ -39,6 +39,8 @@ class SeedSignatures:
     meta: dict
     """`SignatureMeta` fields."""
     labels: list[str | None] = field(default_factory=list)
+    hidden_mean: list[list[float]] | None = None
+    """Each seed's mean hidden state, when the signatures were encoded with it (`SignatureMeta.hidden_mean`)."""
 
     @classmethod
     def from_table(cls, table: pa.Table, meta: SignatureMeta, label_column: str | None = "label") -> SeedSignatures:
@@ -52,6 +54,7 @@ class SeedSignatures:
             table.column("feature_values").to_pylist(),
             asdict(meta),
             [None if x is None else str(x) for x in labels],
+            _dense_column(table),
         )
 
     @property
@@ -149,9 +152,41 @@ def fit_seed_classifier(
     labels = list(labels) if labels is not None else ["seed"] * len(seeds.ids)
     bg_ids = background["feature_ids"] if background else None
     bg_vals = background["feature_values"] if background else None
-    return SignatureClassifier(seeds.signature_meta.d_sae, method=method, k=k).fit(
-        seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals
-    )
+    dense, bg_dense = _dense_views(seeds, background, method)
+    return SignatureClassifier(
+        seeds.signature_meta.d_sae, method=method, k=k, C=JOINT_PROBE_C if dense is not None else 1.0
+    ).fit(seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals, dense, bg_dense)
+
+
+JOINT_PROBE_C = 3.0
+"""The probe's C over signature + hidden state (bench/efficacy.py, "joint sig+hidden probe"; the signature alone: 1)."""
+
+
+def _dense_views(seeds: SeedSignatures, background: dict | None, method: str):
+    """(seed, background) hidden means for the probe, or (None, None) when either side lacks them."""
+    if method != "probe" or seeds.hidden_mean is None:
+        return None, None
+    bg = background.get("hidden_mean") if background else None
+    if background and background.get("feature_ids") and bg is None:
+        return None, None
+    return np.asarray(seeds.hidden_mean, np.float32), None if bg is None else np.asarray(bg, np.float32)
+
+
+def seed_scores(classifier, table: pa.Table):
+    """`classifier.decision_scores` of a batch of encoded rows, with their `hidden_mean` when it reads one."""
+    dense = None
+    if classifier.uses_dense:
+        dense = _dense_column(table)
+        if dense is None:
+            raise InputError("the seed classifier reads the mean hidden state: these rows lack `hidden_mean`")
+    return classifier.decision_scores(table.column("feature_ids"), table.column("feature_values"), dense)
+
+
+def _dense_column(table: pa.Table) -> list | None:
+    if "hidden_mean" not in table.column_names:
+        return None
+    values = table.column("hidden_mean").to_pylist()
+    return None if any(v is None for v in values) else values
 
 
 @dataclass
@@ -189,6 +224,8 @@ class SeedModel:
             "feature_ids": background.column("feature_ids").to_pylist(),
             "feature_values": background.column("feature_values").to_pylist(),
         }
+        if _dense_column(background) is not None:
+            bg["hidden_mean"] = _dense_column(background)
         targets = []
         if n_targets or fixed_targets:
             if not bg["feature_ids"]:
@@ -233,6 +270,8 @@ class SeedModel:
         bg = self.background
         if not bg.get("feature_ids"):
             raise InputError("held-out mining scores need the background sample")
+        dense, bg_dense = _dense_views(self.seeds, bg, self.method)
+        extra = {} if dense is None else {"dense": dense, "background_dense": bg_dense, "C": JOINT_PROBE_C}
         return heldout_scores(
             self.seeds.feature_ids,
             self.seeds.feature_values,
@@ -243,6 +282,7 @@ class SeedModel:
             seed=seed,
             method=self.method,
             k=self.k,
+            **extra,
         )
 
     def mining_cutoff(self, target_precision: float = 0.8, folds: int = 5, seed: int = 0):
@@ -281,7 +321,7 @@ class SeedModel:
                     {
                         "id": pa.array(self.seeds.ids, pa.string()),
                         "label": pa.array(self.seeds.labels or [None] * len(self.seeds.ids), pa.string()),
-                        **_sig_columns(self.seeds.feature_ids, self.seeds.feature_values),
+                        **_sig_columns(self.seeds.feature_ids, self.seeds.feature_values, self.seeds.hidden_mean),
                     }
                 ),
                 tmp / "seeds.parquet",
@@ -291,7 +331,7 @@ class SeedModel:
                 pa.table(
                     {
                         "id": pa.array(bg.get("ids") or [None] * len(bg["feature_ids"]), pa.string()),
-                        **_sig_columns(bg["feature_ids"], bg["feature_values"]),
+                        **_sig_columns(bg["feature_ids"], bg["feature_values"], bg.get("hidden_mean")),
                     }
                 ),
                 tmp / "background.parquet",
@@ -314,17 +354,23 @@ class SeedModel:
             seeds.column("feature_values").to_pylist(),
             info["meta"],
             labels if any(x is not None for x in labels) else [],
+            _dense_column(seeds),
         )
         background = {
             "ids": bg.column("id").to_pylist(),
             "feature_ids": bg.column("feature_ids").to_pylist(),
             "feature_values": bg.column("feature_values").to_pylist(),
         }
+        if _dense_column(bg) is not None:
+            background["hidden_mean"] = _dense_column(bg)
         return cls(sig, background, info["targets"], info["method"], info["k"], info.get("settings", {}))
 
 
-def _sig_columns(ids: list, values: list) -> dict[str, Any]:
-    return {
+def _sig_columns(ids: list, values: list, hidden_mean: list | None = None) -> dict[str, Any]:
+    out = {
         "feature_ids": pa.array(ids, pa.list_(pa.int32())),
         "feature_values": pa.array(values, pa.list_(pa.float32())),
     }
+    if hidden_mean is not None:
+        out["hidden_mean"] = pa.array(hidden_mean, pa.list_(pa.float32()))
+    return out

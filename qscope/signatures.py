@@ -53,6 +53,8 @@ class SignatureMeta:
     """`SAE.weights_hash()`: two SAEs with one id but other weights never share signatures ("" = unknown)."""
     max_length: int = 0
     """Tokens read per text (0 = unknown)."""
+    hidden_mean: bool = False
+    """Rows also carry `hidden_mean` (the mean residual: the dense view of classify's joint probe)."""
 
     def to_metadata(self) -> dict[bytes, bytes]:
         return {f"qscope.{k}".encode(): str(v).encode() for k, v in asdict(self).items()}
@@ -71,6 +73,7 @@ class SignatureMeta:
                 version=md.get("qscope.version", "1"),
                 sae_hash=md.get("qscope.sae_hash", ""),
                 max_length=int(md.get("qscope.max_length", "0")),
+                hidden_mean=md.get("qscope.hidden_mean", "False") == "True",
             )
         except KeyError as exc:
             raise InputError(f"{source}: not a qscope signature file (schema metadata lacks {exc})") from exc
@@ -84,7 +87,7 @@ class SignatureMeta:
                     f"{what} were built with {key}={getattr(other, key)!r}, expected {getattr(self, key)!r}"
                 )
 
-    REUSE_KEYS = ("model", "sae", "sae_hash", "layer", "pooling", "top_n", "max_length", "d_sae")
+    REUSE_KEYS = ("model", "sae", "sae_hash", "layer", "pooling", "top_n", "max_length", "d_sae", "hidden_mean")
 
     def reuse_mismatch(self, stored: SignatureMeta) -> str | None:
         """The first setting in which stored signatures differ from what this run would compute (None: reusable)."""

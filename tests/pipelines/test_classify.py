@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import polars as pl
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
@@ -126,3 +127,35 @@ def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, demo_subset, cla
     res = cli("classify", out=tmp_path / "o.parquet", config=cfg, executor="local", **inputs)
     assert res["rows"] == 24
     assert sorted(pq.read_table(tmp_path / "o.parquet")["id"].to_pylist()) == sorted(r["id"] for r in rows)
+
+
+def test_classify_keeps_the_mean_hidden_state_and_its_probe_reads_it(tmp_path, demo_config):
+    """By default classify stores each row's mean hidden state beside its signature, and the seed model's probe reads
+    both (bench/README.md, "Issue 14, item 5"); a store built without it is refused with the setting named, and
+    `signatures.hidden_mean: false` gives the signature-only probe."""
+
+    from qscope.errors import InputError
+    from qscope.pipelines import classify
+    from qscope.pipelines.config import ClassifyConfig
+    from qscope.seed_model import SeedModel
+
+    out = tmp_path / "labels.parquet"
+    store = tmp_path / "store"
+    cfg = ClassifyConfig.from_dict({**demo_config, "out": str(out), "corpus_signatures": str(store)})
+    classify.run(classify.build_plan(cfg))
+    rows = pads.dataset(store, format="parquet", partitioning="hive").to_table(columns=["hidden_mean"])
+    assert rows.num_rows > 0 and rows["hidden_mean"].null_count == 0 and len(rows["hidden_mean"][0]) > 0
+    model = SeedModel.load(tmp_path / "labels.parquet.qscope" / "_seed_model")  # survives save / load
+    assert model.meta.hidden_mean and model.seeds.hidden_mean and model.background["hidden_mean"]
+    assert model.classifier().uses_dense
+    seeds_s, bg_s = model.heldout_scores(folds=3)
+    assert len(seeds_s) == len(model.seeds.ids) and np.isfinite(bg_s).all()
+
+    plain = {**demo_config, "out": str(tmp_path / "plain.parquet"), "corpus_signatures": str(store)}
+    plain["signatures"] = {"pooling": "sum", "top_n": 256, "hidden_mean": False}
+    with pytest.raises(InputError, match="hidden_mean=True"):  # the store was built with it: refused, not mixed
+        classify.run(classify.build_plan(ClassifyConfig.from_dict(plain)))
+    plain["reencode"] = True
+    classify.run(classify.build_plan(ClassifyConfig.from_dict(plain)))
+    model = SeedModel.load(tmp_path / "plain.parquet.qscope" / "_seed_model")
+    assert not model.meta.hidden_mean and model.seeds.hidden_mean is None and not model.classifier().uses_dense

@@ -85,7 +85,10 @@ def test_a_runs_seed_model_scores_rows_in_a_user_pipeline(ray_local, demo_config
     ds = ray.data.read_json(demo_config["corpus"])
     ds = ds.map_batches(
         **EncodeSignatures.map_batches_kwargs(
-            {"model_spec": spec, "pooling": "sum", "top_n": 256}, {"num_cpus": 0.5}, batch_size=8
+            # classify's signature settings: sum-pooled top 256 and the mean hidden state its probe reads
+            {"model_spec": spec, "pooling": "sum", "top_n": 256, "hidden_mean": True},
+            {"num_cpus": 0.5},
+            batch_size=8,
         )
     )
     ds = ds.map_batches(**Classify.map_batches_kwargs({"seed_model": model}, {"num_cpus": 0.25}, batch_size=8))
