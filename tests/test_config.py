@@ -121,3 +121,19 @@ def test_the_training_config_loads_through_the_same_loader(tmp_path):
     with pytest.raises(TrainConfigError, match="not valid YAML"):
         path.write_text("layers: [3\n")
         TrainConfig.from_yaml(path)
+
+
+def test_a_section_given_in_part_keeps_the_rest_of_its_field_default():
+    """`resources: {light: {batch_size: 512}}` keeps light's own defaults (0.25 CPU, local_below), and classify's
+    `signatures: {top_n: 128}` stays sum-pooled with the hidden state: only the keys given change."""
+    from qscope.pipelines.config import ClassifyConfig
+
+    c = ClassifyConfig.from_dict(
+        {"seeds": "s", "corpus": "c", "signatures": {"top_n": 128}, "resources": {"light": {"batch_size": 512}}}
+    )
+    assert (c.signatures.pooling, c.signatures.top_n, c.signatures.hidden_mean) == ("sum", 128, True)
+    light = c.resources.light
+    assert (light.batch_size, light.num_cpus, light.local_below) == (512, 0.25, 20000)
+    assert c.resources.encode.num_cpus == 0.5  # a section not named keeps its default whole
+    with pytest.raises(InputError, match="unknown key"):
+        ClassifyConfig.from_dict({"seeds": "s", "corpus": "c", "signatures": {"top": 1}})
