@@ -102,10 +102,10 @@ class EncodeSignatures(Operator):
         """The signature columns (and `hidden_mean` when asked for); a None entry is a row left unencoded."""
         table = _with_signature_columns(
             table,
-            [s.feature_ids if s else [] for s in sigs],
-            [s.feature_values if s else [] for s in sigs],
-            [s.n_tokens if s else 0 for s in sigs],
-            [s.truncated if s else False for s in sigs],
+            [s.feature_ids if s is not None else [] for s in sigs],
+            [s.feature_values if s is not None else [] for s in sigs],
+            [s.n_tokens if s is not None else 0 for s in sigs],
+            [s.truncated if s is not None else False for s in sigs],
         )
         if not self.hidden_mean:
             return table

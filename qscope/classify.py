@@ -203,7 +203,7 @@ class SignatureClassifier:
         if not self.classes:
             raise InputError("the classifier is not fitted")
         x = self.vectorizer.transform_csr(as_ragged(feature_ids, feature_values, self.d_sae))
-        if self._dense_mean is not None:
+        if self.uses_dense:
             if dense is None:
                 raise InputError("this classifier was fitted with a dense view: score with dense= as well")
             x = self._with_dense(x, _dense_matrix(dense, x.shape[0], "scored", len(self._dense_mean)))
@@ -364,7 +364,7 @@ def heldout_scores(
     seed_fids, seed_vals = _rows(seeds)
     bg_fids, bg_vals = _rows(bg)
     ds = None if dense is None else np.asarray(dense, np.float64)
-    db = None if dense is None else np.asarray(background_dense, np.float64)
+    db = None if background_dense is None else np.asarray(background_dense, np.float64)
 
     def rows(m, idx):
         return None if m is None else m[idx]

@@ -130,23 +130,13 @@ def _load(cls, data: Any, prefix: str):
 def _over_default(cls, name: str, section: type, value: Any, prefix: str) -> Any:
     """A section given in part keeps the rest of the field's own default, not the section class's: classify's
     `signatures: {top_n: 128}` stays sum-pooled, `resources: {light: {batch_size: 512}}` keeps light's 0.25 CPU."""
-    field = next(f for f in dataclasses.fields(cls) if f.name == name)
     if not isinstance(value, dict):
         return value
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
     default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
     if not isinstance(default, ConfigBase):
         return value
-    return _deep_merge(_init_fields(default), _migrate_renamed(section, dict(value), prefix))
-
-
-def _init_fields(obj) -> dict:
-    """A config object's init fields as plain values (nested sections as dicts)."""
-    out = {}
-    for f in dataclasses.fields(obj):
-        if f.init:
-            v = getattr(obj, f.name)
-            out[f.name] = _init_fields(v) if isinstance(v, ConfigBase) else v
-    return out
+    return _deep_merge(default.to_dict(), _migrate_renamed(section, dict(value), prefix))
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

@@ -224,8 +224,9 @@ class SeedModel:
             "feature_ids": background.column("feature_ids").to_pylist(),
             "feature_values": background.column("feature_values").to_pylist(),
         }
-        if _dense_column(background) is not None:
-            bg["hidden_mean"] = _dense_column(background)
+        bg_dense = _dense_column(background)
+        if bg_dense is not None:
+            bg["hidden_mean"] = bg_dense
         targets = []
         if n_targets or fixed_targets:
             if not bg["feature_ids"]:
@@ -361,8 +362,9 @@ class SeedModel:
             "feature_ids": bg.column("feature_ids").to_pylist(),
             "feature_values": bg.column("feature_values").to_pylist(),
         }
-        if _dense_column(bg) is not None:
-            background["hidden_mean"] = _dense_column(bg)
+        bg_dense = _dense_column(bg)
+        if bg_dense is not None:
+            background["hidden_mean"] = bg_dense
         return cls(sig, background, info["targets"], info["method"], info["k"], info.get("settings", {}))
 
 
