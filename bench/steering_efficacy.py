@@ -160,7 +160,11 @@ def task_split(task: str, pos_label: str, n_examples: int, n_judge: int, seed: i
 def fit_judges(texts, labels):
     from qscope.evaluation.judges import HiddenStateJudge, TfidfJudge
 
-    return [TfidfJudge().fit(texts, labels), HiddenStateJudge(max_length=48).fit(texts, labels)]
+    # thresholds at a 5% out-of-fold false-positive rate on real negatives, as bench/synthesis.py's judges
+    return [
+        TfidfJudge().fit(texts, labels, target_fpr=0.05),
+        HiddenStateJudge(max_length=48).fit(texts, labels, target_fpr=0.05),
+    ]
 
 
 def judged(judges, texts) -> dict:

@@ -19,8 +19,13 @@ precision-yield curve (on-target rate of the top k as k grows).
 Filters: "target" = the demo's filter (target_score >= 0.15, >= 20 chars, distinct-word ratio >= 0.4);
 "seed" = the seed classifier's probability on the re-encoded text >= the mining cut-off for precision 0.8
 (SeedModel.mining_cutoff, from the seeds' held-out scores), with the same text checks; "seed-nosteer" = the
-same with the features the sample was steered with removed from its signature before scoring. Every filter
-ends with the pipeline's dedup (word-3-gram overlap >= 0.8 with a seed or a better row).
+same with the features the sample was steered with removed from its signature before scoring; "target+seed" =
+"target" and "seed-nosteer" together (the pipeline with `min_target_score: 0.15`, `min_seed_score: auto`). Every
+filter ends with the pipeline's dedup (word-3-gram overlap >= 0.8 with a seed or a better row).
+
+Judge thresholds (--judge-fpr, default 0.05): each judge calls a text on target above the score that 5% of its
+real negatives reach out of fold (`Judge.fit(target_fpr=...)`), one rule for both judge families and every niche;
+0.5 of a balanced logistic regression left hamradio's TF-IDF judge at recall 0.62 on real hamradio text.
 
     python bench/synthesis.py --niches hamradio --n 16                      # small
     python bench/synthesis.py                                               # all niches, n 24, strengths 1 2
@@ -39,6 +44,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +55,10 @@ from niches import CACHE, NICHES, REPO, load_niche, write_records  # noqa: E402
 
 OUT = CACHE / "synthesis"
 ARMS = ("fewshot", "steer", "steer+fewshot", "topic")
-FILTERS = ("none", "target", "seed", "seed-nosteer")
+FILTERS = ("none", "target", "seed", "seed-nosteer", "target+seed")
 SHARD = (0, 1)
 STORES: list[str] = []  # --corpus-signatures
+SYN_OVERRIDES: dict = {}  # --syn KEY=VALUE: synthesis settings other than the demo's (n_shots, temperature, ...)
 OLD_MIN_TARGET_SCORE = 0.15  # the demo's filter before issue 14: target_score >= 0.15
 
 
@@ -175,14 +182,13 @@ class NicheRun:
         self.cutoff = self.model.mining_cutoff(target_precision)
         self.classifier = self.model.classifier()
         syn = cfg.synthesis
-        self.syn = type(syn)(
-            **{
-                **syn.__dict__,
-                "what": n.what,
-                "example_template": n.example_template,
-                "prompt_template": n.prompt_template,
-                "stop_strings": list(n.stop_strings),
-            }
+        self.syn = replace(
+            syn,
+            what=n.what,
+            example_template=n.example_template,
+            prompt_template=n.prompt_template,
+            stop_strings=list(n.stop_strings),
+            **SYN_OVERRIDES,
         )
         self.dir = OUT / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +198,7 @@ class NicheRun:
 
         syn = self.syn
         if arm == "topic":
-            syn = type(syn)(**{**syn.__dict__, "what": f"{self.niche.what} of {self.niche.topic}"})
+            syn = replace(syn, what=f"{self.niche.what} of {self.niche.topic}")
         shots = 0 if arm == "steer" else syn.n_shots
         return build_prompts(
             [s["id"] for s in self.niche.seeds],
@@ -328,6 +334,7 @@ def perplexity(texts: list[str]) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ judges
 _JUDGES: dict[str, list] = {}
 JUDGE_MAX: int | None = None  # --judge-max
+JUDGE_FPR: float | None = 0.05  # --judge-fpr: each judge's threshold lets this share of real negatives pass (CV)
 
 
 def judges(run: NicheRun) -> list:
@@ -342,7 +349,10 @@ def judges(run: NicheRun) -> list:
             keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:JUDGE_MAX] for c in (0, 1)]))
             texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
         t0 = time.time()
-        js = [TfidfJudge().fit(texts, labels), HiddenStateJudge(max_length=48).fit(texts, labels)]
+        js = [
+            TfidfJudge().fit(texts, labels, target_fpr=JUDGE_FPR),
+            HiddenStateJudge(max_length=48).fit(texts, labels, target_fpr=JUDGE_FPR),
+        ]
         print(
             f"  [{run.name}] judges fitted in {time.time() - t0:.0f}s: "
             + "; ".join(f"{j.name} {j.validation}" for j in js),
@@ -426,6 +436,10 @@ def apply_filter(name: str, run: NicheRun, rows: dict, idx: np.ndarray) -> np.nd
         col = "seed_score" if name == "seed" else "seed_score_nosteer"
         ok &= rows[col][idx] >= run.cutoff.cutoff
         order_by = rows[col]
+    elif name == "target+seed":  # the pipeline with min_target_score 0.15 and min_seed_score: auto
+        ok &= rows["target_score"][idx] >= OLD_MIN_TARGET_SCORE
+        ok &= rows["seed_score_nosteer"][idx] >= run.cutoff.cutoff
+        order_by = rows["seed_score_nosteer"]
     else:
         raise KeyError(name)
     kept = idx[ok]
@@ -474,6 +488,7 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
                 "cutoff": run.cutoff.cutoff,
                 "targets": run.model.target_ids,
                 "judges": {j.name: j.validation for j in js},
+                "syn": dict(SYN_OVERRIDES),
             }
             for f in FILTERS:
                 kept = apply_filter(f, run, rows, idx_all)
@@ -529,7 +544,7 @@ def report(recs: list[dict]) -> str:
             "data): "
             + "; ".join(
                 f"{k} AUROC {v.get('auroc', float('nan')):.3f} TPR {v.get('tpr', 0):.2f} "
-                f"FPR {v.get('fpr', 0):.2f} ({v['n_pos']}+{v['n_neg']})"
+                f"FPR {v.get('fpr', 0):.2f} at {v.get('threshold', 0.5):.3f} ({v['n_pos']}+{v['n_neg']})"
                 for k, v in jv.items()
             )
             + ")"
@@ -580,6 +595,20 @@ def main() -> None:
         default=None,
         help="at most this many judge texts per class (random, fixed seed): the hidden-state judge encodes every one",
     )
+    ap.add_argument(
+        "--syn",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="synthesis settings over the demo's (YAML values), e.g. n_shots=4 temperature=0.5",
+    )
+    ap.add_argument(
+        "--judge-fpr",
+        type=float,
+        default=0.05,
+        help="each judge's threshold: the lowest at which this share of its real negatives passes (out-of-fold); "
+        "0 = the plain 0.5 of a balanced logistic regression",
+    )
     ap.add_argument("--encode-only", action="store_true", help="encode seeds and corpora (slow), then stop")
     ap.add_argument(
         "--shard",
@@ -590,8 +619,17 @@ def main() -> None:
     global SHARD
     SHARD = tuple(int(x) for x in args.shard.split("/"))
     STORES[:] = args.corpus_signatures
+    import yaml
+
+    for kv in args.syn:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise SystemExit(f"--syn takes KEY=VALUE, not {kv!r}")
+        SYN_OVERRIDES[key] = yaml.safe_load(value)
     global JUDGE_MAX
     JUDGE_MAX = args.judge_max
+    global JUDGE_FPR
+    JUDGE_FPR = args.judge_fpr or None
     import torch
 
     torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qscope.errors import InputError
-from qscope.evaluation.judges import HiddenStateJudge, SignatureJudge, TfidfJudge, judge_panel
+from qscope.evaluation.judges import HiddenStateJudge, SignatureJudge, TfidfJudge, fpr_threshold, judge_panel
 
 RADIO = [
     "Amateur radio logging program for ham operators.",
@@ -75,3 +75,28 @@ def test_judge_panel():
     j = TfidfJudge().fit(RADIO + OTHER, [1] * len(RADIO) + [0] * len(OTHER))
     out = judge_panel(["ham radio APRS", "puzzle game"], [j])
     assert out["tfidf"].tolist() == [True, False] and out["all"].tolist() == [True, False]
+
+
+def test_fpr_threshold_lets_at_most_that_share_of_negatives_pass():
+    neg = np.array([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.4, 0.6, 0.8, 0.05])
+    for fpr in (0.05, 0.1, 0.25, 0.5):
+        t = fpr_threshold(neg, fpr)
+        assert (neg >= t).mean() <= fpr
+        assert (neg >= np.nextafter(t, -np.inf)).mean() > fpr  # the lowest such threshold: one step down, more pass
+    assert fpr_threshold(neg, 0.05) > 0.9  # 10 negatives: 5% lets none pass
+
+
+def test_judge_threshold_set_for_a_false_positive_rate():
+    rng = np.random.default_rng(0)
+    texts = RADIO + OTHER + [f"{a} {b}" for a, b in zip(rng.permutation(RADIO), rng.permutation(OTHER))]
+    labels = [1] * len(RADIO) + [0] * len(OTHER) + [0] * len(RADIO)  # mixed texts: hard negatives
+    j = TfidfJudge().fit(texts, labels, target_fpr=0.1)
+    assert j.validation["fpr"] <= 0.1 and j.validation["threshold"] == pytest.approx(j.threshold, abs=1e-4)
+    assert j.threshold != 0.5
+    assert TfidfJudge().fit(texts, labels).threshold == 0.5  # the default stays 0.5
+    j.fit(texts, labels)
+    assert j.threshold == 0.5  # a refit without target_fpr resets it
+    with pytest.raises(InputError, match="target_fpr"):
+        TfidfJudge().fit(texts, labels, target_fpr=1.5)
+    with pytest.raises(InputError, match="cross-validation"):
+        TfidfJudge().fit(texts, labels, folds=0, target_fpr=0.1)
