@@ -7,8 +7,10 @@ Concepts (sae-probes tasks; examples for discovery and judge data are disjoint r
 For each: `discover_features(examples vs counter-examples)` picks the top feature (AUROC) on the shipped SAE;
 neutral chat prompts are generated with that feature activated at each --strengths (steer), with "Write ...
 about <concept>" prompts and no steering (prompt), and with both. Each output is judged by a TF-IDF+LR and a
-hidden-state judge (SmolLM2 layer 8) trained on the task's labels; fluency = perplexity of the output under the
-unsteered model.
+hidden-state judge (SmolLM2 layer 8) trained on the task's labels plus 200 everyday negatives from unrelated tasks
+(`BACKGROUND_TASKS`) and, for topics, the unsteered model's answers to 16 other neutral prompts (a judge trained on
+one task alone called the model's plain chat "sports"), thresholds at 5% out-of-fold false positives; fluency =
+perplexity of the output under the unsteered model.
 
 Scenarios of the seed's table:
     concise   suppress the features that separate the model's detailed answers from its one-sentence answers
@@ -67,6 +69,29 @@ NEUTRAL_PROMPTS = [
     "Write an opening sentence for a blog post.",
     "Share a thought.",
 ]
+# Disjoint from NEUTRAL_PROMPTS: the unsteered model's answers to these are a topic judge's in-distribution
+# negatives (the chat model's own register, about nothing in particular), see `Ctx.neutral_outputs`.
+JUDGE_NEUTRAL_PROMPTS = [
+    "Write a short poem about the rain.",
+    "Describe your favourite food.",
+    "Tell me about a dream you had.",
+    "Write a thank-you note to a neighbour.",
+    "What is a good way to start the morning?",
+    "Describe a quiet evening at home.",
+    "Write a short message to a colleague.",
+    "Tell me a fun fact.",
+    "Describe the view from a window.",
+    "Write a few sentences about a garden.",
+    "What makes a good friend?",
+    "Describe a walk in the park.",
+    "Write a birthday wish.",
+    "Tell me about your favourite colour.",
+    "Describe a cup of coffee.",
+    "Write the first line of a story.",
+]
+# Concepts that are topics: the unsteered neutral outputs are negatives for their judges. Not for sentiment or
+# happiness, where the chat model's friendly tone would be labelled off-concept.
+TOPICS = ("sports", "world", "business", "technology", "python")
 QUESTIONS = [
     "What is photosynthesis?",
     "Why is the sky blue?",
@@ -126,6 +151,10 @@ class Ctx:
         print(f"    generated {tag}: {len(prompts)} x {max_new_tokens} tokens in {time.time() - t0:.0f}s", flush=True)
         return out
 
+    def neutral_outputs(self, max_new_tokens: int) -> list[str]:
+        """The unsteered model's answers to JUDGE_NEUTRAL_PROMPTS (cached)."""
+        return [g["text"] for g in self.generate("judge-neutral", JUDGE_NEUTRAL_PROMPTS, None, max_new_tokens)]
+
     def perplexity(self, gens: list[dict]) -> np.ndarray:
         from qscope.steering.sweep import continuation_perplexity
 
@@ -157,9 +186,33 @@ def task_split(task: str, pos_label: str, n_examples: int, n_judge: int, seed: i
     return ex_p, ex_n, jp + jn, [1] * len(jp) + [0] * len(jn)
 
 
-def fit_judges(texts, labels):
+# Everyday text from tasks that are about none of the concepts: short sentences, commonsense statements, science
+# quiz lines, questions. A judge trained only on one task's rows learns that task's contrast (AG News sports vs the
+# other news): on the chat model's own neutral outputs ("The sun sets over the horizon ...") such a judge said
+# "sports" with p 0.6-0.94. These rows join every judge's negatives, so "on concept" means the concept, not "not
+# the other news sections".
+BACKGROUND_TASKS = ("87_glue_cola", "54_cs_tf", "36_sciq_tf", "130_temp_cat_Frequency")
+
+
+def background_negatives(n: int, seed: int = 0) -> list[str]:
+    """`n` texts spread evenly over BACKGROUND_TASKS (fixed sample)."""
+    from qscope.data.probes import read_task
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, task in enumerate(BACKGROUND_TASKS):
+        rows = [r["text"] for r in read_task(task)]
+        k = n // len(BACKGROUND_TASKS) + (i < n % len(BACKGROUND_TASKS))
+        out += [rows[j] for j in rng.permutation(len(rows))[:k]]
+    return out
+
+
+def fit_judges(texts, labels, extra_negatives=(), n_background: int = 200):
+    """Both judge families on a task's labelled rows plus `n_background` everyday negatives (and any others)."""
     from qscope.evaluation.judges import HiddenStateJudge, TfidfJudge
 
+    bg = background_negatives(n_background) + list(extra_negatives)
+    texts, labels = list(texts) + bg, list(labels) + [0] * len(bg)
     # thresholds at a 5% out-of-fold false-positive rate on real negatives, as bench/synthesis.py's judges
     return [
         TfidfJudge().fit(texts, labels, target_fpr=0.05),
@@ -181,7 +234,7 @@ def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_j
     ex_p, ex_n, jt, jl = task_split(task, label, 32, n_judge)
     feats = ctx.discover(name, ex_p, ex_n, top=5)
     f = int(feats[0]["feature"])
-    judges = fit_judges(jt, jl)
+    judges = fit_judges(jt, jl, ctx.neutral_outputs(max_new_tokens) if name in TOPICS else ())
     print(
         f"[{name}] feature {f} (AUROC {feats[0]['auroc']:.3f}); judges "
         + "; ".join(f"{j.name} AUROC {j.validation.get('auroc', float('nan')):.3f}" for j in judges),
@@ -342,6 +395,8 @@ def report(rows: list[dict]) -> str:
     lines = [
         "| concept (feature) | none | prompt | steer (best s) | prompt+steer (best s) | ppl none / steer best |",
         "|---|---:|---:|---:|---:|---:|",
+        # `none` is the judges' false-positive floor on this model's neutral outputs: read the other columns
+        # against it
     ]
     concepts = [r for r in rows if "concept" in r]
     for c in dict.fromkeys(r["concept"] for r in concepts):

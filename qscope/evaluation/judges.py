@@ -76,7 +76,7 @@ class Judge:
                 self._fit([texts[i] for i in tr], y[tr])
                 oof[te] = self._proba([texts[i] for i in te])
             if target_fpr is not None:
-                self.threshold = fpr_threshold(oof[y == 0], target_fpr)
+                self.threshold = fpr_threshold(oof[y == 0], target_fpr, oof[y == 1])
             self.validation = judge_metrics(oof, y, self.threshold)
         elif target_fpr is not None:
             raise InputError(f"target_fpr needs cross-validation: at least {max(folds, 2)} texts of each class")
@@ -106,14 +106,22 @@ class Judge:
         raise NotImplementedError
 
 
-def fpr_threshold(negative_scores: np.ndarray, target_fpr: float) -> float:
-    """The lowest threshold (`score >= threshold` = positive) at which at most `target_fpr` of these negatives
-    pass: just above the k-th highest negative score, k = floor(target_fpr * n)."""
+def fpr_threshold(negative_scores: np.ndarray, target_fpr: float, positive_scores=None) -> float:
+    """A threshold (`score >= threshold` = positive) at which at most `target_fpr` of these negatives pass.
+
+    Without positives: the lowest such, just above the k-th highest negative score, k = floor(target_fpr * n).
+    With positives: the midpoint between that bound and the lowest positive it lets through, which catches the
+    same positives with a margin on both sides. Where the classes separate (AUROC 1.0 out of fold) the bound sits
+    in the negatives' tail, and text unlike either class (a chat model's plain output under a news-topic judge)
+    would pass it."""
     neg = np.sort(np.asarray(negative_scores, float))[::-1]
     k = int(np.floor(target_fpr * len(neg)))
-    if k >= len(neg):
-        return float(neg[-1])
-    return float(np.nextafter(neg[k], np.inf))
+    bound = float(neg[-1]) if k >= len(neg) else float(np.nextafter(neg[k], np.inf))
+    if positive_scores is None:
+        return bound
+    caught = np.asarray(positive_scores, float)
+    caught = caught[caught >= bound]
+    return bound if not len(caught) else float((bound + caught.min()) / 2)
 
 
 def judge_metrics(p: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict:

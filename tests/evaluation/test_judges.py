@@ -84,6 +84,9 @@ def test_fpr_threshold_lets_at_most_that_share_of_negatives_pass():
         assert (neg >= t).mean() <= fpr
         assert (neg >= np.nextafter(t, -np.inf)).mean() > fpr  # the lowest such threshold: one step down, more pass
     assert fpr_threshold(neg, 0.05) > 0.9  # 10 negatives: 5% lets none pass
+    # with positives: halfway between that bound and the lowest positive it catches (a margin for unseen text)
+    assert fpr_threshold(neg, 0.1, np.array([0.95, 0.97, 0.3])) == pytest.approx((np.nextafter(0.8, 1) + 0.95) / 2)
+    assert fpr_threshold(neg, 0.1, np.array([0.5])) == fpr_threshold(neg, 0.1)  # no positive above: the bound
 
 
 def test_judge_threshold_set_for_a_false_positive_rate():
