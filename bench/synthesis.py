@@ -530,6 +530,22 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
     return out
 
 
+def judge_output(name: str, cfg, encoder: Encoder, parquet: str) -> None:
+    """The niche's judges on a pipeline's kept rows: what `make demo` keeps, judged by what is not the SAE."""
+    import pyarrow.parquet as pq
+
+    js = judges(NicheRun(name, cfg, encoder))
+    t = pq.read_table(parquet, columns=["source", "text"])
+    sources, texts = t["source"].to_pylist(), [x or "" for x in t["text"].to_pylist()]
+    on = {j.name: j.on_target(texts) for j in js}
+    on["both"] = np.logical_and.reduce(list(on.values()))
+    print(f"{parquet}: {len(texts)} rows; judges " + "; ".join(f"{j.name} {j.validation}" for j in js))
+    for src in dict.fromkeys(sources):
+        rows = np.array([s == src for s in sources])
+        rates = " ".join(f"{k} {v[rows].mean():.2f}" for k, v in on.items())
+        print(f"  {src}: {int(rows.sum())} rows, on target: {rates}")
+
+
 def _fmt(x, nd=2):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
@@ -609,6 +625,12 @@ def main() -> None:
         help="each judge's threshold: the lowest at which this share of its real negatives passes (out-of-fold); "
         "0 = the plain 0.5 of a balanced logistic regression",
     )
+    ap.add_argument(
+        "--judge-output",
+        metavar="PARQUET",
+        help="judge a pipeline's samples.parquet (e.g. out/demo/samples.parquet) with the first --niches' judges: "
+        "on-target rate per source (synthesized, mined), then stop",
+    )
     ap.add_argument("--encode-only", action="store_true", help="encode seeds and corpora (slow), then stop")
     ap.add_argument(
         "--shard",
@@ -637,6 +659,9 @@ def main() -> None:
     encoder = Encoder(cfg)
     t0 = time.time()
     recs = []
+    if args.judge_output:
+        judge_output(args.niches[0], cfg, encoder, args.judge_output)
+        return
     if args.encode_only:
         for name in args.niches:
             NicheRun(name, cfg, encoder)

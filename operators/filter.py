@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import numpy as np
@@ -11,10 +12,14 @@ import pyarrow.compute as pc
 from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, require_columns
 
+_WORD = re.compile(r"\w+")
+
 
 def distinct_word_ratio(text: str | None) -> float:
-    """Distinct words / words: degenerate steered outputs ("telephone telephone telephone ...") score low."""
-    words = (text or "").lower().split()
+    """Distinct words / words: degenerate steered outputs ("telephone telephone telephone ...") score low. Words
+    are runs of letters and digits, so a repetition glued by hyphens ("ham-radio-ham-ham-ham-...", kept by the
+    demo when words were split on spaces) counts as the repetition it is."""
+    words = _WORD.findall((text or "").lower())
     return len(set(words)) / len(words) if words else 0.0
 
 

@@ -157,8 +157,10 @@ class SynthesisConfig(ConfigBase):
     """Generations per strength in the `auto` pilot sweep."""
     features_per_sample: int = 2
     """How many target features each sample's intervention activates."""
-    n_shots: int = 2
-    """Seed examples shown in each few-shot prompt."""
+    n_shots: int = 4
+    """Seed examples shown in each few-shot prompt. 4 rather than 2 (bench/synthesis_results.md, 48 generations per
+    arm, both judges): hamradio steered 0.50 -> 0.77 on target before filtering, biology 0.67 -> 0.77,
+    electronics 0.21 -> 0.35; longer prompts cost generation time."""
     max_new_tokens: int = 64
     temperature: float = 0.7
     """0 = greedy; sampling is seeded by `seed`."""
@@ -194,11 +196,13 @@ class FilterConfig(ConfigBase):
     min_target_score: float = 0.2
     """Keep samples with target_score >= this. The target features' activation is what steering raises, so on
     steered text it is not proof of being on topic: bench/synthesis_results.md judges the kept rows independently."""
-    min_seed_score: float | Literal["auto"] | None = None
-    """... and seed_score >= this: the seed classifier (the probe that mines) on the re-encoded text, with the
-    features a sample was steered with removed from its signature. "auto": the mining cut-off for
-    `mining.target_precision` (from the seeds' held-out scores); null: off. Off by default: measured on hamradio
-    (bench/synthesis_results.md) it kept 3 rows at 0.67 on target where the target filter kept 7 at 0.71."""
+    min_seed_score: float | Literal["auto"] | None = "auto"
+    """... and seed_score >= this (synthesized rows): the seed classifier (the probe that mines) on the re-encoded
+    text, with the features a sample was steered with removed from its signature. "auto": the mining cut-off for
+    `mining.target_precision` (from the seeds' held-out scores); null: off. Measured with independent judges on
+    three Debian niches x two arms (bench/synthesis_results.md, 4 shots): with the target filter it keeps rows at
+    least as often on target as the target filter alone in all six (hamradio steered 1.00 vs 0.97, electronics
+    0.69 vs 0.48, biology 0.97 vs 0.84), at a lower yield (hamradio steered: 4 of 48 kept instead of 36)."""
     min_seed_similarity: float = 0.0
     """... and seed_similarity >= this."""
     min_chars: int = 20

@@ -171,7 +171,8 @@ def test_filter_by_score():
     assert out["text"].to_pylist() == ["long enough text"]
     with pytest.raises(InputError, match="min"):
         FilterByScore({"target_score": [0.9, 0.1]})
-    rep = pa.table({"text": ["radio radio radio radio radio", "a normal varied sentence here"]})
+    glued = "radio-telefoonet-t-am-j-h-m-j-n-j-ham-radio-radio-ham-ham-ham-ham-ham-radio-ham-ham-ham-ham"
+    rep = pa.table({"text": ["radio radio radio radio radio", glued, "a normal varied sentence here"]})
     assert FilterByScore({}, min_distinct_word_ratio=0.4)(rep)["text"].to_pylist() == ["a normal varied sentence here"]
 
 

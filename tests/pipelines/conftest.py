@@ -68,7 +68,7 @@ def tiny_expand_config(tmp_path, demo_config):
                 "targets": {"n_features": 4},
                 "mining": {"max_results": 5, "min_score": 0.0},
                 "synthesis": {"n_samples": 2, "max_new_tokens": 6, "strengths": [0.0, 2.0], "temperature": 0.0},
-                "filter": {"min_target_score": 0.0, "min_chars": 1},
+                "filter": {"min_target_score": 0.0, "min_chars": 1, "min_seed_score": None},
                 "resources": {"encode": {"batch_size": 32}, "score": {"batch_size": 32}},
             }
         )

@@ -64,7 +64,7 @@ def test_expand_in_process(tiny_expand_config):
     t = _check_output(cfg.out_path if hasattr(cfg, "out_path") else __import__("pathlib").Path(cfg.out), result)
     syn = [r for r in t.to_pylist() if r["source"] == "synthesized"]
     for r in syn:
-        assert r["engine"] == "hf" and len(r["seed_ids"]) == 2
+        assert r["engine"] == "hf" and len(r["seed_ids"]) == cfg.synthesis.n_shots == 4  # the default
         assert (r["strength"] == 0.0) == (r["target_features"] == [])
     c = result["counts"]
     assert c["seeds"] == 6 and c["corpus"] == 24 and c["generated"] == 2
@@ -181,8 +181,12 @@ def test_filter_reads_the_seed_classifier_for_synthesized_rows_only(tiny_expand_
             "seed_score": pa.array([0.2, 0.7, 0.2, None], pa.float32()),
         }
     )
+    from qscope.pipelines.config import ExpandConfig
+
+    defaults = ExpandConfig.from_dict({"seeds": "s.jsonl", "corpus": "c.jsonl", "out": "o"})
+    assert defaults.filter.min_seed_score == "auto"  # on by default (measured: more often on target)
     cfg = tiny_expand_config()
-    assert cfg.filter.min_seed_score is None  # off by default (measured: no better than the target filter)
+    assert cfg.filter.min_seed_score is None  # the tiny test config turns it off
     cfg.filter.min_seed_score = "auto"
     # synthesized rows need seed_score >= the cut-off; mined rows passed their own (mining.min_score)
     assert filter_mask(cfg, table, 0.5).tolist() == [False, True, True, True]
