@@ -17,8 +17,9 @@ Scenarios of the seed's table:
               (discovered on its own outputs): output length vs relevance (hidden-state cosine to the question)
     safety    suppress the top offensive-language features (discovered on 107_hate_offensive) on toxic requests
               (95_toxic_is): offensive rate by judges trained on 107_hate_offensive rows
-    chinese   activate Chinese-text features: share of CJK characters in the output — needs a multilingual
-              model with an SAE that saw Chinese (Qwen, `--model qwen`); reported as not measurable otherwise
+    chinese   activate the Qwen SAE's Chinese-text features (found from Chinese vs English Debian descriptions)
+              on the English neutral prompts: share of CJK characters, vs "Answer in Chinese." and both; needs
+              `make qwen` and the zh_CN apt lists, reported as not measured otherwise (SmolLM2's SAE saw no Chinese)
 
     python bench/steering_efficacy.py --concepts sports python --strengths 2 4 --n 8      # small
     python bench/steering_efficacy.py                                                      # all
@@ -40,6 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from niches import CACHE, write_records  # noqa: E402
+
+from qscope.errors import QscopeError  # noqa: E402
 
 OUT = CACHE / "steering"
 LAYER = 15
@@ -113,7 +116,10 @@ def _h(*parts) -> str:
 
 
 class Ctx:
-    def __init__(self, threads: int):
+    """One model + SAE: generation (cached), perplexity under the unsteered model, discovery. Default: the
+    embedded SmolLM2 and its shipped layer-15 SAE; the Chinese scenario opens a second one on Qwen."""
+
+    def __init__(self, threads: int, model: str | None = None, sae_id: str | None = None, layer: int = LAYER):
         import torch
 
         from qscope.generation import make_engine
@@ -121,15 +127,18 @@ class Ctx:
         from qscope.sae import DEFAULT_SAE_ID, load_sae
 
         torch.set_num_threads(threads)
-        self.lm = LanguageModel.load()
-        self.sae = load_sae(DEFAULT_SAE_ID)
+        sae_id = sae_id or DEFAULT_SAE_ID
+        self.layer, self.prefix = layer, "" if model is None else f"{model}-"
+        self.lm = LanguageModel.load(model)
+        self.sae = load_sae(sae_id)
         self.engine = make_engine(
-            "hf", lm=self.lm, saes={LAYER: self.sae}, batch_size=16, feature_stats={LAYER: DEFAULT_SAE_ID}
+            "hf", lm=self.lm, saes={layer: self.sae}, batch_size=16, feature_stats={layer: sae_id}
         )
         OUT.mkdir(parents=True, exist_ok=True)
 
     def generate(self, tag: str, prompts: list[str], iv, max_new_tokens: int) -> list[dict]:
         """Greedy generations (cached on disk by prompts + intervention)."""
+        tag = self.prefix + tag
         key = _h(tag, *prompts, iv.to_json() if iv is not None else "", max_new_tokens)
         path = OUT / f"gen-{tag}-{key}.json"
         if path.exists():
@@ -161,12 +170,12 @@ class Ctx:
         return np.array(continuation_perplexity(self.lm, [g["prompt_ids"] for g in gens], [g["ids"] for g in gens]))
 
     def discover(self, tag: str, pos: list[str], neg: list[str], top: int) -> list[dict]:
-        path = OUT / f"discover-{tag}-{_h(*pos, '||', *neg, top)}.json"
+        path = OUT / f"discover-{self.prefix}{tag}-{_h(*pos, '||', *neg, top)}.json"
         if path.exists():
             return json.loads(path.read_text())
         from qscope.analysis.discovery import discover_features
 
-        res = discover_features(self.lm, self.sae, pos, neg, layer=LAYER, top=top, max_length=64)
+        res = discover_features(self.lm, self.sae, pos, neg, layer=self.layer, top=top, max_length=64)
         out = [f.to_dict() for f in res.features]
         path.write_text(json.dumps(out))
         return out
@@ -382,18 +391,84 @@ def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 
     return out
 
 
-def scenario_chinese() -> list[dict]:
-    from qscope.sae.loading import shipped_sae_ids
+QWEN, QWEN_SAE, QWEN_LAYER = "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-l12", 12
 
-    ids = [s for s in shipped_sae_ids() if "qwen" in s]
-    return [
-        {
+
+def cjk_share(text: str) -> float:
+    """Share of the non-space characters that are CJK ideographs or CJK punctuation."""
+    chars = [c for c in text if not c.isspace()]
+    cjk = sum(1 for c in chars if "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" or "\u3000" <= c <= "\u303f")
+    return cjk / len(chars) if chars else 0.0
+
+
+def chinese_and_english_descriptions(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """`n` Chinese Debian package descriptions (Translation-zh_CN) and `n` English ones of other packages."""
+    from qscope.data import debian
+
+    lists = Path(debian.APT_LISTS)
+    zh = []
+    for path in sorted(lists.glob("*Translation-zh%5fCN*")) + sorted(lists.glob("*Translation-zh_CN*")):
+        for para in debian.parse_deb822(debian._open_text(path)):  # noqa: SLF001 - the shared lz4/xz reader
+            if para.get("Description-zh_CN") and "Package" in para:
+                zh.append((para["Package"], para["Description-zh_CN"].split("\n")[0].strip()))
+    if not zh:
+        raise FileNotFoundError("no Translation-zh_CN list: apt-get update -o Acquire::Languages=en,zh_CN")
+    rng = np.random.default_rng(seed)
+    zh = [zh[i] for i in rng.permutation(len(zh))[:n]]
+    taken = {p for p, _ in zh}
+    en = [r for r in debian.load_debian_packages() if r["package"] not in taken]
+    en = [en[i]["short_description"] for i in rng.permutation(len(en))[:n]]
+    return [t for _, t in zh], en
+
+
+def scenario_chinese(threads: int, strengths, n: int, max_new_tokens: int, k: int = 3) -> list[dict]:
+    """Activate the Qwen SAE's top Chinese-text features (discovered from Chinese vs English Debian descriptions;
+    the SAE was trained with every Chinese Debian description) on English neutral prompts: share of CJK
+    characters in the output, against the prompt "Answer in Chinese." and both. SmolLM2's SAE saw no Chinese."""
+    try:
+        ctx = Ctx(threads, model=QWEN, sae_id=QWEN_SAE, layer=QWEN_LAYER)
+        pos, neg = chinese_and_english_descriptions(48)
+    except (OSError, QscopeError) as exc:  # the model comes with `make qwen`, the lists with apt-get update
+        return [{"scenario": "chinese", "measured": False, "why": f"{type(exc).__name__}: {exc}; run `make qwen`"}]
+    from qscope.steering import Intervention
+
+    feats = [int(x["feature"]) for x in ctx.discover("chinese", pos, neg, top=k)]
+    prompts = NEUTRAL_PROMPTS[:n]
+    zh_prompts = [f"{p} Answer in Chinese." for p in prompts]
+    arms = [("none", prompts, 0.0), ("prompt", zh_prompts, 0.0)]
+    arms += [("steer", prompts, s) for s in strengths] + [("prompt+steer", zh_prompts, s) for s in strengths]
+    out = []
+    for arm, ps, s in arms:
+        iv = None
+        if s:
+            iv = Intervention()
+            for f in feats:
+                iv = iv.activate(f, s, layer=QWEN_LAYER)
+        gens = ctx.generate(f"chinese-{arm}-{s:g}", ps, iv, max_new_tokens)
+        texts = [g["text"] for g in gens]
+        shares = [cjk_share(t) for t in texts]
+        r = {
             "scenario": "chinese",
-            "measured": False,
-            "why": "needs a multilingual model + an SAE that saw Chinese; shipped Qwen SAEs: "
-            + (", ".join(ids) or "none"),
+            "measured": True,
+            "op": "activate",
+            "arm": arm,
+            "features": feats,
+            "strength": s,
+            "n": len(texts),
+            "cjk_share_mean": float(np.mean(shares)),
+            "mostly_chinese": float(np.mean([x >= 0.5 for x in shares])),
+            "degenerate": float(1.0 - fluent(texts).mean()),
+            "ppl_median": float(np.nanmedian(ctx.perplexity(gens))),
+            "sample": texts[0][:160],
         }
-    ]
+        out.append(r)
+        print(
+            f"  chinese {arm:13s} s={s:<3g} CJK share {r['cjk_share_mean']:.2f} (>= half CJK: "
+            f"{r['mostly_chinese']:.2f}), degenerate {r['degenerate']:.2f}, ppl {r['ppl_median']:.1f} | "
+            f"{texts[0][:60]!r}",
+            flush=True,
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -453,8 +528,14 @@ def report(rows: list[dict]) -> str:
                 f"- concise: suppress {r['features']} s={r['strength']:g}: {_f(r['mean_tokens'], 1)} tokens "
                 f"(stopped {_f(r['stopped'])}), relevance {_f(r['relevance'], 3)}, ppl {_f(r['ppl_median'], 1)}"
             )
-        elif r.get("scenario") == "chinese":
+        elif r.get("scenario") == "chinese" and not r.get("measured"):
             lines.append(f"- chinese: not measured: {r['why']}")
+        elif r.get("scenario") == "chinese":
+            lines.append(
+                f"- chinese (Qwen, features {r['features']}): {r['arm']} s={r['strength']:g}: CJK share "
+                f"{_f(r['cjk_share_mean'])}, >= half CJK {_f(r['mostly_chinese'])}, degenerate "
+                f"{_f(r['degenerate'])}, ppl {_f(r['ppl_median'], 1)}"
+            )
     return "\n".join(lines)
 
 
@@ -463,6 +544,7 @@ def main() -> None:
     ap.add_argument("--concepts", nargs="+", default=list(CONCEPTS), choices=list(CONCEPTS))
     ap.add_argument("--scenarios", nargs="*", default=["safety", "concise", "chinese"])
     ap.add_argument("--strengths", nargs="+", type=float, default=[2.0, 4.0, 8.0])
+    ap.add_argument("--chinese-strengths", nargs="+", type=float, default=[2.0, 4.0, 8.0])
     ap.add_argument("--suppress-strengths", nargs="+", type=float, default=[1.0])
     ap.add_argument("--n", type=int, default=8, help="prompts per arm")
     ap.add_argument("--max-new-tokens", type=int, default=32)
@@ -480,7 +562,7 @@ def main() -> None:
     if "concise" in args.scenarios:
         rows += scenario_concise(ctx, args.suppress_strengths, args.n, 64)
     if "chinese" in args.scenarios:
-        rows += scenario_chinese()
+        rows += scenario_chinese(args.threads, args.chinese_strengths, args.n, args.max_new_tokens)
     write_records(rows, args.out, OUT / "results.json", report, t0)
 
 

@@ -12,13 +12,17 @@ import pyarrow.compute as pc
 from qscope.errors import InputError
 from qscope.operators.base import Operator, Resources, require_columns
 
-_WORD = re.compile(r"\w+")
+# A word: one CJK ideograph (those scripts write no spaces, so a whole sentence would be one "word"), or a run of
+# other letters and digits.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 
 
 def distinct_word_ratio(text: str | None) -> float:
     """Distinct words / words: degenerate steered outputs ("telephone telephone telephone ...") score low. Words
     are runs of letters and digits, so a repetition glued by hyphens ("ham-radio-ham-ham-ham-...", kept by the
-    demo when words were split on spaces) counts as the repetition it is."""
+    demo when words were split on spaces) counts as the repetition it is; each CJK ideograph is a word of its own
+    ("文文文文..." from a steered Qwen is degenerate too)."""
     words = _WORD.findall((text or "").lower())
     return len(set(words)) / len(words) if words else 0.0
 

@@ -21,6 +21,7 @@ from qscope.operators import (
     SteeredGenerate,
     WriteParquetShards,
 )
+from qscope.operators.filter import distinct_word_ratio
 from qscope.operators.writer import SUCCESS, finalize_shards, is_complete
 from qscope.provenance import Provenance
 from qscope.seed_model import SeedSignatures, background_sample
@@ -172,8 +173,9 @@ def test_filter_by_score():
     with pytest.raises(InputError, match="min"):
         FilterByScore({"target_score": [0.9, 0.1]})
     glued = "radio-telefoonet-t-am-j-h-m-j-n-j-ham-radio-radio-ham-ham-ham-ham-ham-radio-ham-ham-ham-ham"
-    rep = pa.table({"text": ["radio radio radio radio radio", glued, "a normal varied sentence here"]})
+    rep = pa.table({"text": ["radio radio radio radio radio", glued, "文" * 30, "a normal varied sentence here"]})
     assert FilterByScore({}, min_distinct_word_ratio=0.4)(rep)["text"].to_pylist() == ["a normal varied sentence here"]
+    assert distinct_word_ratio("你好，我是一个由阿里云开发的AI助手。") > 0.9  # no spaces: one word per ideograph
 
 
 def test_dedup_near_duplicates_and_seed_copies():
