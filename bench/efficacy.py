@@ -213,7 +213,8 @@ def encode_signatures(name: str, res: dict, sae) -> dict[str, list[tuple[np.ndar
     f = CACHE / f"{name}-sig-{sae_fingerprint(sae)}-{len(res['means'])}.npz"
     poolings = ("max", "sum", "binary")
     if f.exists():
-        z = np.load(f)
+        with np.load(f) as npz:  # read each array once: NpzFile decompresses on every access
+            z = {k: npz[k] for k in npz.files}
         return {
             p: [(z[f"{p}_ids"][a:b], z[f"{p}_vals"][a:b]) for a, b in zip(z[f"{p}_ptr"][:-1], z[f"{p}_ptr"][1:])]
             for p in poolings
@@ -366,7 +367,9 @@ def evaluate(name: str, ns: list[int], draws: int, full: bool, sae, first_draw: 
                 "hidden mean LR": run_hidden_lr(res["means"], sp_, sn, test),
                 "DiffMean": run_diffmean(res["means"], sp_, sn, test),
             }
-            for label, cfg in signature_methods(full).items():
+            if DEFAULT_ONLY and ds["setting"] == "classify":  # item 5's check: the baselines and the default only
+                results[PIPELINE_DEFAULT] = _pipeline_scores(ds, res, sigs["sum"], sae, sp_, sn, test)
+            for label, cfg in ({} if DEFAULT_ONLY else signature_methods(full)).items():
                 cfg = dict(cfg)
                 pooling = cfg.pop("pooling", "max")
                 results[label] = run_signature(
@@ -381,6 +384,8 @@ def evaluate(name: str, ns: list[int], draws: int, full: bool, sae, first_draw: 
 
 # --------------------------------------------------------------------------------------------- ensembles (item 5)
 ENSEMBLES = False
+DEFAULT_ONLY = False
+PIPELINE_DEFAULT = "qscope classify default: sig+hidden+tfidf probe"
 DEFAULT_SIG = dict(method="probe", transform="log1p", top_n=256)  # `qscope classify`'s default (sum pooling)
 
 
@@ -461,6 +466,42 @@ def _joint_scores(sigs, means, d_sae, pos, neg, pool, evaluate_on, top_n=256, C=
     return np.log(p / (1 - p))
 
 
+def _pipeline_scores(ds, res, sigs, sae, pos, neg, test, top_n=256) -> np.ndarray:
+    """`qscope classify`'s own seed classifier (`qscope.seed_model.fit_seed_classifier`, what the Classify
+    operator fits): seeds with their signatures, hidden means and texts; the scored pool as the background sample
+    (what the pipeline samples from its corpus). Log-odds of "pos"."""
+    from dataclasses import asdict
+
+    from qscope import seed_model
+    from qscope.signatures import SignatureMeta
+
+    cut = [(f[:top_n], v[:top_n]) for f, v in sigs]
+    train = np.r_[pos, neg]
+    meta = SignatureMeta("bench", sae.sae_id, LAYER, "sum", top_n, sae.d_sae, hidden_mean=True)
+    labels = ["pos"] * len(pos) + ["neg"] * len(neg)
+    seeds = seed_model.SeedSignatures(
+        [str(i) for i in train],
+        [cut[i][0].tolist() for i in train],
+        [cut[i][1].tolist() for i in train],
+        asdict(meta),
+        labels,
+        res["means"][train].tolist(),
+        [ds["texts"][i] for i in train],
+    )
+    background = {
+        "feature_ids": [cut[i][0].tolist() for i in test],
+        "feature_values": [cut[i][1].tolist() for i in test],
+        "hidden_mean": res["means"][test].tolist(),
+        "text": [ds["texts"][i] for i in test],
+    }
+    clf = seed_model.fit_seed_classifier(seeds, background, "probe", labels=labels)
+    r = clf.decision_scores(
+        background["feature_ids"], background["feature_values"], background["hidden_mean"], background["text"]
+    )
+    p = np.clip(r.scores[:, r.classes.index("pos")].astype(float), 1e-9, 1 - 1e-9)
+    return np.log(p / (1 - p))
+
+
 def _cv_auroc(ds, res, sigs, sae, pos, neg, rng, folds=4) -> dict[str, float]:
     """Each component's AUROC on held-out seeds (stratified `folds`-fold CV over the labelled seeds)."""
     from sklearn.metrics import roc_auc_score
@@ -501,6 +542,7 @@ def ensemble_methods(ds, res, sigs, sae, pos, neg, test, rng, results) -> dict[s
         best = max(keys, key=lambda k: cv[k])
         out[f"cv-best of {'+'.join(keys)}"] = z[best]
     out["joint sig+hidden probe"] = comp["joint"]
+    out[PIPELINE_DEFAULT] = _pipeline_scores(ds, res, sigs["sum"], sae, pos, neg, test)
     out["joint + 0.5 tfidf"] = (z["joint"] + 0.5 * z["tfidf"]) / 1.5
     w = {k: max(cv[k] - 0.5, 0.0) ** 2 + 1e-3 for k in ("joint", "tfidf")}
     w["tfidf"] *= 0.5  # TF-IDF weighs in when the seeds' CV says the task is lexical, at half the joint probe's say
@@ -542,6 +584,24 @@ def criterion(rows: list[dict], n: int) -> str:
 
 
 BASELINES = ("TF-IDF+LR", "hidden mean LR", "DiffMean")
+
+
+def gaps(rows: list[dict], n: int, method: str) -> str:
+    """`method`'s AUROC minus the best baseline's, per task (mean over draws), worst first."""
+    import polars as pl
+
+    df = pl.DataFrame(rows).filter((pl.col("n") == n) & (pl.col("dataset") != "debian_hamradio"))
+    per = df.group_by(["dataset", "method"]).agg(pl.col("auroc").mean())
+    best = (
+        per.filter(pl.col("method").is_in(list(BASELINES))).sort("auroc", descending=True).group_by("dataset").first()
+    )
+    mine = per.filter(pl.col("method") == method).join(best, on="dataset", suffix="_best")
+    mine = mine.with_columns((pl.col("auroc") - pl.col("auroc_best")).alias("gap")).sort("gap")
+    cells = [
+        f"{r['dataset']} {r['gap']:+.3f} ({r['auroc']:.3f} vs {r['method_best']} {r['auroc_best']:.3f})"
+        for r in mine.iter_rows(named=True)
+    ]
+    return f"\n{method}, gap to the best baseline per task: " + "; ".join(cells)
 
 
 def report(rows: list[dict]) -> str:
@@ -592,9 +652,15 @@ def main() -> None:
         help="also score ensembles of signature, TF-IDF and "
         "hidden-state classifiers and print the issue-14 criterion (>= best baseline per task)",
     )
+    ap.add_argument(
+        "--default-only",
+        action="store_true",
+        help="score only the baselines and `qscope classify`'s default seed classifier, and print the issue-14 "
+        "criterion (item 5's check in a few minutes)",
+    )
     args = ap.parse_args()
-    global ENSEMBLES
-    ENSEMBLES = args.ensembles
+    global ENSEMBLES, DEFAULT_ONLY
+    ENSEMBLES, DEFAULT_ONLY = args.ensembles, args.default_only
     import torch
 
     torch.set_num_threads(int(os.environ.get("QSCOPE_BENCH_THREADS", "1")))  # 1: faster on a shared 2-core box
@@ -623,6 +689,8 @@ def main() -> None:
     print(report(rows))
     for n in ns:
         print(criterion(rows, n))
+        if ENSEMBLES or DEFAULT_ONLY:
+            print(gaps(rows, n, PIPELINE_DEFAULT))
     print(f"\ntotal {time.time() - t0:.0f}s; load average {os.getloadavg()[0]:.1f}")
 
 

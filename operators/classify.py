@@ -18,11 +18,15 @@ class Classify(Operator):
 
     One class (no `label`, or a single label): adds `score` (for the default "probe": probability of belonging
     with the seeds, the `background` corpus sample serving as negatives). Several classes: adds `score_<class>`
-    per class and `predicted_label` (the argmax).
+    per class and `predicted_label` (the argmax). When the seeds and the background carry texts, the probe also
+    reads each row's `text` (TF-IDF): a score is then the logistic of the two probes' mixed, standardised
+    log-odds, in (0, 1) and ranked like a probability, not calibrated as one.
 
         from qscope.operators import Classify
         from qscope.seed_model import SeedSignatures, background_sample
         op = Classify(seeds=SeedSignatures.from_table(encoded_seeds, meta), background=background_sample(encoded))
+        # text=True: the probe also reads each row's text (TF-IDF), so scored batches need a `text` column
+        op = Classify(seeds=..., background=background_sample(encoded, text=True))
         labelled = op(encoded_corpus)
         ds.map_batches(**Classify.map_batches_kwargs({"seed_model": model}, {"num_cpus": 0.25}))   # in Ray Data
     """

@@ -13,6 +13,10 @@ streamed into it), else a directory of Parquet parts; read it with `pl.read_parq
 n_tokens, truncated; schema metadata records model / SAE / layer / run id. Beside it, `<out>.qscope/` holds the
 run's `_SUCCESS` (written last, with the run id), `_lock`, `_rejected/`, `_seed_model/` and the signature store
 `_signatures/`. Row order follows the corpus in-process; on Ray it is not guaranteed: join on `id`.
+
+The default "probe" reads three views of each row: its SAE signature, its mean hidden state and its text (word /
+bigram TF-IDF, IDF from the background sample and the seeds) — one logistic regression over all three
+(`qscope.seed_model.fit_seed_classifier`; measured in bench/README.md, "Issue 14, item 5").
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import sys
 from pathlib import Path
 
 from qscope.errors import InputError
-from qscope.operators import Classify, Project
+from qscope.operators import Classify, Project, SampleByHash
+from qscope.operators.select import id_hash
 from qscope.pipelines import stages as shared
 from qscope.pipelines.config import ClassifyConfig
 from qscope.pipelines.flow import Flow, Ref, Step
 from qscope.pipelines.outputs import mark_success, merge_parts, publish_parts, staging_dir
 from qscope.pipelines.plan import Plan, Run, Stage
+from qscope.seed_model import probe_views
 
 SIGNATURES_DIR = "_signatures"
 RUN_DIR_SUFFIX = ".qscope"
@@ -54,6 +60,15 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
     stages += [
         shared.seed_model_stage(cfg, cfg, label_column="label"),
         Stage(
+            "background_texts",
+            "flow",
+            ("seed_model", "signatures", "output"),
+            {"seed_model": "SeedModel (+ the background's texts)"},
+            lambda run: {"seed_model": _with_background_texts(run, light)},
+            [Step(SampleByHash, {"fraction": "<up to the sample's largest id hash>"}, res, 4096)],
+            doc="the probe's TF-IDF view; saved to _seed_model/",
+        ),
+        Stage(
             "classify",
             "flow",
             ("signatures", "seed_model", "output"),
@@ -72,6 +87,33 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
         ),
     ]
     return Plan("classify", cfg, stages)
+
+
+def _with_background_texts(run: Run, light) -> object:
+    """The seed model with its background sample's texts, fetched from the store: the shared seed-model stage
+    samples signatures only. Re-running its hash sample up to the sample's largest id hash streams id + text of
+    every row but brings back only ~the sample's rows."""
+    model = run["seed_model"]
+    bg = model.background
+    if model.method != "probe" or model.seeds.texts is None or not bg.get("feature_ids") or bg.get("text"):
+        return model
+    ids = bg.get("ids") or []
+    if len(ids) != len(bg["feature_ids"]) or any(i is None for i in ids):
+        raise InputError("the seed model's background sample has no row ids: its texts cannot be looked up")
+    # SampleByHash keeps hash < fraction * 2**64: a hair above the largest hash keeps every sampled row
+    fraction = min(1.0, (float(id_hash(ids).max()) + 4096.0) / float(1 << 64))
+    sample = Step(SampleByHash, {"fraction": fraction}, light.actor_resources(), 4096)
+    wanted, texts = set(ids), {}
+    for table in Flow(run["signatures"].read(["id", "text"]), [sample], "background_texts").iter_tables(run.executor):
+        for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
+            if i in wanted:
+                texts[i] = t
+    missing = [i for i in ids if not isinstance(texts.get(i), str)]
+    if missing:
+        raise InputError(f"{len(missing)} background rows have no text in the signature store (e.g. {missing[0]!r})")
+    bg["text"] = [texts[i] for i in ids]
+    model.save(Path(run["output"]) / shared.SEED_MODEL)
+    return model
 
 
 def _classify(run: Run, classify: Step, project: Step) -> str:
@@ -93,8 +135,9 @@ def _classify(run: Run, classify: Step, project: Step) -> str:
     n = sigs.totals()["good"]
     executor = "local" if n < cfg.resources.light.local_below else run.executor  # no actor start-up for small jobs
     dense = ["hidden_mean"] if meta.hidden_mean else []
+    text = ["text"] if "texts" in probe_views(model.seeds, model.background, model.method) else []
     flow = Flow(
-        sigs.read(["id", "feature_ids", "feature_values", "n_tokens", "truncated", *dense]),
+        sigs.read(["id", "feature_ids", "feature_values", "n_tokens", "truncated", *dense, *text]),
         [classify.resolve(run), project.resolve(run)],
         "classify",
     )

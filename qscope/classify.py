@@ -14,9 +14,10 @@ treats a random corpus sample as negatives (the class is rare, so few of them ar
 
 "probe" also takes a dense view of each text (`dense=`, e.g. its mean hidden state): one regression over the
 signature vector next to the standardised dense vector (scaled to norm ~`dense_weight`, so neither view drowns the
-other). On 15 sae-probes tasks with 16 + 16 seeds this joint probe, with a TF-IDF view weighted by the seeds' CV,
-is >= the best of TF-IDF+LR / hidden-state LR / DiffMean on 10 of 15 tasks (the signature probe alone: 4 of 15;
-bench/README.md, "Issue 14, item 5").
+other). And it takes the texts (`texts=`): a word / bigram TF-IDF probe of its own, mixed with the first by each
+one's cross-validated AUROC on the seeds. On 15 sae-probes tasks with 16 + 16 seeds, signature + hidden state +
+text is >= the best of TF-IDF+LR / hidden-state LR / DiffMean on most tasks and close on the rest (the signature
+probe alone: 4 of 15; bench/README.md, "Issue 14, item 5").
 
 Measured on 6 real tasks (bench/efficacy.py; numbers in bench/README.md, "Few-shot classification / mining
 efficacy"): "probe" on log1p-weighted **sum-pooled top-256** signatures is the best signature method, on par with
@@ -42,6 +43,9 @@ from qscope.index.vectors import SignatureVectorizer
 METHODS = ("probe", "centroid", "knn")
 DEFAULT_METHOD = "probe"
 DEFAULT_TRANSFORM = "log1p"  # bench/efficacy.py: >= raw weights on every task (bench/README.md)
+TEXT_C = 10.0  # the text view's probe: the TF-IDF+LR baseline's C (bench/efficacy.py)
+CV_REPEATS = 3
+TEXT_SHARE = 1.0  # the text probe's say relative to its CV merit (bench/README.md, "Issue 14, item 5")
 
 
 class ClassScores(NamedTuple):
@@ -63,7 +67,8 @@ class SignatureClassifier:
     method: "probe", "centroid" or "knn"; transform: activation → weight ("raw", "sqrt", "log1p", "binary");
     k: neighbours for "knn"; C: inverse regularisation of the probe; background_size: corpus rows used as
     negatives by the one-class probe; dense_weight: the norm a standardised dense row is scaled to next to the
-    (unit-norm) signature vector when `fit` gets a dense view.
+    (unit-norm) signature vector when `fit` gets a dense view; text_share: how much say the text view's own
+    probe gets, relative to its cross-validated merit, when `fit` gets texts (see `_fit_probe`).
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class SignatureClassifier:
         background_size: int = 2000,
         seed: int = 0,
         dense_weight: float = 3.0,
+        text_share: float = TEXT_SHARE,
     ):
         if method not in METHODS:
             raise InputError(f"unknown classification method {method!r}; choose one of {METHODS}")
@@ -84,8 +90,9 @@ class SignatureClassifier:
         self.background_size, self.seed = background_size, seed
         self.vectorizer = SignatureVectorizer(d_sae, transform, use_idf)
         self.classes: list[str] = []
-        self.dense_weight = float(dense_weight)
+        self.dense_weight, self.text_share = float(dense_weight), float(text_share)
         self._dense_mean = self._dense_scale = None  # set when fitted with a dense view
+        self._tfidf = None  # set when fitted with texts
 
     def fit(
         self,
@@ -96,11 +103,15 @@ class SignatureClassifier:
         background_values: Any = None,
         dense: Any = None,
         background_dense: Any = None,
+        texts: Sequence[str] | None = None,
+        background_texts: Sequence[str] | None = None,
     ) -> SignatureClassifier:
         """dense / background_dense: an optional dense vector per seed / background row (e.g. the mean hidden
-        state), used by "probe" next to the signature; scoring then needs the same view of every row."""
+        state); texts / background_texts: the rows' texts (a word / bigram TF-IDF view, its IDF from the
+        background and the seeds). "probe" reads them next to the signature; scoring then needs the same views
+        of every row."""
         seeds = as_ragged(feature_ids, feature_values, self.d_sae)
-        self._dense_mean = self._dense_scale = None
+        self._dense_mean = self._dense_scale = self._tfidf = None
         labels = np.asarray([str(x) for x in labels], dtype=object)
         if seeds.n_rows == 0:
             raise InputError("no seed signatures given")
@@ -115,10 +126,11 @@ class SignatureClassifier:
         xb = None if background is None else self.vectorizer.transform_csr(background)
         if dense is not None:
             xs, xb = self._fit_dense(xs, dense, xb, background_dense)
+        text_views = () if texts is None else self._fit_text(texts, xs.shape[0], xb, background_texts)
         if len(self.classes) == 1 and xb is None:
             raise InputError("one class of seeds needs background signatures (the corpus) to contrast against")
         y = np.array([self.classes.index(c) for c in labels])
-        getattr(self, f"_fit_{self.method}")(xs, y, xb)
+        getattr(self, f"_fit_{self.method}")(xs, y, xb, *text_views)
         return self
 
     # --- the dense view ----------------------------------------------------------------------------------------
@@ -145,8 +157,29 @@ class SignatureClassifier:
         z = (dense_rows - self._dense_mean) * self._dense_scale
         return sp.hstack([x, sp.csr_matrix(z.astype(np.float64))]).tocsr()
 
+    # --- the text view --------------------------------------------------------------------------------------
+    def _fit_text(self, texts, n_seeds, xb, background_texts):
+        """Fit the TF-IDF vocabulary / IDF on the background and seed texts; (seed rows, background rows)."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if self.method != "probe":
+            raise InputError(f"a text view is used by the 'probe' method only (this classifier: {self.method!r})")
+        ts = _text_list(texts, n_seeds, "seed")
+        tb = None
+        if xb is not None:
+            if background_texts is None:
+                raise InputError("a text view of the seeds needs the texts of the background rows too")
+            tb = _text_list(background_texts, xb.shape[0], "background")
+        # word unigrams + bigrams, sublinear tf: the TF-IDF+LR baseline of bench/efficacy.py
+        self._tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
+        try:
+            self._tfidf.fit((tb or []) + ts)
+        except ValueError as e:  # no word anywhere (e.g. only punctuation)
+            raise InputError(f"text view: no words to build a vocabulary from ({e})") from None
+        return self._tfidf.transform(ts), None if tb is None else self._tfidf.transform(tb)
+
     # --- scorers -------------------------------------------------------------------------------------------
-    def _fit_centroid(self, xs, y, xb):
+    def _fit_centroid(self, xs, y, xb, *_):
         cents = np.stack([np.asarray(xs[y == c].mean(0)).ravel() for c in range(len(self.classes))])
         self._centroids = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
         self._bg = None
@@ -161,7 +194,7 @@ class SignatureClassifier:
         # several classes: contrast with the other centroids, so each column ranks rows on its own
         return s - s.mean(1, keepdims=True)
 
-    def _fit_knn(self, xs, y, xb):
+    def _fit_knn(self, xs, y, xb, *_):
         if len(self.classes) == 1:  # one class: the background sample votes as a second, hidden class
             rng = np.random.default_rng(self.seed)
             neg = xb[rng.choice(xb.shape[0], min(self.background_size, xb.shape[0]), replace=False)]
@@ -180,18 +213,36 @@ class SignatureClassifier:
             return out[:, :1] - out[:, 1:]
         return out - out.mean(1, keepdims=True)
 
-    def _fit_probe(self, xs, y, xb):
-        from sklearn.linear_model import LogisticRegression
-
+    def _fit_probe(self, xs, y, xb, ts=None, tb=None):
+        """One regression over the signature (+ dense) rows; with texts (ts / tb: TF-IDF rows of the seeds /
+        background) a second one over the TF-IDF rows, the two mixed by each one's 4-fold CV AUROC over the
+        training rows: weight max(AUROC - 0.5, 0)^2, the text probe's times `text_share`. A lexical task hands the
+        text probe the say; a task its words do not tell apart keeps the joint probe's (bench/README.md,
+        "Issue 14, item 5": one regression over all three views could not do both)."""
         if len(self.classes) == 1:
             rng = np.random.default_rng(self.seed)
-            neg = xb[rng.choice(xb.shape[0], min(self.background_size, xb.shape[0]), replace=False)]
-            xs, y = sp.vstack([xs, neg]).tocsr(), np.r_[np.ones(xs.shape[0], int), np.zeros(neg.shape[0], int)]
-        self._probe = LogisticRegression(C=self.C, class_weight="balanced", max_iter=1000)
-        self._probe.fit(xs, y)
+            neg = rng.choice(xb.shape[0], min(self.background_size, xb.shape[0]), replace=False)
+            xs = sp.vstack([xs, xb[neg]]).tocsr()
+            ts = None if ts is None else sp.vstack([ts, tb[neg]]).tocsr()
+            y = np.r_[np.ones(len(y), int), np.zeros(len(neg), int)]
+        self._probe = _logistic(self.C).fit(xs, y)
+        self._text_probe = None
+        if ts is None:
+            return
+        self._text_probe = _logistic(TEXT_C).fit(ts, y)
+        merit = [_cv_auroc(c, x, y, self.seed) for c, x in ((self.C, xs), (TEXT_C, ts))]
+        self._mix = np.array([max(m - 0.5, 0.0) ** 2 + 1e-3 for m in merit]) * [1.0, self.text_share]
+        # each probe's log-odds standardised over the background (the corpus scored), else the training rows
+        ref_x, ref_t = (xs, ts) if xb is None else (xb, tb)
+        self._norms = [_mean_std(_log_odds(m, r)) for m, r in ((self._probe, ref_x), (self._text_probe, ref_t))]
 
-    def _score_probe(self, x):
-        p = self._probe.predict_proba(x)
+    def _score_probe(self, x, t=None):
+        if self._text_probe is None:
+            p = self._probe.predict_proba(x)
+        else:
+            probes = (self._probe, self._text_probe)
+            z = [(_log_odds(m, r) - mu) / sd for m, r, (mu, sd) in zip(probes, (x, t), self._norms)]
+            p = 1.0 / (1.0 + np.exp(-(self._mix[0] * z[0] + self._mix[1] * z[1]) / self._mix.sum()))
         return p[:, 1:2] if len(self.classes) == 1 else p
 
     @property
@@ -199,7 +250,14 @@ class SignatureClassifier:
         """Fitted with a dense view: scoring needs it too."""
         return self._dense_mean is not None
 
-    def decision_scores(self, feature_ids: Any, feature_values: Any = None, dense: Any = None) -> ClassScores:
+    @property
+    def uses_text(self) -> bool:
+        """Fitted with texts: scoring needs them too."""
+        return self._tfidf is not None
+
+    def decision_scores(
+        self, feature_ids: Any, feature_values: Any = None, dense: Any = None, texts: Sequence[str] | None = None
+    ) -> ClassScores:
         if not self.classes:
             raise InputError("the classifier is not fitted")
         x = self.vectorizer.transform_csr(as_ragged(feature_ids, feature_values, self.d_sae))
@@ -209,6 +267,13 @@ class SignatureClassifier:
             x = self._with_dense(x, _dense_matrix(dense, x.shape[0], "scored", len(self._dense_mean)))
         elif dense is not None:
             raise InputError("this classifier was fitted without a dense view: refit with dense= to use one")
+        if self.uses_text:
+            if texts is None:
+                raise InputError("this classifier was fitted with texts: score with texts= as well")
+            t = self._tfidf.transform(_text_list(texts, x.shape[0], "scored"))
+            return ClassScores(list(self.classes), np.asarray(self._score_probe(x, t), np.float32))
+        if texts is not None:
+            raise InputError("this classifier was fitted without texts: refit with texts= to use them")
         return ClassScores(list(self.classes), np.asarray(getattr(self, f"_score_{self.method}")(x), np.float32))
 
 
@@ -221,6 +286,58 @@ def _dense_matrix(rows: Any, n: int, what: str, width: int | None = None) -> np.
     if not np.isfinite(m).all():
         raise InputError(f"dense view of the {what} rows has NaN or infinite values")
     return m
+
+
+def _logistic(C: float):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=1000)
+
+
+def _log_odds(model, x) -> np.ndarray:
+    p = np.clip(model.predict_proba(x), 1e-9, 1 - 1e-9)
+    return np.log(p / (1 - p))
+
+
+def _mean_std(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return scores.mean(0), np.maximum(scores.std(0), 1e-9)
+
+
+def _cv_auroc(C: float, x, y: np.ndarray, seed: int, folds: int = 4, repeats: int = CV_REPEATS) -> float:
+    """Mean held-out one-vs-rest AUROC of `_logistic(C)` over `repeats` x `folds` class-stratified folds of (x, y)
+    (with 16 seeds a class one split is noisy: the mix it sets moved AUROC by a few points between splits)."""
+
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(repeats):
+        fold = np.zeros(len(y), int)
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            fold[idx] = rng.permutation(len(idx)) % folds
+        aucs += _fold_aucs(C, x, y, fold, folds)
+    return float(np.mean(aucs)) if aucs else 0.5
+
+
+def _fold_aucs(C: float, x, y: np.ndarray, fold: np.ndarray, folds: int) -> list[float]:
+    from sklearn.metrics import roc_auc_score
+
+    aucs = []
+    for f in range(folds):
+        fit, held = fold != f, fold == f
+        if len(np.unique(y[fit])) < len(np.unique(y)) or len(np.unique(y[held])) < 2:
+            continue  # a class with fewer rows than folds: this fold cannot be scored
+        p = _logistic(C).fit(x[fit], y[fit]).predict_proba(x[held])
+        aucs += [roc_auc_score(y[held] == c, p[:, c]) for c in np.unique(y[held])]
+    return aucs
+
+
+def _text_list(texts: Any, n: int, what: str) -> list[str]:
+    out = list(texts)
+    if len(out) != n:
+        raise InputError(f"text view: {len(out)} texts for {n} {what} rows")
+    if any(not isinstance(t, str) for t in out):
+        raise InputError(f"text view: every {what} row needs a text (found a missing or non-string one)")
+    return out
 
 
 def classify_corpus(
@@ -346,11 +463,14 @@ def heldout_scores(
     seed: int = 0,
     dense: Any = None,
     background_dense: Any = None,
+    texts: Sequence[str] | None = None,
+    background_texts: Sequence[str] | None = None,
     **kw,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold one-class scores: seeds and background are split into `folds` parts; each part is scored by a
     classifier (`SignatureClassifier(**kw)`) fitted on the other parts' seeds against the other parts'
-    background (with their dense views when given). Returns (seed scores, background scores), in input order."""
+    background (with their dense / text views when given). Returns (seed scores, background scores), in input
+    order."""
     seeds = as_ragged(seed_feature_ids, seed_feature_values, d_sae)
     bg = as_ragged(background_ids, background_values, d_sae)
     n_s, n_b = seeds.n_rows, bg.n_rows
@@ -365,26 +485,35 @@ def heldout_scores(
     bg_fids, bg_vals = _rows(bg)
     ds = None if dense is None else np.asarray(dense, np.float64)
     db = None if background_dense is None else np.asarray(background_dense, np.float64)
+    ts = None if texts is None else np.asarray(list(texts), dtype=object)
+    tb = None if background_texts is None else np.asarray(list(background_texts), dtype=object)
 
     def rows(m, idx):
         return None if m is None else m[idx]
 
+    def text_rows(m, idx):
+        return None if m is None else m[idx].tolist()
+
     for f in range(folds):
-        ts, tb = np.flatnonzero(fs != f), np.flatnonzero(fb != f)
+        fit_s, fit_b = np.flatnonzero(fs != f), np.flatnonzero(fb != f)
         clf = SignatureClassifier(d_sae, **kw).fit(
-            [seed_fids[i] for i in ts],
-            [seed_vals[i] for i in ts],
-            ["seed"] * len(ts),
-            [bg_fids[i] for i in tb],
-            [bg_vals[i] for i in tb],
-            rows(ds, ts),
-            rows(db, tb),
+            [seed_fids[i] for i in fit_s],
+            [seed_vals[i] for i in fit_s],
+            ["seed"] * len(fit_s),
+            [bg_fids[i] for i in fit_b],
+            [bg_vals[i] for i in fit_b],
+            rows(ds, fit_s),
+            rows(db, fit_b),
+            text_rows(ts, fit_s),
+            text_rows(tb, fit_b),
         )
         hs, hb = np.flatnonzero(fs == f), np.flatnonzero(fb == f)
-        out_s[hs] = clf.decision_scores([seed_fids[i] for i in hs], [seed_vals[i] for i in hs], rows(ds, hs)).scores[
-            :, 0
-        ]
-        out_b[hb] = clf.decision_scores([bg_fids[i] for i in hb], [bg_vals[i] for i in hb], rows(db, hb)).scores[:, 0]
+        out_s[hs] = clf.decision_scores(
+            [seed_fids[i] for i in hs], [seed_vals[i] for i in hs], rows(ds, hs), text_rows(ts, hs)
+        ).scores[:, 0]
+        out_b[hb] = clf.decision_scores(
+            [bg_fids[i] for i in hb], [bg_vals[i] for i in hb], rows(db, hb), text_rows(tb, hb)
+        ).scores[:, 0]
     return out_s, out_b
 
 

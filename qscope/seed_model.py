@@ -41,6 +41,8 @@ class SeedSignatures:
     labels: list[str | None] = field(default_factory=list)
     hidden_mean: list[list[float]] | None = None
     """Each seed's mean hidden state, when the signatures were encoded with it (`SignatureMeta.hidden_mean`)."""
+    texts: list[str] | None = None
+    """Each seed's text, when the table had it: the probe's TF-IDF view (with the background's texts)."""
 
     @classmethod
     def from_table(cls, table: pa.Table, meta: SignatureMeta, label_column: str | None = "label") -> SeedSignatures:
@@ -55,6 +57,7 @@ class SeedSignatures:
             asdict(meta),
             [None if x is None else str(x) for x in labels],
             _dense_column(table),
+            _text_column(table),
         )
 
     @property
@@ -114,16 +117,23 @@ def select_targets(
     ]
 
 
-def background_sample(table: pa.Table, n: int = 2000, seed: int = 0) -> dict:
+def background_sample(table: pa.Table, n: int = 2000, seed: int = 0, text: bool = False) -> dict:
     """A random sample of corpus signatures as plain lists: the negatives / IDF background the seed classifier
-    contrasts with (small enough to ship inside `fn_constructor_kwargs`)."""
+    contrasts with (small enough to ship inside `fn_constructor_kwargs`). text=True keeps the rows' `text` too:
+    the probe then reads a TF-IDF view as well (when the seeds have texts), and every scored batch needs `text`."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(table.num_rows, min(n, table.num_rows), replace=False)) if table.num_rows else []
     sub = table.take(pa.array(rows, pa.int64()))
-    return {
+    out = {
         "feature_ids": sub.column("feature_ids").to_pylist(),
         "feature_values": sub.column("feature_values").to_pylist(),
     }
+    if text:
+        texts = _text_column(sub)
+        if texts is None:
+            raise InputError("background_sample(text=True): the table has no complete `text` column")
+        out["text"] = texts
+    return out
 
 
 def background_idf(table: pa.Table, d_sae: int) -> tuple[list[int], int]:
@@ -152,34 +162,52 @@ def fit_seed_classifier(
     labels = list(labels) if labels is not None else ["seed"] * len(seeds.ids)
     bg_ids = background["feature_ids"] if background else None
     bg_vals = background["feature_values"] if background else None
-    dense, bg_dense = _dense_views(seeds, background, method)
-    return SignatureClassifier(
-        seeds.signature_meta.d_sae, method=method, k=k, C=JOINT_PROBE_C if dense is not None else 1.0
-    ).fit(seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals, dense, bg_dense)
+    views = probe_views(seeds, background, method)
+    return SignatureClassifier(seeds.signature_meta.d_sae, method=method, k=k, **probe_settings(views)).fit(
+        seeds.feature_ids, seeds.feature_values, labels, bg_ids, bg_vals, **views
+    )
 
 
 JOINT_PROBE_C = 3.0
-"""The probe's C over signature + hidden state (bench/efficacy.py, "joint sig+hidden probe"; the signature alone: 1)."""
+"""The probe's C over signature + hidden state (bench/efficacy.py, "joint sig+hidden probe"; the signature alone: 1).
+The text view, when read, is a probe of its own (`qscope.classify.SignatureClassifier._fit_probe`)."""
 
 
-def _dense_views(seeds: SeedSignatures, background: dict | None, method: str):
-    """(seed, background) hidden means for the probe, or (None, None) when either side lacks them."""
-    if method != "probe" or seeds.hidden_mean is None:
-        return None, None
-    bg = background.get("hidden_mean") if background else None
-    if background and background.get("feature_ids") and bg is None:
-        return None, None
-    return np.asarray(seeds.hidden_mean, np.float32), None if bg is None else np.asarray(bg, np.float32)
+def probe_views(seeds: SeedSignatures, background: dict | None, method: str) -> dict:
+    """The extra views the probe reads, as `SignatureClassifier.fit` keywords: the hidden means (dense= /
+    background_dense=) and the texts (texts= / background_texts=), each only where the seeds and the background
+    both have it."""
+    if method != "probe":
+        return {}
+    views = {}
+    bg = background if background and background.get("feature_ids") else None
+    if seeds.hidden_mean is not None and (bg is None or bg.get("hidden_mean") is not None):
+        views["dense"] = np.asarray(seeds.hidden_mean, np.float32)
+        views["background_dense"] = None if bg is None else np.asarray(bg["hidden_mean"], np.float32)
+    if seeds.texts is not None and (bg is None or bg.get("text") is not None):
+        views["texts"] = list(seeds.texts)
+        views["background_texts"] = None if bg is None else list(bg["text"])
+    return views
+
+
+def probe_settings(views: dict) -> dict:
+    """The probe's C for the views it reads (measured for them)."""
+    return {"C": JOINT_PROBE_C if "dense" in views else 1.0}
 
 
 def seed_scores(classifier, table: pa.Table):
-    """`classifier.decision_scores` of a batch of encoded rows, with their `hidden_mean` when it reads one."""
-    dense = None
+    """`classifier.decision_scores` of a batch of encoded rows, with their `hidden_mean` / `text` when it reads
+    them."""
+    dense = texts = None
     if classifier.uses_dense:
         dense = _dense_column(table)
         if dense is None:
             raise InputError("the seed classifier reads the mean hidden state: these rows lack `hidden_mean`")
-    return classifier.decision_scores(table.column("feature_ids"), table.column("feature_values"), dense)
+    if classifier.uses_text:
+        texts = _text_column(table)
+        if texts is None:
+            raise InputError("the seed classifier reads the texts (TF-IDF view): these rows lack `text`")
+    return classifier.decision_scores(table.column("feature_ids"), table.column("feature_values"), dense, texts)
 
 
 def _dense_column(table: pa.Table) -> list | None:
@@ -189,11 +217,19 @@ def _dense_column(table: pa.Table) -> list | None:
     return None if any(v is None for v in values) else values
 
 
+def _text_column(table: pa.Table) -> list | None:
+    if "text" not in table.column_names:
+        return None
+    values = table.column("text").to_pylist()
+    return None if any(not isinstance(v, str) for v in values) else values
+
+
 @dataclass
 class SeedModel:
     seeds: SeedSignatures
     background: dict
-    """{"ids", "feature_ids", "feature_values"}: the bounded corpus sample."""
+    """{"ids", "feature_ids", "feature_values"} (+ "hidden_mean", "text" when the sample has them): the bounded
+    corpus sample."""
     targets: list[dict] = field(default_factory=list)
     method: str = "probe"
     """Seed classifier (`qscope.classify`): probe, centroid or knn."""
@@ -224,9 +260,11 @@ class SeedModel:
             "feature_ids": background.column("feature_ids").to_pylist(),
             "feature_values": background.column("feature_values").to_pylist(),
         }
-        bg_dense = _dense_column(background)
+        bg_dense, bg_text = _dense_column(background), _text_column(background)
         if bg_dense is not None:
             bg["hidden_mean"] = bg_dense
+        if bg_text is not None:
+            bg["text"] = bg_text
         targets = []
         if n_targets or fixed_targets:
             if not bg["feature_ids"]:
@@ -271,8 +309,7 @@ class SeedModel:
         bg = self.background
         if not bg.get("feature_ids"):
             raise InputError("held-out mining scores need the background sample")
-        dense, bg_dense = _dense_views(self.seeds, bg, self.method)
-        extra = {} if dense is None else {"dense": dense, "background_dense": bg_dense, "C": JOINT_PROBE_C}
+        views = probe_views(self.seeds, bg, self.method)
         return heldout_scores(
             self.seeds.feature_ids,
             self.seeds.feature_values,
@@ -283,7 +320,8 @@ class SeedModel:
             seed=seed,
             method=self.method,
             k=self.k,
-            **extra,
+            **views,
+            **probe_settings(views),
         )
 
     def mining_cutoff(self, target_precision: float = 0.8, folds: int = 5, seed: int = 0):
@@ -322,7 +360,9 @@ class SeedModel:
                     {
                         "id": pa.array(self.seeds.ids, pa.string()),
                         "label": pa.array(self.seeds.labels or [None] * len(self.seeds.ids), pa.string()),
-                        **_sig_columns(self.seeds.feature_ids, self.seeds.feature_values, self.seeds.hidden_mean),
+                        **_sig_columns(
+                            self.seeds.feature_ids, self.seeds.feature_values, self.seeds.hidden_mean, self.seeds.texts
+                        ),
                     }
                 ),
                 tmp / "seeds.parquet",
@@ -332,7 +372,7 @@ class SeedModel:
                 pa.table(
                     {
                         "id": pa.array(bg.get("ids") or [None] * len(bg["feature_ids"]), pa.string()),
-                        **_sig_columns(bg["feature_ids"], bg["feature_values"], bg.get("hidden_mean")),
+                        **_sig_columns(bg["feature_ids"], bg["feature_values"], bg.get("hidden_mean"), bg.get("text")),
                     }
                 ),
                 tmp / "background.parquet",
@@ -356,23 +396,28 @@ class SeedModel:
             info["meta"],
             labels if any(x is not None for x in labels) else [],
             _dense_column(seeds),
+            _text_column(seeds),  # seed models saved before the text view have none: the probe goes without it
         )
         background = {
             "ids": bg.column("id").to_pylist(),
             "feature_ids": bg.column("feature_ids").to_pylist(),
             "feature_values": bg.column("feature_values").to_pylist(),
         }
-        bg_dense = _dense_column(bg)
+        bg_dense, bg_text = _dense_column(bg), _text_column(bg)
         if bg_dense is not None:
             background["hidden_mean"] = bg_dense
+        if bg_text is not None:
+            background["text"] = bg_text
         return cls(sig, background, info["targets"], info["method"], info["k"], info.get("settings", {}))
 
 
-def _sig_columns(ids: list, values: list, hidden_mean: list | None = None) -> dict[str, Any]:
+def _sig_columns(ids: list, values: list, hidden_mean: list | None = None, texts: list | None = None) -> dict[str, Any]:
     out = {
         "feature_ids": pa.array(ids, pa.list_(pa.int32())),
         "feature_values": pa.array(values, pa.list_(pa.float32())),
     }
     if hidden_mean is not None:
         out["hidden_mean"] = pa.array(hidden_mean, pa.list_(pa.float32()))
+    if texts is not None:
+        out["text"] = pa.array(texts, pa.string())
     return out

@@ -126,3 +126,124 @@ def test_dense_view_errors():
     with pytest.raises(InputError, match="without a dense view"):
         SignatureClassifier(D).fit(f, v, y).decision_scores(f, v, dense)
     assert fitted.decision_scores(f, v, np.zeros((40, 8))).scores.shape == (40, 3)
+
+
+WORDS = "river stone cloud paper lamp garden window engine coffee ladder pencil violin orbit canvas harbor".split()
+TOPIC_WORDS = ("zebra lion giraffe hippo rhino".split(), "quartz granite basalt marble slate".split())
+
+
+def topic_texts(topic: np.ndarray, seed: int) -> list[str]:
+    """Eight filler words per text; a row of topic t > 0 also carries three words of TOPIC_WORDS[t - 1]."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in topic:
+        words = list(rng.choice(WORDS, 8))
+        for w in rng.choice(TOPIC_WORDS[t - 1], 3, replace=False) if t else []:
+            words.insert(int(rng.integers(0, len(words) + 1)), w)
+        out.append(" ".join(words))
+    return out
+
+
+def test_probe_with_a_text_view_separates_a_lexical_task_the_signature_misses():
+    """The label is the topic of the words, invisible to the signatures (their classes are unrelated to it): the
+    probe with texts separates it, the signature probe does not, for labelled seeds and for mining alike."""
+    f, v, _ = corpus(300, 5, n_classes=2)
+    topic = np.random.default_rng(5).integers(0, 2, 300)
+    texts = topic_texts(topic, 5)
+    seeds = np.r_[np.flatnonzero(topic == 1)[:16], np.flatnonzero(topic == 0)[:16]]
+    labels = np.where(topic[seeds] == 1, "yes", "no")
+    seed_texts = [texts[i] for i in seeds]
+    both = SignatureClassifier(D, C=3.0).fit(
+        [f[i] for i in seeds], [v[i] for i in seeds], labels, f, v, texts=seed_texts, background_texts=texts
+    )
+    sig = SignatureClassifier(D, C=3.0).fit([f[i] for i in seeds], [v[i] for i in seeds], labels, f, v)
+    assert both.uses_text and not sig.uses_text
+    r, s = both.decision_scores(f, v, texts=texts), sig.decision_scores(f, v)
+    auc_text = auroc(r.scores[:, r.classes.index("yes")], topic == 1)
+    auc_sig = auroc(s.scores[:, s.classes.index("yes")], topic == 1)
+    assert auc_text > 0.95 and auc_sig < 0.7, (auc_text, auc_sig)
+    # one class (mining): a corpus where the topic is rare (10%) is the background, its texts the negatives' texts
+    pos = seeds[:16]
+    corp = np.r_[np.flatnonzero(topic == 0), np.flatnonzero(topic == 1)[16:31]]
+    one = SignatureClassifier(D, C=3.0).fit(
+        [f[i] for i in pos],
+        [v[i] for i in pos],
+        ["yes"] * 16,
+        [f[i] for i in corp],
+        [v[i] for i in corp],
+        texts=[texts[i] for i in pos],
+        background_texts=[texts[i] for i in corp],
+    )
+    mined = one.decision_scores([f[i] for i in corp], [v[i] for i in corp], texts=[texts[i] for i in corp])
+    assert auroc(mined.scores[:, 0], topic[corp] == 1) > 0.95
+
+
+def test_text_view_with_several_classes_and_a_dense_view():
+    """Three classes told apart by their words (the third: no topic words) and, noisily, by a dense view."""
+    f, v, _ = corpus(240, 6, n_classes=2)
+    topic = np.random.default_rng(6).integers(0, 3, 240)
+    texts = topic_texts(topic, 6)
+    dense = np.random.default_rng(7).normal(size=(240, 16))
+    dense[np.arange(240), topic] += 3.0  # the hidden state knows the topic too
+    seeds = np.concatenate([np.flatnonzero(topic == t)[:12] for t in range(3)])
+    names = np.array(["none", "animals", "rocks"])
+    clf = SignatureClassifier(D, C=3.0).fit(
+        [f[i] for i in seeds],
+        [v[i] for i in seeds],
+        names[topic[seeds]],
+        f,
+        v,
+        dense=dense[seeds],
+        background_dense=dense,
+        texts=[texts[i] for i in seeds],
+        background_texts=texts,
+    )
+    pred = clf.decision_scores(f, v, dense, texts).best()
+    rest = np.setdiff1d(np.arange(240), seeds)
+    assert (pred[rest] == names[topic[rest]]).mean() > 0.93
+
+
+def test_text_view_errors():
+    f, v, y = corpus(30, 8)
+    texts = [f"word{i} other" for i in range(30)]
+    with pytest.raises(InputError, match="'probe' method only"):
+        SignatureClassifier(D, method="knn").fit(f, v, y, texts=texts)
+    with pytest.raises(InputError, match="texts of the background"):
+        SignatureClassifier(D).fit(f, v, y, f, v, texts=texts)
+    with pytest.raises(InputError, match="5 texts for 30 seed rows"):
+        SignatureClassifier(D).fit(f, v, y, texts=texts[:5])
+    with pytest.raises(InputError, match="needs a text"):
+        SignatureClassifier(D).fit(f, v, y, texts=[None] + texts[1:])
+    with pytest.raises(InputError, match="no words"):
+        SignatureClassifier(D).fit(f, v, y, texts=["!"] * 30)
+    fitted = SignatureClassifier(D).fit(f, v, y, texts=texts)
+    with pytest.raises(InputError, match="score with texts"):
+        fitted.decision_scores(f, v)
+    with pytest.raises(InputError, match="without texts"):
+        SignatureClassifier(D).fit(f, v, y).decision_scores(f, v, texts=texts)
+    assert fitted.decision_scores(f, v, texts=["unseen words only"] * 30).scores.shape == (30, 3)
+
+
+def test_heldout_scores_read_the_text_view():
+    """Out-of-fold mining scores with texts: held-out topic seeds outscore the background's off-topic rows."""
+    from qscope.classify import heldout_scores
+
+    f, v, _ = corpus(200, 9, n_classes=2)
+    topic = np.random.default_rng(9).integers(0, 2, 200)
+    texts = topic_texts(topic, 9)
+    pos = np.flatnonzero(topic == 1)[:20]
+    corp = np.r_[np.flatnonzero(topic == 0), np.flatnonzero(topic == 1)[20:30]]  # the topic is rare here
+    s, b = heldout_scores(
+        [f[i] for i in pos],
+        [v[i] for i in pos],
+        [f[i] for i in corp],
+        [v[i] for i in corp],
+        D,
+        folds=4,
+        C=3.0,
+        texts=[texts[i] for i in pos],
+        background_texts=[texts[i] for i in corp],
+    )
+    assert s.shape == (20,) and b.shape == (len(corp),)
+    off = b[topic[corp] == 0]
+    assert auroc(np.r_[s, off], np.r_[np.ones(20), np.zeros(len(off))]) > 0.9

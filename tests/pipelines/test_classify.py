@@ -131,13 +131,13 @@ def test_a_huggingface_datasets_directory_is_a_corpus(tmp_path, demo_subset, cla
 
 def test_classify_keeps_the_mean_hidden_state_and_its_probe_reads_it(tmp_path, demo_config):
     """By default classify stores each row's mean hidden state beside its signature, and the seed model's probe reads
-    both (bench/README.md, "Issue 14, item 5"); a store built without it is refused with the setting named, and
-    `signatures.hidden_mean: false` gives the signature-only probe."""
+    both and the rows' texts (bench/README.md, "Issue 14, item 5"); a store built without the hidden state is
+    refused with the setting named, and `signatures.hidden_mean: false` gives the signature + text probe."""
 
     from qscope.errors import InputError
     from qscope.pipelines import classify
     from qscope.pipelines.config import ClassifyConfig
-    from qscope.seed_model import SeedModel
+    from qscope.seed_model import SeedModel, seed_scores
 
     out = tmp_path / "labels.parquet"
     store = tmp_path / "store"
@@ -148,6 +148,18 @@ def test_classify_keeps_the_mean_hidden_state_and_its_probe_reads_it(tmp_path, d
     model = SeedModel.load(tmp_path / "labels.parquet.qscope" / "_seed_model")  # survives save / load
     assert model.meta.hidden_mean and model.seeds.hidden_mean and model.background["hidden_mean"]
     assert model.classifier().uses_dense
+    # ... and the texts (the TF-IDF view): the background sample's texts are the store's texts of those rows
+    stored = pads.dataset(store, format="parquet", partitioning="hive").to_table(
+        columns=["id", "text", "feature_ids", "feature_values", "hidden_mean", "reject_reason"]
+    )
+    stored = stored.filter(pads.field("reject_reason").is_null())
+    text_of = dict(zip(stored["id"].to_pylist(), stored["text"].to_pylist()))
+    assert model.seeds.texts and model.background["text"] == [text_of[i] for i in model.background["ids"]]
+    clf = model.classifier()
+    assert clf.uses_text
+    result = pq.read_table(out)
+    expected = dict(zip(stored["id"].to_pylist(), seed_scores(clf, stored).scores[:, 0]))
+    np.testing.assert_allclose(result["score"].to_numpy(), [expected[i] for i in result["id"].to_pylist()], rtol=1e-5)
     seeds_s, bg_s = model.heldout_scores(folds=3)
     assert len(seeds_s) == len(model.seeds.ids) and np.isfinite(bg_s).all()
 
@@ -159,3 +171,4 @@ def test_classify_keeps_the_mean_hidden_state_and_its_probe_reads_it(tmp_path, d
     classify.run(classify.build_plan(ClassifyConfig.from_dict(plain)))
     model = SeedModel.load(tmp_path / "plain.parquet.qscope" / "_seed_model")
     assert not model.meta.hidden_mean and model.seeds.hidden_mean is None and not model.classifier().uses_dense
+    assert model.classifier().uses_text
