@@ -142,4 +142,10 @@ def run(args) -> int:
             f"{r['mean_new_tokens']:>7.1f}{mark}"
         )
     print(f"best strength: {result.best_strength}")
+    if result.judge_floor is not None and result.judge_floor >= 0.5:
+        print(
+            f"warning: the judge calls {result.judge_floor:.0%} of the unsteered outputs on target: its negatives do "
+            "not look like this model's answers; give --judge-negatives with ordinary answers of the model",
+            file=sys.stderr,
+        )
     return 0

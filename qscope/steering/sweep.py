@@ -10,7 +10,8 @@ For each strength s the prompts are generated with `edit(feature, s)`, then
 - feature_rate (always): the generated text, re-encoded with the SAE, activates the steered feature at some token
   at >= `threshold` x the feature's scale (its typical max activation);
 - fluency: perplexity of the generated tokens given the prompt under the *unsteered* model, and the
-  distinct-word ratio (degenerate repetition scores low).
+  distinct-word ratio (degenerate repetition scores low; a judged output below 0.4 never counts as on target).
+The judge's rate at strength 0 is reported as `judge_floor`: on neutral prompts, where it should be near 0.
 The best trade-off maximizes the on-target rate among strengths whose mean perplexity is within the bound
 (`max_perplexity`, default `ppl_factor` x the unsteered perplexity; strength 0 is always measured as the baseline);
 ties go to the smaller strength. Its row is marked `best`.
@@ -25,7 +26,11 @@ from collections.abc import Sequence
 import torch
 
 from qscope.errors import InputError
+from qscope.operators.filter import distinct_word_ratio
 from qscope.steering.intervention import Intervention
+
+MIN_DISTINCT_WORD_RATIO = 0.4
+"""The expand filter's default text check: a judged output below it never counts as on target."""
 
 DEFAULT_STRENGTHS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 
@@ -44,6 +49,11 @@ class SweepResult:
 
     judge: str = "feature activation (circular)"
     """What decided on-target: the judge's name, or the steered feature's own activation when none was given."""
+
+    judge_floor: float | None = None
+    """The judge's on-target rate on the unsteered outputs (strength 0). On neutral prompts it should be near 0: a
+    high floor means the judge's negatives do not look like this model's answers (a judge trained on AG News sports
+    vs other news called the model's plain chat "sports"), and its rates at other strengths say little."""
 
     ROW_KEYS = (
         "strength",
@@ -70,6 +80,7 @@ class SweepResult:
             "op": self.op,
             "best_strength": self.best_strength,
             "judge": self.judge,
+            "judge_floor": self.judge_floor,
             "perplexity_bound": self.perplexity_bound,
             "rows": self.rows,
             "samples": {str(k): v for k, v in self.samples.items()},
@@ -163,14 +174,19 @@ def strength_sweep(
         ppl = continuation_perplexity(lm, [r.prompt_token_ids for r in results], [r.token_ids for r in results])
         finite = [p for p in ppl if math.isfinite(p)]
         feature_rate = sum(a >= threshold * scale and a > 0 for a in maxes) / len(maxes)
+        # a judge's verdict counts only on fluent text: repetition ("trading stocks trading stocks ...") has low
+        # perplexity and can carry the concept's words, and a sample like that is of no use
+        fluent = [distinct_word_ratio(t) >= MIN_DISTINCT_WORD_RATIO for t in texts]
         rows.append(
             {
                 "strength": s,
-                "on_target_rate": feature_rate if verdict is None else float(sum(verdict(texts)) / len(texts)),
+                "on_target_rate": feature_rate
+                if verdict is None
+                else float(sum(bool(v) and f for v, f in zip(verdict(texts), fluent)) / len(texts)),
                 "feature_rate": feature_rate,
                 "mean_max_activation": sum(maxes) / len(maxes),
                 "perplexity": sum(finite) / len(finite) if finite else float("nan"),
-                "distinct_word_ratio": sum(_distinct(t) for t in texts) / len(texts),
+                "distinct_word_ratio": sum(distinct_word_ratio(t) for t in texts) / len(texts),
                 "mean_new_tokens": sum(len(r.token_ids) for r in results) / len(results),
                 "n_prompts": len(results),
             }
@@ -185,12 +201,10 @@ def strength_sweep(
             best = row
     for row in rows:
         row["best"] = row is best
-    return SweepResult(rows, best["strength"] if best else None, bound, feature, layer, op, samples, judge_name)
-
-
-def _distinct(text: str) -> float:
-    words = text.lower().split()
-    return len(set(words)) / len(words) if words else 0.0
+    result = SweepResult(rows, best["strength"] if best else None, bound, feature, layer, op, samples, judge_name)
+    if verdict is not None:
+        result.judge_floor = rows[0]["on_target_rate"]
+    return result
 
 
 def _judge_fn(judge, feature: int):

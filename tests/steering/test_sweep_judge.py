@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from qscope.operators.filter import distinct_word_ratio
+
 CONCEPT = [
     "The ocean waves crashed on the sandy beach.",
     "Sailors crossed the sea in wooden ships.",
@@ -41,8 +43,11 @@ def test_sweep_reports_the_judge_and_marks_the_best_row(hf_engine, concept_featu
     assert result.judge == "sea_judge"
     for r in result.rows:
         assert set(result.ROW_KEYS) <= set(r)
-        assert r["on_target_rate"] == sea_judge(result.samples[r["strength"]]).mean()
+        texts = result.samples[r["strength"]]
+        fluent = np.array([distinct_word_ratio(t) >= 0.4 for t in texts])  # degenerate text is never on target
+        assert r["on_target_rate"] == ((sea_judge(texts) > 0) & fluent).mean()
         assert 0.0 <= r["distinct_word_ratio"] <= 1.0
+    assert result.judge_floor == result.rows[0]["on_target_rate"] and result.to_dict()["judge_floor"] is not None
     assert sum(r["best"] for r in result.rows) == 1
     assert next(r for r in result.rows if r["best"])["strength"] == result.best_strength
 
@@ -52,6 +57,7 @@ def test_without_a_judge_the_sweep_says_it_is_circular(hf_engine, concept_featur
 
     result = strength_sweep(hf_engine, ["Hi."], concept_feature, [0.0], max_new_tokens=4)
     assert "circular" in result.judge and result.rows[0]["on_target_rate"] == result.rows[0]["feature_rate"]
+    assert result.judge_floor is None  # no judge, no floor
 
 
 def test_cli_sweep_with_a_judge_from_examples(tmp_path, steer_sae, cli, concept_feature):
