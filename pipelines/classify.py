@@ -15,7 +15,8 @@ run's `_SUCCESS` (written last, with the run id), `_lock`, `_rejected/`, `_seed_
 `_signatures/`. Row order follows the corpus in-process; on Ray it is not guaranteed: join on `id`.
 
 The default "probe" reads three views of each row: its SAE signature, its mean hidden state and its text (word /
-bigram TF-IDF, IDF from the background sample and the seeds) — one logistic regression over all three
+bigram TF-IDF, IDF from the background sample and the seeds): one regression over signature + hidden state and a
+TF-IDF one over the text, mixed by each one's cross-validated AUROC on the seeds
 (`qscope.seed_model.fit_seed_classifier`; measured in bench/README.md, "Issue 14, item 5").
 """
 
