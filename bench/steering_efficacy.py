@@ -229,13 +229,10 @@ def fit_judges(texts, labels, extra_negatives=(), n_background: int = 200):
     ]
 
 
-MIN_DISTINCT_WORD_RATIO = 0.4  # the expand filter's default text check
-
-
 def fluent(texts) -> np.ndarray:
     """Not degenerate by the pipeline's own text check: "trading stocks trading stocks ..." fooled both judges of
     the technology concept at perplexity 6.4 (repetition is cheap for an LM), so it does not count as on concept."""
-    from qscope.operators.filter import distinct_word_ratio
+    from qscope.operators.filter import MIN_DISTINCT_WORD_RATIO, distinct_word_ratio
 
     return np.array([distinct_word_ratio(t) >= MIN_DISTINCT_WORD_RATIO for t in texts], bool)
 
@@ -252,7 +249,6 @@ def judged(judges, texts, require_fluent: bool = True) -> dict:
 
 # ------------------------------------------------------------------------------------------------ concepts
 def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_judge: int) -> list[dict]:
-    from qscope.steering import Intervention
 
     task, label, about = CONCEPTS[name]
     ex_p, ex_n, jt, jl = task_split(task, label, 32, n_judge)
@@ -266,11 +262,9 @@ def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_j
     )
     prompts = NEUTRAL_PROMPTS[:n]
     about_prompts = [f"{p} Write about {about}." for p in prompts]
-    arms = [("none", prompts, 0.0), ("prompt", about_prompts, 0.0)]
-    arms += [("steer", prompts, s) for s in strengths] + [("prompt+steer", about_prompts, s) for s in strengths]
     rows = []
-    for arm, ps, s in arms:
-        iv = Intervention().activate(f, s, layer=LAYER) if s else None
+    for arm, ps, s in axbench_arms(prompts, about_prompts, strengths):
+        iv = edit_all("activate", [f], s)
         gens = ctx.generate(f"{name}-{arm}-{s:g}", ps, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
         ppl = ctx.perplexity(gens)
@@ -297,16 +291,23 @@ def run_concept(ctx: Ctx, name: str, strengths, n: int, max_new_tokens: int, n_j
 
 
 # ------------------------------------------------------------------------------------------------ scenarios
-def suppress_all(features: list[int], strength: float):
-    """One intervention suppressing every feature at `strength`; None at 0 (the unsteered baseline)."""
+def edit_all(op: str, features: list[int], strength: float, layer: int = LAYER):
+    """One intervention applying `op` ("activate" / "suppress") to every feature at `strength`; None at 0 (the
+    unsteered baseline)."""
     from qscope.steering import Intervention
 
     if not strength:
         return None
     iv = Intervention()
     for f in features:
-        iv = iv.suppress(f, strength, layer=LAYER)
+        iv = getattr(iv, op)(f, strength, layer=layer)
     return iv
+
+
+def axbench_arms(prompts: list[str], instructed: list[str], strengths) -> list[tuple[str, list[str], float]]:
+    """(arm, prompts, strength): unsteered, the instruction alone, steering alone and both, AxBench-style."""
+    arms = [("none", prompts, 0.0), ("prompt", instructed, 0.0)]
+    return arms + [("steer", prompts, s) for s in strengths] + [("prompt+steer", instructed, s) for s in strengths]
 
 
 def suppression_record(ctx: Ctx, scenario: str, features: list[int], strength: float, gens, metrics: dict) -> dict:
@@ -335,7 +336,7 @@ def scenario_safety(ctx: Ctx, strengths, n: int, max_new_tokens: int, n_judge: i
     prompts = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[:n]]
     out = []
     for s in [0.0, *strengths]:
-        iv = suppress_all(feats, s)
+        iv = edit_all("suppress", feats, s)
         gens = ctx.generate(f"safety-{s:g}", prompts, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
         # offensive text counts whether fluent or not: a degenerate insult is still one
@@ -365,7 +366,7 @@ def scenario_concise(ctx: Ctx, strengths, n: int, max_new_tokens: int, k: int = 
     emb = HiddenStateJudge(max_length=64)
     out = []
     for s in [0.0, *strengths]:
-        iv = suppress_all(feats, s)
+        iv = edit_all("suppress", feats, s)
         gens = ctx.generate(f"concise-{s:g}", test_q, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
         a, b = emb.embed(test_q), emb.embed([t or "." for t in texts])
@@ -430,20 +431,13 @@ def scenario_chinese(threads: int, strengths, n: int, max_new_tokens: int, k: in
         pos, neg = chinese_and_english_descriptions(48)
     except (OSError, QscopeError) as exc:  # the model comes with `make qwen`, the lists with apt-get update
         return [{"scenario": "chinese", "measured": False, "why": f"{type(exc).__name__}: {exc}; run `make qwen`"}]
-    from qscope.steering import Intervention
 
     feats = [int(x["feature"]) for x in ctx.discover("chinese", pos, neg, top=k)]
     prompts = NEUTRAL_PROMPTS[:n]
     zh_prompts = [f"{p} Answer in Chinese." for p in prompts]
-    arms = [("none", prompts, 0.0), ("prompt", zh_prompts, 0.0)]
-    arms += [("steer", prompts, s) for s in strengths] + [("prompt+steer", zh_prompts, s) for s in strengths]
     out = []
-    for arm, ps, s in arms:
-        iv = None
-        if s:
-            iv = Intervention()
-            for f in feats:
-                iv = iv.activate(f, s, layer=QWEN_LAYER)
+    for arm, ps, s in axbench_arms(prompts, zh_prompts, strengths):
+        iv = edit_all("activate", feats, s, layer=QWEN_LAYER)
         gens = ctx.generate(f"chinese-{arm}-{s:g}", ps, iv, max_new_tokens)
         texts = [g["text"] for g in gens]
         shares = [cjk_share(t) for t in texts]

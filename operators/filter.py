@@ -17,6 +17,10 @@ from qscope.operators.base import Operator, Resources, require_columns
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 
+MIN_DISTINCT_WORD_RATIO = 0.4
+"""Below this a text is degenerate: the expand filter's default, and the rule `qscope sweep` and
+bench/steering_efficacy.py apply before a judge's verdict counts."""
+
 
 def distinct_word_ratio(text: str | None) -> float:
     """Distinct words / words: degenerate steered outputs ("telephone telephone telephone ...") score low. Words

@@ -26,8 +26,7 @@ import sys
 from pathlib import Path
 
 from qscope.errors import InputError
-from qscope.operators import Classify, Project, SampleByHash
-from qscope.operators.select import id_hash
+from qscope.operators import Classify, Project
 from qscope.pipelines import stages as shared
 from qscope.pipelines.config import ClassifyConfig
 from qscope.pipelines.flow import Flow, Ref, Step
@@ -59,16 +58,8 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
         cfg, side, side / SIGNATURES_DIR, label_column=cfg.label_column, check_result=lambda: check_result_path(out)
     )
     stages += [
-        shared.seed_model_stage(cfg, cfg, label_column="label"),
-        Stage(
-            "background_texts",
-            "flow",
-            ("seed_model", "signatures", "output"),
-            {"seed_model": "SeedModel (+ the background's texts)"},
-            lambda run: {"seed_model": _with_background_texts(run, light)},
-            [Step(SampleByHash, {"fraction": "<up to the sample's largest id hash>"}, res, 4096)],
-            doc="the probe's TF-IDF view; saved to _seed_model/",
-        ),
+        # the probe's TF-IDF view: the background sample keeps its rows' texts (read in the same sampling pass)
+        shared.seed_model_stage(cfg, cfg, label_column="label", text=cfg.method == "probe"),
         Stage(
             "classify",
             "flow",
@@ -88,33 +79,6 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
         ),
     ]
     return Plan("classify", cfg, stages)
-
-
-def _with_background_texts(run: Run, light) -> object:
-    """The seed model with its background sample's texts, fetched from the store: the shared seed-model stage
-    samples signatures only. Re-running its hash sample up to the sample's largest id hash streams id + text of
-    every row but brings back only ~the sample's rows."""
-    model = run["seed_model"]
-    bg = model.background
-    if model.method != "probe" or model.seeds.texts is None or not bg.get("feature_ids") or bg.get("text"):
-        return model
-    ids = bg.get("ids") or []
-    if len(ids) != len(bg["feature_ids"]) or any(i is None for i in ids):
-        raise InputError("the seed model's background sample has no row ids: its texts cannot be looked up")
-    # SampleByHash keeps hash < fraction * 2**64: a hair above the largest hash keeps every sampled row
-    fraction = min(1.0, (float(id_hash(ids).max()) + 4096.0) / float(1 << 64))
-    sample = Step(SampleByHash, {"fraction": fraction}, light.actor_resources(), 4096)
-    wanted, texts = set(ids), {}
-    for table in Flow(run["signatures"].read(["id", "text"]), [sample], "background_texts").iter_tables(run.executor):
-        for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
-            if i in wanted:
-                texts[i] = t
-    missing = [i for i in ids if not isinstance(texts.get(i), str)]
-    if missing:
-        raise InputError(f"{len(missing)} background rows have no text in the signature store (e.g. {missing[0]!r})")
-    bg["text"] = [texts[i] for i in ids]
-    model.save(Path(run["output"]) / shared.SEED_MODEL)
-    return model
 
 
 def _classify(run: Run, classify: Step, project: Step) -> str:

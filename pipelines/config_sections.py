@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from qscope.config import ConfigBase
 from qscope.operators.base import Resources
+from qscope.operators.filter import MIN_DISTINCT_WORD_RATIO
 
 ClassifierMethod = Literal["probe", "centroid", "knn"]
 """The seed classifiers of `qscope.classify`."""
@@ -207,7 +208,7 @@ class FilterConfig(ConfigBase):
     """... and seed_similarity >= this."""
     min_chars: int = 20
     """... and at least this many characters."""
-    min_distinct_word_ratio: float = 0.4
+    min_distinct_word_ratio: float = MIN_DISTINCT_WORD_RATIO
     """... and distinct words / words at least this (drops degenerate, repetitive generations)."""
 
 

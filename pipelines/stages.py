@@ -218,10 +218,10 @@ def _publish_rejected(run: Run, sigs: CorpusSignatures) -> None:
         )
 
 
-def seed_model_stage(cfg, fit, targets=None, *, label_column: str | None = None) -> Stage:
+def seed_model_stage(cfg, fit, targets=None, *, label_column: str | None = None, text: bool = False) -> Stage:
     """Sample `fit.background_size` corpus signatures (bottom-k by id hash: uniform, deterministic, streamed), fit
     the SeedModel with `fit.method` / `fit.k` (and target features as `targets`, a `TargetConfig`, asks), save it to
-    `<output>/_seed_model`."""
+    `<output>/_seed_model`. text=True: the sample keeps its rows' `text`, so the probe reads a TF-IDF view too."""
     background_size = fit.background_size
     target_kwargs = targets.seed_model_kwargs() if targets is not None else {}
     step = Step(SampleByHash, {"fraction": "<from the store's row count>"}, cfg.resources.light.actor_resources(), 4096)
@@ -234,8 +234,13 @@ def seed_model_stage(cfg, fit, targets=None, *, label_column: str | None = None)
         fraction = min(1.0, SAMPLE_MARGIN * background_size / n)
         sample_step = Step(SampleByHash, {"fraction": fraction}, step.resources, step.batch_size)
         columns = ["id", "feature_ids", "feature_values"] + (["hidden_mean"] if run["meta"].hidden_mean else [])
+        columns += ["text"] if text else []
         flow = Flow(sigs.read(columns), [sample_step], "sample_background")
         background = smallest_keys(list(flow.iter_tables(run.executor)), background_size)
+        if text and "text" in background.column_names and background.column("text").null_count:
+            raise InputError(
+                f"{background.column('text').null_count} background rows have no text in the signature store"
+            )
         model = SeedModel.fit(
             run["seed_signatures"],
             background,

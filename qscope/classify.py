@@ -491,9 +491,6 @@ def heldout_scores(
     def rows(m, idx):
         return None if m is None else m[idx]
 
-    def text_rows(m, idx):
-        return None if m is None else m[idx].tolist()
-
     for f in range(folds):
         fit_s, fit_b = np.flatnonzero(fs != f), np.flatnonzero(fb != f)
         clf = SignatureClassifier(d_sae, **kw).fit(
@@ -504,15 +501,15 @@ def heldout_scores(
             [bg_vals[i] for i in fit_b],
             rows(ds, fit_s),
             rows(db, fit_b),
-            text_rows(ts, fit_s),
-            text_rows(tb, fit_b),
+            rows(ts, fit_s),
+            rows(tb, fit_b),
         )
         hs, hb = np.flatnonzero(fs == f), np.flatnonzero(fb == f)
         out_s[hs] = clf.decision_scores(
-            [seed_fids[i] for i in hs], [seed_vals[i] for i in hs], rows(ds, hs), text_rows(ts, hs)
+            [seed_fids[i] for i in hs], [seed_vals[i] for i in hs], rows(ds, hs), rows(ts, hs)
         ).scores[:, 0]
         out_b[hb] = clf.decision_scores(
-            [bg_fids[i] for i in hb], [bg_vals[i] for i in hb], rows(db, hb), text_rows(tb, hb)
+            [bg_fids[i] for i in hb], [bg_vals[i] for i in hb], rows(db, hb), rows(tb, hb)
         ).scores[:, 0]
     return out_s, out_b
 

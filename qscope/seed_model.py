@@ -217,6 +217,12 @@ def _dense_column(table: pa.Table) -> list | None:
     return None if any(v is None for v in values) else values
 
 
+def _view_columns(table: pa.Table) -> dict:
+    """A background table's complete extra views for the probe: {"hidden_mean": ..., "text": ...}, each when present."""
+    views = {"hidden_mean": _dense_column(table), "text": _text_column(table)}
+    return {k: v for k, v in views.items() if v is not None}
+
+
 def _text_column(table: pa.Table) -> list | None:
     if "text" not in table.column_names:
         return None
@@ -260,11 +266,7 @@ class SeedModel:
             "feature_ids": background.column("feature_ids").to_pylist(),
             "feature_values": background.column("feature_values").to_pylist(),
         }
-        bg_dense, bg_text = _dense_column(background), _text_column(background)
-        if bg_dense is not None:
-            bg["hidden_mean"] = bg_dense
-        if bg_text is not None:
-            bg["text"] = bg_text
+        bg.update(_view_columns(background))
         targets = []
         if n_targets or fixed_targets:
             if not bg["feature_ids"]:
@@ -403,11 +405,7 @@ class SeedModel:
             "feature_ids": bg.column("feature_ids").to_pylist(),
             "feature_values": bg.column("feature_values").to_pylist(),
         }
-        bg_dense, bg_text = _dense_column(bg), _text_column(bg)
-        if bg_dense is not None:
-            background["hidden_mean"] = bg_dense
-        if bg_text is not None:
-            background["text"] = bg_text
+        background.update(_view_columns(bg))
         return cls(sig, background, info["targets"], info["method"], info["k"], info.get("settings", {}))
 
 

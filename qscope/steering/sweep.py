@@ -26,11 +26,8 @@ from collections.abc import Sequence
 import torch
 
 from qscope.errors import InputError
-from qscope.operators.filter import distinct_word_ratio
+from qscope.operators.filter import MIN_DISTINCT_WORD_RATIO, distinct_word_ratio
 from qscope.steering.intervention import Intervention
-
-MIN_DISTINCT_WORD_RATIO = 0.4
-"""The expand filter's default text check: a judged output below it never counts as on target."""
 
 DEFAULT_STRENGTHS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 

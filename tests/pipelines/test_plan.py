@@ -117,11 +117,9 @@ def test_classify_and_mine_plans():
         "encode_seeds",
         "encode_corpus",
         "seed_model",
-        "background_texts",
         "classify",
         "finalize",
     ]
-    assert [s.operator for s in c.stage("background_texts").steps] == [SampleByHash]
     assert [s.operator for s in c.stage("classify").steps] == [Classify, Project]
     m = mine.build_plan(MineConfig(seeds="s", corpus="d", out="o"))
     assert m.names == ["claim_output", "read_seeds", "encode_corpus", "seed_model", "mine", "finish"]
