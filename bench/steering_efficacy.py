@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from niches import CACHE, write_records  # noqa: E402
 
 from qscope.errors import QscopeError  # noqa: E402
+from qscope.evaluation.judges import NEUTRAL_PROMPTS as ORDINARY_PROMPTS  # noqa: E402
 
 OUT = CACHE / "steering"
 LAYER = 15
@@ -74,24 +75,7 @@ NEUTRAL_PROMPTS = [
 ]
 # Disjoint from NEUTRAL_PROMPTS: the unsteered model's answers to these are a topic judge's in-distribution
 # negatives (the chat model's own register, about nothing in particular), see `Ctx.neutral_outputs`.
-JUDGE_NEUTRAL_PROMPTS = [
-    "Write a short poem about the rain.",
-    "Describe your favourite food.",
-    "Tell me about a dream you had.",
-    "Write a thank-you note to a neighbour.",
-    "What is a good way to start the morning?",
-    "Describe a quiet evening at home.",
-    "Write a short message to a colleague.",
-    "Tell me a fun fact.",
-    "Describe the view from a window.",
-    "Write a few sentences about a garden.",
-    "What makes a good friend?",
-    "Describe a walk in the park.",
-    "Write a birthday wish.",
-    "Tell me about your favourite colour.",
-    "Describe a cup of coffee.",
-    "Write the first line of a story.",
-]
+JUDGE_NEUTRAL_PROMPTS = list(ORDINARY_PROMPTS)  # the sweep CLI's default judge negatives answer the same prompts
 # Concepts that are topics: the unsteered neutral outputs are negatives for their judges. Not for sentiment or
 # happiness, where the chat model's friendly tone would be labelled off-concept.
 TOPICS = ("sports", "world", "business", "technology", "python")

@@ -5,10 +5,11 @@ go through the expand pipeline's own pieces, in process: `EncodeSignatures` (see
 (targets, seed classifier), `pipelines.expand.build_prompts`, `SteeredGenerate` (HF), `ScoreTargetFeatures`
 (re-encode), then each filter. Arms:
 
-    fewshot          few-shot prompt (2 seeds as examples), strength 0
+    fewshot          few-shot prompt (synthesis.n_shots seeds as examples), strength 0
     steer            no examples in the prompt, target features activated at each --strengths
     steer+fewshot    both
     topic            few-shot prompt that also names the niche (a prompt lever), strength 0
+    topic+steer      that prompt, target features activated at each --strengths
 
 Judges (qscope.evaluation.judges), trained on real labels disjoint from seeds and corpus: TF-IDF+LR and a
 hidden-state probe on SmolLM2 layer 8 (the SAE reads layer 15). Per arm, before and after each filter: on-target
@@ -17,7 +18,8 @@ corpus row, 3-gram containment), fluency (perplexity of the text under the unste
 precision-yield curve (on-target rate of the top k as k grows).
 
 Filters: "target" = the demo's filter (target_score >= 0.15, >= 20 chars, distinct-word ratio >= 0.4);
-"seed" = the seed classifier's probability on the re-encoded text >= the mining cut-off for precision 0.8
+"seed" = the seed classifier's probability on the re-encoded text (its signature and, with mining.read_text as
+in the pipeline, its words; --no-read-text: the signature only) >= the mining cut-off for precision 0.8
 (SeedModel.mining_cutoff, from the seeds' held-out scores), with the same text checks; "seed-nosteer" = the
 same with the features the sample was steered with removed from its signature before scoring; "target+seed" =
 "target" and "seed-nosteer" together (the pipeline with `min_target_score: 0.15`, `min_seed_score: auto`). Every
@@ -54,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from niches import CACHE, NICHES, REPO, load_niche, write_records  # noqa: E402
 
 OUT = CACHE / "synthesis"
-ARMS = ("fewshot", "steer", "steer+fewshot", "topic")
+ARMS = ("fewshot", "steer", "steer+fewshot", "topic", "topic+steer")
 FILTERS = ("none", "target", "seed", "seed-nosteer", "target+seed")
 SHARD = (0, 1)
 STORES: list[str] = []  # --corpus-signatures
@@ -169,9 +171,13 @@ class NicheRun:
         self.corpus_table = encoder.table(f"{corpus_key}-corpus", n.corpus)
         self.meta = encoder.meta()
         t = cfg.targets
+
+        def views(tb: pa.Table) -> pa.Table:  # mining.read_text: false = the seed classifier reads no text view
+            return tb if cfg.mining.read_text or "text" not in tb.column_names else tb.drop_columns(["text"])
+
         self.model = SeedModel.fit(
-            self.seed_table,
-            self.corpus_table,
+            views(self.seed_table),
+            views(self.corpus_table),
             self.meta,
             n_targets=t.n_features,
             target_method=t.method,
@@ -197,7 +203,7 @@ class NicheRun:
         from qscope.pipelines.expand import build_prompts
 
         syn = self.syn
-        if arm == "topic":
+        if arm.startswith("topic"):
             syn = replace(syn, what=f"{self.niche.what} of {self.niche.topic}")
         shots = 0 if arm == "steer" else syn.n_shots
         return build_prompts(
@@ -274,6 +280,30 @@ def generate(run: NicheRun, arm: str, strength: float, n: int, batch: int = 8) -
     return pa.concat_tables(parts, promote_options="permissive")
 
 
+def pilot_strength(run: NicheRun, arm: str) -> tuple[float, list[dict]]:
+    """`synthesis.strengths: auto` as the pipeline runs it (`pipelines.expand._choose_strength`): `pilot_samples`
+    generations per strength of `auto_strengths` from other shots (seed + 7919), re-encoded and put through the
+    pipeline's filter (target + seed); the strength with the most passing wins (ties: the smaller)."""
+    syn = run.syn
+    run.syn = replace(syn, seed=syn.seed + 7919)
+    try:
+        pilot = []
+        for s in sorted({float(x) for x in syn.auto_strengths}):
+            scored = score(run, generate(run, arm, s, syn.pilot_samples))
+            rows = {
+                "text": [t or "" for t in scored["text"].to_pylist()],
+                "target_score": np.asarray(scored["target_score"].to_pylist(), float),
+                "seed_score_nosteer": seed_scores(run, scored, True),
+            }
+            passed = len(apply_filter("target+seed", run, rows, np.arange(scored.num_rows)))
+            pilot.append({"strength": s, "n": scored.num_rows, "passed": passed})
+    finally:
+        run.syn = syn
+    best = max(pilot, key=lambda r: (r["passed"], -r["strength"]))
+    print(f"  [{run.name}] {arm} strength pilot: {pilot} -> {best['strength']:g}", flush=True)
+    return best["strength"], pilot
+
+
 # ------------------------------------------------------------------------------------------------ scoring
 _SCORER = {}
 
@@ -304,11 +334,14 @@ def score(run: NicheRun, gen: pa.Table) -> pa.Table:
 
 def seed_scores(run: NicheRun, scored: pa.Table, drop_steered: bool) -> np.ndarray:
     from qscope.classify import without_features
+    from qscope.seed_model import seed_scores as classifier_scores
 
-    fids, vals = scored["feature_ids"].to_pylist(), scored["feature_values"].to_pylist()
     if drop_steered:
+        fids, vals = scored["feature_ids"].to_pylist(), scored["feature_values"].to_pylist()
         fids, vals = without_features(fids, vals, scored["target_features"].to_pylist())
-    return run.classifier.decision_scores(fids, vals).scores[:, 0]
+        scored = scored.drop_columns(["feature_ids", "feature_values"])
+        scored = scored.append_column("feature_ids", pa.array(fids)).append_column("feature_values", pa.array(vals))
+    return classifier_scores(run.classifier, scored).scores[:, 0]
 
 
 _PPL = {}
@@ -453,7 +486,7 @@ def apply_filter(name: str, run: NicheRun, rows: dict, idx: np.ndarray) -> np.nd
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) -> list[dict]:
-    run = NicheRun(name, cfg, encoder)
+    run = NicheRun(name, cfg, encoder, cfg.mining.target_precision)
     print(
         f"[{name}] targets {run.model.target_ids}; seed-classifier cut-off for precision 0.8: {run.cutoff.to_dict()}",
         flush=True,
@@ -463,7 +496,15 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
     corpus_nov = Novelty([r["text"] for r in run.niche.corpus])
     out = []
     for arm in arms:
-        for s in [0.0] if arm in ("fewshot", "topic") else strengths:
+        pilot = None
+        if arm in ("fewshot", "topic"):
+            arm_strengths = [0.0]
+        elif strengths == ["auto"]:
+            best, pilot = pilot_strength(run, arm)
+            arm_strengths = [best]
+        else:
+            arm_strengths = [float(x) for x in strengths]
+        for s in arm_strengths:
             gen = generate(run, arm, s, n)
             scored = score(run, gen)
             texts = [t or "" for t in scored["text"].to_pylist()]
@@ -489,6 +530,7 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
                 "targets": run.model.target_ids,
                 "judges": {j.name: j.validation for j in js},
                 "syn": dict(SYN_OVERRIDES),
+                "strength_pilot": pilot,
             }
             for f in FILTERS:
                 kept = apply_filter(f, run, rows, idx_all)
@@ -594,7 +636,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--niches", nargs="+", default=list(NICHES))
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    ap.add_argument("--strengths", nargs="+", type=float, default=[1.0, 2.0])
+    ap.add_argument(
+        "--strengths",
+        nargs="+",
+        default=["1", "2"],
+        help="steering strengths of the steered arms, or auto: each niche's pilot picks one, as "
+        "`synthesis.strengths: auto` does",
+    )
     ap.add_argument("--n", type=int, default=24, help="generations per arm and strength")
     ap.add_argument("--out", default=None, help="write the per-arm records (JSON) here")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("QSCOPE_BENCH_THREADS", "1")))
@@ -631,6 +679,17 @@ def main() -> None:
         help="judge a pipeline's samples.parquet (e.g. out/demo/samples.parquet) with the first --niches' judges: "
         "on-target rate per source (synthesized, mined), then stop",
     )
+    ap.add_argument(
+        "--target-precision",
+        type=float,
+        default=None,
+        help="mining.target_precision: the precision the seed-classifier cut-off (min_seed_score: auto) aims for",
+    )
+    ap.add_argument(
+        "--no-read-text",
+        action="store_true",
+        help="mining.read_text: false (the seed classifier without its TF-IDF view, as before 2026-12-04)",
+    )
     ap.add_argument("--encode-only", action="store_true", help="encode seeds and corpora (slow), then stop")
     ap.add_argument(
         "--shard",
@@ -656,6 +715,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     cfg = demo_config()
+    if args.target_precision is not None:
+        cfg.mining.target_precision = args.target_precision
+    cfg.mining.read_text = not args.no_read_text
     encoder = Encoder(cfg)
     t0 = time.time()
     recs = []

@@ -58,8 +58,7 @@ def build_plan(cfg: ClassifyConfig) -> Plan:
         cfg, side, side / SIGNATURES_DIR, label_column=cfg.label_column, check_result=lambda: check_result_path(out)
     )
     stages += [
-        # the probe's TF-IDF view: the background sample keeps its rows' texts (read in the same sampling pass)
-        shared.seed_model_stage(cfg, cfg, label_column="label", text=cfg.method == "probe"),
+        shared.seed_model_stage(cfg, cfg, label_column="label"),
         Stage(
             "classify",
             "flow",

@@ -270,17 +270,21 @@ def _cutoff(run: Run) -> dict | None:
 
 
 def seed_scores(model, table: pa.Table) -> list[float]:
-    """The seed classifier's score of each row's re-encoded signature, without the features the row was steered
-    with (`target_features`): a score of what the text says, not of what the steering put there."""
+    """The seed classifier's score of each row's re-encoded signature (and text, when it reads the text view),
+    without the features the row was steered with (`target_features`): a score of what the text says, not of what
+    the steering put there."""
     from qscope.classify import without_features
+    from qscope.seed_model import seed_scores as classifier_scores
 
     if table.num_rows == 0:
         return []
-    fids, vals = table["feature_ids"], table["feature_values"]
     if "target_features" in table.column_names:
         steered = [x or [] for x in table["target_features"].to_pylist()]
-        fids, vals = without_features(fids, vals, steered)
-    return model.classifier().decision_scores(fids, vals).scores[:, 0].astype(float).tolist()
+        fids, vals = without_features(table["feature_ids"], table["feature_values"], steered)
+        for name, col in (("feature_ids", fids), ("feature_values", vals)):
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, pa.array(col, table.schema.field(i).type))
+    return classifier_scores(model.classifier(), table).scores[:, 0].astype(float).tolist()
 
 
 def filter_mask(cfg: ExpandConfig, table: pa.Table, cutoff_score: float):

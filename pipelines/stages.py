@@ -218,11 +218,13 @@ def _publish_rejected(run: Run, sigs: CorpusSignatures) -> None:
         )
 
 
-def seed_model_stage(cfg, fit, targets=None, *, label_column: str | None = None, text: bool = False) -> Stage:
+def seed_model_stage(cfg, fit, targets=None, *, label_column: str | None = None) -> Stage:
     """Sample `fit.background_size` corpus signatures (bottom-k by id hash: uniform, deterministic, streamed), fit
     the SeedModel with `fit.method` / `fit.k` (and target features as `targets`, a `TargetConfig`, asks), save it to
-    `<output>/_seed_model`. text=True: the sample keeps its rows' `text`, so the probe reads a TF-IDF view too."""
+    `<output>/_seed_model`. With `fit.read_text` (probe) the sample keeps its rows' `text`, so the probe reads a
+    TF-IDF view too."""
     background_size = fit.background_size
+    text = fit.method == "probe" and fit.read_text
     target_kwargs = targets.seed_model_kwargs() if targets is not None else {}
     step = Step(SampleByHash, {"fraction": "<from the store's row count>"}, cfg.resources.light.actor_resources(), 4096)
 

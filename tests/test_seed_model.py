@@ -104,3 +104,36 @@ def test_background_sample_with_texts_and_the_other_methods():
     for method in ("knn", "centroid"):  # only the probe reads the extra views
         out = Classify(seeds, background=sample, method=method)(corpus_table.drop_columns(["text"]))
         assert out.num_rows == 50
+
+
+def test_expand_filter_scores_read_the_text_and_not_the_steered_features():
+    """expand's seed_score (filter.min_seed_score) reads the text view like mining does, and a feature the row was
+    steered with does not move it; without the view (mining.read_text: false) the same rows are noise to it."""
+    from pipelines.expand import seed_scores as filter_scores
+
+    corpus_table, _ = encoded(300, 4, topic_rate=0.1)
+    seeds = seed_table().filter(pa.compute.equal(pa.compute.field("label"), "animals")).drop_columns(["label"])
+    generated, topic = encoded(80, 9)
+    model = SeedModel.fit(seeds, corpus_table, META, label_column=None)
+    scores = np.asarray(filter_scores(model, generated))
+    assert auroc(scores, topic == 1) > 0.95
+    blind = SeedModel.fit(seeds.drop_columns(["text"]), corpus_table.drop_columns(["text"]), META, label_column=None)
+    assert auroc(np.asarray(filter_scores(blind, generated.drop_columns(["text"]))), topic == 1) < 0.8
+
+    # steer every row with its own strongest feature (doubled): with target_features listing it, the score stays
+    ids, vals = generated["feature_ids"].to_pylist(), generated["feature_values"].to_pylist()
+    top = [int(f[int(np.argmax(v))]) for f, v in zip(ids, vals)]
+    boosted = generated.set_column(
+        generated.schema.get_field_index("feature_values"),
+        "feature_values",
+        pa.array(
+            [[x * (3.0 if f == t else 1.0) for f, x in zip(fs, vs)] for fs, vs, t in zip(ids, vals, top)],
+            pa.list_(pa.float32()),
+        ),
+    )
+    steered = boosted.append_column("target_features", pa.array([[t] for t in top], pa.list_(pa.int32())))
+    unsteered = generated.append_column("target_features", pa.array([[t] for t in top], pa.list_(pa.int32())))
+    assert np.allclose(filter_scores(model, steered), filter_scores(model, unsteered), atol=1e-6)
+    assert filter_scores(model, steered) != filter_scores(model, boosted)
+    with pytest.raises(InputError, match="lack `text`"):
+        filter_scores(model, generated.drop_columns(["text"]))

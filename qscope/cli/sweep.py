@@ -36,7 +36,8 @@ def register(sub) -> None:
     p.add_argument(
         "--judge-negatives",
         default=None,
-        help="texts not of the concept (default: the background sample, data/demo/corpus.jsonl)",
+        help="texts not of the concept (default: the background sample, data/demo/corpus.jsonl, and the unsteered "
+        "model's answers to 16 everyday prompts)",
     )
     p.add_argument(
         "--judge-kind",
@@ -73,11 +74,15 @@ def build_judge(args, engine, layer):
     if not args.judge_examples:
         return None
     from qscope.analysis.background import background_texts
-    from qscope.evaluation.judges import HiddenStateJudge, SignatureJudge, TfidfJudge
+    from qscope.evaluation.judges import HiddenStateJudge, SignatureJudge, TfidfJudge, ordinary_answers
     from qscope.io import read_texts
 
     pos = read_texts(args.judge_examples)
-    neg = read_texts(args.judge_negatives) if args.judge_negatives else background_texts(max(200, 4 * len(pos)))
+    if args.judge_negatives:
+        neg = read_texts(args.judge_negatives)
+    else:  # a corpus alone does not look like chat: the model's own plain answers are negatives too
+        neg = background_texts(max(200, 4 * len(pos)))
+        neg += ordinary_answers(engine, args.max_new_tokens, chat=not args.no_chat)
     if len(pos) < 2 or len(neg) < 2:
         raise InputError("a judge needs at least 2 concept texts and 2 negatives")
     lm = getattr(engine, "lm", None)

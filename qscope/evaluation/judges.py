@@ -32,6 +32,35 @@ from qscope.errors import InputError
 DEFAULT_JUDGE_LAYER = 8
 """Hidden-state judge layer on SmolLM2-135M (30 layers): far from the shipped SAE's layer 15."""
 
+NEUTRAL_PROMPTS = (
+    "Write a short poem about the rain.",
+    "Describe your favourite food.",
+    "Tell me about a dream you had.",
+    "Write a thank-you note to a neighbour.",
+    "What is a good way to start the morning?",
+    "Describe a quiet evening at home.",
+    "Write a short message to a colleague.",
+    "Tell me a fun fact.",
+    "Describe the view from a window.",
+    "Write a few sentences about a garden.",
+    "What makes a good friend?",
+    "Describe a walk in the park.",
+    "Write a birthday wish.",
+    "Tell me about your favourite colour.",
+    "Describe a cup of coffee.",
+    "Write the first line of a story.",
+)
+"""Everyday prompts whose unsteered answers are a judge's negatives: the model's own plain chat. Trained only on
+the concept's texts against a corpus, a judge called such chat "sports" at p 0.6-0.94 (bench/steering_efficacy.py)."""
+
+
+def ordinary_answers(engine, max_new_tokens: int = 32, chat: bool = True) -> list[str]:
+    """The unsteered model's greedy answers to `NEUTRAL_PROMPTS` (empty answers dropped): what its output looks like
+    when it is not steered towards anything, as negatives for a judge of steered outputs. For a tone (sentiment,
+    politeness) that the model's plain chat already has, such a judge asks "more of it than usual"."""
+    results = engine.generate(list(NEUTRAL_PROMPTS), max_new_tokens=max_new_tokens, chat=chat, temperature=0.0)
+    return [r.text for r in results if r.text.strip()]
+
 
 class Judge:
     """Base: subclasses implement `_fit(texts, y)` and `_proba(texts)`."""

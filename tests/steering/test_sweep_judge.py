@@ -68,3 +68,37 @@ def test_cli_sweep_with_a_judge_from_examples(tmp_path, steer_sae, cli, concept_
     prompt = "Tell me about your weekend."
     out = cli("sweep", prompt, sae=sae, feature=concept_feature, strengths="0,1", max_new_tokens=5, **judge)
     assert out["judge"] == "tfidf" and sum(r["best"] for r in out["rows"]) <= 1
+
+
+def test_default_judge_negatives_include_the_models_ordinary_answers(tmp_path, hf_engine, monkeypatch):
+    """Without --judge-negatives the judge's negatives are the background corpus and the unsteered model's own
+    answers to everyday prompts (a corpus alone does not look like the model's chat)."""
+    from types import SimpleNamespace
+
+    from qscope.cli.sweep import build_judge
+    from qscope.evaluation import judges
+
+    answers = judges.ordinary_answers(hf_engine, max_new_tokens=4)
+    assert 0 < len(answers) <= len(judges.NEUTRAL_PROMPTS) and all(a.strip() for a in answers)
+
+    seen = {}
+
+    def fit(self, texts, labels, **kw):
+        seen["neg"] = [t for t, y in zip(texts, labels) if y == 0]
+        return self
+
+    monkeypatch.setattr(judges.TfidfJudge, "fit", fit)
+    (tmp_path / "pos.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in CONCEPT))
+    args = SimpleNamespace(
+        judge=None,
+        judge_examples=str(tmp_path / "pos.jsonl"),
+        judge_negatives=None,
+        judge_kind="tfidf",
+        max_new_tokens=4,
+        no_chat=False,
+    )
+    build_judge(args, hf_engine, None)
+    assert set(answers) <= set(seen["neg"]) and len(seen["neg"]) >= 200 + len(answers)
+    args.judge_negatives = str(tmp_path / "pos.jsonl")  # given negatives are used as they are
+    build_judge(args, hf_engine, None)
+    assert seen["neg"] == CONCEPT
