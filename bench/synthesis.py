@@ -283,7 +283,9 @@ def generate(run: NicheRun, arm: str, strength: float, n: int, batch: int = 8) -
 def pilot_strength(run: NicheRun, arm: str) -> tuple[float, list[dict]]:
     """`synthesis.strengths: auto` as the pipeline runs it (`pipelines.expand._choose_strength`): `pilot_samples`
     generations per strength of `auto_strengths` from other shots (seed + 7919), re-encoded and put through the
-    pipeline's filter (target + seed); the strength with the most passing wins (ties: the smaller)."""
+    pipeline's filter (target + seed); the pipeline's `pilot_choice` picks."""
+    from qscope.pipelines.expand import pilot_choice
+
     syn = run.syn
     run.syn = replace(syn, seed=syn.seed + 7919)
     try:
@@ -299,9 +301,9 @@ def pilot_strength(run: NicheRun, arm: str) -> tuple[float, list[dict]]:
             pilot.append({"strength": s, "n": scored.num_rows, "passed": passed})
     finally:
         run.syn = syn
-    best = max(pilot, key=lambda r: (r["passed"], -r["strength"]))
-    print(f"  [{run.name}] {arm} strength pilot: {pilot} -> {best['strength']:g}", flush=True)
-    return best["strength"], pilot
+    best = pilot_choice(pilot)
+    print(f"  [{run.name}] {arm} strength pilot: {pilot} -> {best:g}", flush=True)
+    return best, pilot
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -333,15 +335,10 @@ def score(run: NicheRun, gen: pa.Table) -> pa.Table:
 
 
 def seed_scores(run: NicheRun, scored: pa.Table, drop_steered: bool) -> np.ndarray:
-    from qscope.classify import without_features
+    from qscope.pipelines.expand import without_steered_features
     from qscope.seed_model import seed_scores as classifier_scores
 
-    if drop_steered:
-        fids, vals = scored["feature_ids"].to_pylist(), scored["feature_values"].to_pylist()
-        fids, vals = without_features(fids, vals, scored["target_features"].to_pylist())
-        scored = scored.drop_columns(["feature_ids", "feature_values"])
-        scored = scored.append_column("feature_ids", pa.array(fids)).append_column("feature_values", pa.array(vals))
-    return classifier_scores(run.classifier, scored).scores[:, 0]
+    return classifier_scores(run.classifier, without_steered_features(scored) if drop_steered else scored).scores[:, 0]
 
 
 _PPL = {}

@@ -273,18 +273,26 @@ def seed_scores(model, table: pa.Table) -> list[float]:
     """The seed classifier's score of each row's re-encoded signature (and text, when it reads the text view),
     without the features the row was steered with (`target_features`): a score of what the text says, not of what
     the steering put there."""
-    from qscope.classify import without_features
     from qscope.seed_model import seed_scores as classifier_scores
 
     if table.num_rows == 0:
         return []
-    if "target_features" in table.column_names:
-        steered = [x or [] for x in table["target_features"].to_pylist()]
-        fids, vals = without_features(table["feature_ids"], table["feature_values"], steered)
-        for name, col in (("feature_ids", fids), ("feature_values", vals)):
-            i = table.schema.get_field_index(name)
-            table = table.set_column(i, name, pa.array(col, table.schema.field(i).type))
-    return classifier_scores(model.classifier(), table).scores[:, 0].astype(float).tolist()
+    return classifier_scores(model.classifier(), without_steered_features(table)).scores[:, 0].astype(float).tolist()
+
+
+def without_steered_features(table: pa.Table) -> pa.Table:
+    """`table` with each row's signature stripped of the features it was steered with (`target_features`; a
+    table without that column comes back as it is)."""
+    from qscope.classify import without_features
+
+    if "target_features" not in table.column_names:
+        return table
+    steered = [x or [] for x in table["target_features"].to_pylist()]
+    fids, vals = without_features(table["feature_ids"], table["feature_values"], steered)
+    for name, col in (("feature_ids", fids), ("feature_values", vals)):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pa.array(col, table.schema.field(i).type))
+    return table
 
 
 def filter_mask(cfg: ExpandConfig, table: pa.Table, cutoff_score: float):
@@ -348,9 +356,13 @@ def _choose_strength(run: Run, gen: Step, score: Step) -> dict:
                 "median_seed_score": float(np_median([scored["seed_score"][i].as_py() for i in rows])),
             }
         )
-    best = max(pilot, key=lambda r: (r["passed"], -r["strength"]))
     run.values["strength_pilot"] = pilot
-    return {"strengths": [best["strength"]]}
+    return {"strengths": [pilot_choice(pilot)]}
+
+
+def pilot_choice(pilot: list[dict]) -> float:
+    """The strength of the pilot row ({"strength", "passed", ...}) with the most samples passing; ties: the smaller."""
+    return max(pilot, key=lambda r: (r["passed"], -r["strength"]))["strength"]
 
 
 def np_median(xs: list[float]) -> float:

@@ -120,7 +120,7 @@ def test_expand_filter_scores_read_the_text_and_not_the_steered_features():
     blind = SeedModel.fit(seeds.drop_columns(["text"]), corpus_table.drop_columns(["text"]), META, label_column=None)
     assert auroc(np.asarray(filter_scores(blind, generated.drop_columns(["text"]))), topic == 1) < 0.8
 
-    # steer every row with its own strongest feature (doubled): with target_features listing it, the score stays
+    # steer every row with its own strongest feature (tripled): with target_features listing it, the score stays
     ids, vals = generated["feature_ids"].to_pylist(), generated["feature_values"].to_pylist()
     top = [int(f[int(np.argmax(v))]) for f, v in zip(ids, vals)]
     boosted = generated.set_column(
