@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qscope.classify import METHODS, SignatureClassifier, classify_corpus, mine_corpus
+from qscope.classify import METHODS, SignatureClassifier, classify_corpus, mine_corpus, view_weights
 from qscope.errors import InputError
 
 D = 2048
@@ -222,6 +222,18 @@ def test_text_view_errors():
     with pytest.raises(InputError, match="without texts"):
         SignatureClassifier(D).fit(f, v, y).decision_scores(f, v, texts=texts)
     assert fitted.decision_scores(f, v, texts=["unseen words only"] * 30).scores.shape == (30, 3)
+
+
+def test_view_weights_give_the_words_no_say_at_chance():
+    """The text probe weighs in by how far its CV AUROC clears chance; at or below chance it gets nothing, and when
+    neither view clears chance the joint probe decides alone (not a 50/50 mix with noise)."""
+    joint, text = view_weights(0.45, 0.48)
+    assert joint > 0 and text == 0
+    assert view_weights(0.8, 0.5)[1] == 0
+    joint, text = view_weights(0.6, 0.9)
+    assert text > 10 * joint  # a lexical task: the words decide
+    assert view_weights(0.6, 0.9, text_share=2.0)[1] == pytest.approx(2 * text)
+    assert view_weights(0.9, 0.6)[0] > 10 * view_weights(0.9, 0.6)[1]
 
 
 def test_heldout_scores_read_the_text_view():
