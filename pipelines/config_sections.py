@@ -162,7 +162,8 @@ class SynthesisConfig(ConfigBase):
     pilot_samples: int = 24
     """Generations per strength in the `auto` pilot sweep. 24: with 8 the pilot could not tell strengths whose
     yields differ by a few rows (electronics: picked 1.0, kept 0.67 on target by independent judges); with 24
-    every niche of bench/synthesis_results.md kept >= 0.84 on target (electronics: picked 2.0, 1.00)."""
+    hamradio, biology and sports kept >= 0.83 on target on two replicates (bench/synthesis_results.md);
+    electronics 1.00 on one and 0.69 on the other."""
     features_per_sample: int = 2
     """How many target features each sample's intervention activates."""
     n_shots: int = 4
