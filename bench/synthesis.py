@@ -489,6 +489,7 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
         flush=True,
     )
     js = judges(run)
+    reference = judge_reference(run, js)
     seeds_nov = Novelty([s["text"] for s in run.niche.seeds])
     corpus_nov = Novelty([r["text"] for r in run.niche.corpus])
     out = []
@@ -526,6 +527,7 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
                 "cutoff": run.cutoff.cutoff,
                 "targets": run.model.target_ids,
                 "judges": {j.name: j.validation for j in js},
+                "reference": reference,
                 "syn": dict(SYN_OVERRIDES),
                 "strength_pilot": pilot,
             }
@@ -569,6 +571,21 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
     return out
 
 
+def judge_reference(run: NicheRun, js: list) -> dict:
+    """The judges' on-target rates on real texts of the niche that neither judge trained on: the user's seeds and
+    the corpus's labelled positives. What a synthesized row's rate reads against: the judges, at 5% false
+    positives, do not call every real example on target either."""
+    out = {}
+    for name, texts in (
+        ("seeds", [s["text"] for s in run.niche.seeds]),
+        ("corpus_positives", [r["text"] for r in run.niche.corpus if r["label"]]),
+    ):
+        on = {j.name: j.on_target(texts) for j in js}
+        on["both"] = np.logical_and.reduce(list(on.values()))
+        out[name] = {"n": len(texts), **{f"on_{k}": float(v.mean()) for k, v in on.items()}}
+    return out
+
+
 def judge_output(name: str, cfg, encoder: Encoder, parquet: str) -> None:
     """The niche's judges on a pipeline's kept rows: what `make demo` keeps, judged by what is not the SAE."""
     import pyarrow.parquet as pq
@@ -604,6 +621,16 @@ def report(recs: list[dict]) -> str:
             )
             + ")"
         )
+        ref = sub[0].get("reference") or {}
+        if ref:
+            lines.append(
+                "real texts, for reference (on target tfidf / hidden / both): "
+                + "; ".join(
+                    f"{k.replace('_', ' ')} ({v['n']}) {_fmt(v['on_tfidf'])} / {_fmt(v['on_hidden'])} / "
+                    f"{_fmt(v['on_both'])}"
+                    for k, v in ref.items()
+                )
+            )
         lines.append(
             "| arm | strength | filter | kept / n | on-target tfidf | hidden | both | distinct-2 | ppl (median)"
             " | LCS seed / corpus (words) | 3-gram overlap seed / corpus |"
