@@ -138,7 +138,8 @@ def evaluate(name: str, cfg, encoder, precisions, lso: bool, hidden: bool) -> No
     for p in precisions:
         line(f"precision {p:g}", full, run.model.mining_cutoff(p))
     if lso:
-        # only rows the rest of the filter lets through can be kept: those are the ones scored again
+        # only rows the rest of the filter lets through can be kept: those are the ones scored again (taken with
+        # every seed score tied, so of two near-duplicates dedup keeps the earlier one; the other is not rescored)
         ok = S.apply_filter(
             "target+seed", run, {**base, "seed_score_nosteer": np.ones(len(texts))}, np.arange(len(texts))
         )
