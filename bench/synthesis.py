@@ -82,8 +82,14 @@ class Encoder:
         from qscope.operators import EncodeSignatures
 
         self.cfg = cfg
-        self.op = EncodeSignatures(cfg.model.to_dict(), pooling=cfg.signatures.pooling, top_n=cfg.signatures.top_n)
-        self.key = _h(cfg.model.to_dict(), cfg.signatures.pooling, cfg.signatures.top_n)
+        hidden = bool(cfg.signatures.hidden_mean)
+        self.op = EncodeSignatures(
+            cfg.model.to_dict(), pooling=cfg.signatures.pooling, top_n=cfg.signatures.top_n, hidden_mean=hidden
+        )
+        # the key of the caches made before `hidden_mean` existed stays as it was
+        self.key = _h(
+            cfg.model.to_dict(), cfg.signatures.pooling, cfg.signatures.top_n, *(["hidden"] if hidden else [])
+        )
 
     def table(self, name: str, rows: list[dict], chunk: int = 100) -> pa.Table:
         """Signatures of `rows` ({id, text}); encoded in chunks that are kept on disk, so a killed run resumes."""
@@ -167,8 +173,8 @@ class NicheRun:
         self.name, self.niche, self.cfg = name, load_niche(name), cfg
         n = self.niche
         self.seed_table = encoder.table(f"{name}-seeds", n.seeds)
-        corpus_key = "debian-demo" if name in ("hamradio", "electronics", "biology") else name
-        self.corpus_table = encoder.table(f"{corpus_key}-corpus", n.corpus)
+        self.corpus_key = "debian-demo" if name in ("hamradio", "electronics", "biology") else name
+        self.corpus_table = encoder.table(f"{self.corpus_key}-corpus", n.corpus)
         self.meta = encoder.meta()
         t = cfg.targets
 
@@ -571,6 +577,13 @@ def evaluate_niche(name: str, cfg, encoder: Encoder, arms, strengths, n: int) ->
     return out
 
 
+def verdicts(js: list, texts: list[str]) -> dict[str, np.ndarray]:
+    """Each judge's on-target call of each text, and "both": every judge agrees."""
+    on = {j.name: j.on_target(texts) for j in js}
+    on["both"] = np.logical_and.reduce(list(on.values()))
+    return on
+
+
 def judge_reference(run: NicheRun, js: list) -> dict:
     """The judges' on-target rates on real texts of the niche that neither judge trained on: the user's seeds and
     the corpus's labelled positives. What a synthesized row's rate reads against: the judges, at 5% false
@@ -580,8 +593,7 @@ def judge_reference(run: NicheRun, js: list) -> dict:
         ("seeds", [s["text"] for s in run.niche.seeds]),
         ("corpus_positives", [r["text"] for r in run.niche.corpus if r["label"]]),
     ):
-        on = {j.name: j.on_target(texts) for j in js}
-        on["both"] = np.logical_and.reduce(list(on.values()))
+        on = verdicts(js, texts)
         out[name] = {"n": len(texts), **{f"on_{k}": float(v.mean()) for k, v in on.items()}}
     return out
 
@@ -593,8 +605,7 @@ def judge_output(name: str, cfg, encoder: Encoder, parquet: str) -> None:
     js = judges(NicheRun(name, cfg, encoder))
     t = pq.read_table(parquet, columns=["source", "text"])
     sources, texts = t["source"].to_pylist(), [x or "" for x in t["text"].to_pylist()]
-    on = {j.name: j.on_target(texts) for j in js}
-    on["both"] = np.logical_and.reduce(list(on.values()))
+    on = verdicts(js, texts)
     print(f"{parquet}: {len(texts)} rows; judges " + "; ".join(f"{j.name} {j.validation}" for j in js))
     for src in dict.fromkeys(sources):
         rows = np.array([s == src for s in sources])

@@ -69,37 +69,29 @@ def leave_shots_out(run: S.NicheRun, table: pa.Table, rows: np.ndarray) -> np.nd
 
 
 def hidden_view(run: S.NicheRun, table: pa.Table) -> tuple:
-    """(seed model, scores of `table`) with the mean hidden state as a third view; hidden means cached by text."""
-    from qscope.operators import EncodeSignatures
+    """(seed model, scores of `table`, scores of the corpus) with the mean hidden state as a third view; seeds,
+    corpus and generations encoded again by the bench's cached encoder with `signatures.hidden_mean` on."""
+    import copy
+
     from qscope.operators.base import set_column
     from qscope.pipelines.expand import without_steered_features
     from qscope.seed_model import SeedModel, seed_scores
 
-    cfg = run.cfg
-    op = EncodeSignatures(
-        cfg.model.to_dict(), pooling=cfg.signatures.pooling, top_n=cfg.signatures.top_n, hidden_mean=True
-    )
-
-    def with_hidden(t: pa.Table, key: str) -> pa.Table:
-        texts = [x if (x or "").strip() else "." for x in t["text"].to_pylist()]
-        path = S.OUT / "hidden" / f"{key}-{S._h(*texts)}.parquet"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            means = []
-            for c in range(0, len(texts), 200):
-                chunk = pa.table({"id": [str(i) for i in range(len(texts[c : c + 200]))], "text": texts[c : c + 200]})
-                means += op(chunk)["hidden_mean"].to_pylist()
-            pq.write_table(pa.table({"hidden_mean": pa.array(means, pa.list_(pa.float32()))}), path.with_suffix(".tmp"))
-            os.replace(path.with_suffix(".tmp"), path)
-        return set_column(t, "hidden_mean", pq.read_table(path)["hidden_mean"])
-
-    seeds, corpus = (
-        with_hidden(run.seed_table, f"{run.name}-seeds"),
-        with_hidden(run.corpus_table, f"{run.name}-corpus"),
-    )
+    cfg = copy.deepcopy(run.cfg)
+    cfg.signatures.hidden_mean = True
+    encoder = S.Encoder(cfg)
+    seeds = encoder.table(f"{run.name}-seeds", run.niche.seeds)
+    corpus = encoder.table(f"{run.corpus_key}-corpus", run.niche.corpus)
+    # an empty generation is encoded as "." so that every row has a hidden state to score
+    rows = [
+        {"id": i, "text": x if (x or "").strip() else "."}
+        for i, x in zip(table["id"].to_pylist(), table["text"].to_pylist())
+    ]
+    hidden = encoder.table(f"{run.name}-gens", rows)["hidden_mean"]
+    gens = set_column(without_steered_features(table), "hidden_mean", hidden)
     m = SeedModel.fit(seeds, corpus, run.meta, method=cfg.mining.method, k=cfg.mining.k)
-    gens = with_hidden(without_steered_features(table), f"{run.name}-gens")
-    return m, seed_scores(m.classifier(), gens).scores[:, 0], seed_scores(m.classifier(), corpus).scores[:, 0]
+    clf = m.classifier()
+    return m, seed_scores(clf, gens).scores[:, 0], seed_scores(clf, corpus).scores[:, 0]
 
 
 def evaluate(name: str, cfg, encoder, precisions, lso: bool, hidden: bool) -> None:
@@ -110,7 +102,7 @@ def evaluate(name: str, cfg, encoder, precisions, lso: bool, hidden: bool) -> No
     ref = S.judge_reference(run, js)
     t = pooled(run)
     texts = [x or "" for x in t["text"].to_pylist()]
-    on = np.logical_and.reduce([j.on_target(texts) for j in js])
+    on = S.verdicts(js, texts)["both"]
     base = {"text": texts, "target_score": np.asarray(t["target_score"].to_pylist(), float)}
     full = S.seed_scores(run, t, True)
     print(f"\n### {name}: {len(texts)} distinct cached generations, {on.mean():.2f} on target by both judges")
