@@ -166,10 +166,13 @@ class SynthesisConfig(ConfigBase):
     electronics 1.00 on one and 0.69 on the other."""
     features_per_sample: int = 2
     """How many target features each sample's intervention activates."""
-    n_shots: int = 4
-    """Seed examples shown in each few-shot prompt. 4 rather than 2 (bench/synthesis_results.md, 48 generations per
-    arm, both judges): hamradio steered 0.50 -> 0.77 on target before filtering, biology 0.67 -> 0.77,
-    electronics 0.21 -> 0.35; longer prompts cost generation time."""
+    n_shots: int = 8
+    """Seed examples shown in each few-shot prompt (fewer when there are fewer seeds). 8 rather than 4
+    (bench/synthesis_results.md, "Eight shots", `strengths: auto`, 48 generations, two replicates, independent
+    judges): kept rows on target by both judges hamradio 0.84 / 0.95 -> 1.00 / 1.00, biology 0.89 / 0.83 -> 0.97 /
+    0.90, electronics 1.00 (8 kept) / 0.69 (13) -> 0.82 (17) / 0.77 (22), sports 0.97-1.00 either way; 4 rather than 2
+    lifted hamradio's steered generations 0.50 -> 0.77 before filtering. Prompts grow with it (~230 -> ~450 tokens
+    with the demo's 240-character shots)."""
     max_new_tokens: int = 64
     temperature: float = 0.7
     """0 = greedy; sampling is seeded by `seed`."""
