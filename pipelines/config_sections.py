@@ -172,7 +172,7 @@ class SynthesisConfig(ConfigBase):
     judges): kept rows on target by both judges hamradio 0.84 / 0.95 -> 1.00 / 1.00, biology 0.89 / 0.83 -> 0.97 /
     0.90, electronics 1.00 (8 kept) / 0.69 (13) -> 0.82 (17) / 0.77 (22), sports 0.97-1.00 either way; 4 rather than 2
     lifted hamradio's steered generations 0.50 -> 0.77 before filtering. Prompts grow with it (~230 -> ~450 tokens
-    with the demo's 240-character shots)."""
+    with the demo's 240-character shots; HF generation on 2 CPU threads 1.34x the time per token)."""
     max_new_tokens: int = 64
     temperature: float = 0.7
     """0 = greedy; sampling is seeded by `seed`."""
