@@ -63,9 +63,9 @@ def test_expand_in_process(tiny_expand_config):
     result = expand.run(expand.build_plan(cfg))
     t = _check_output(cfg.out_path if hasattr(cfg, "out_path") else __import__("pathlib").Path(cfg.out), result)
     syn = [r for r in t.to_pylist() if r["source"] == "synthesized"]
+    assert syn and cfg.synthesis.n_shots == 8  # the default; the tiny run has 6 seeds, so each prompt shows them all
     for r in syn:
-        assert cfg.synthesis.n_shots == 8  # the default; the tiny run has 6 seeds, each prompt shows them all
-        assert r["engine"] == "hf" and len(r["seed_ids"]) == min(cfg.synthesis.n_shots, 6)
+        assert r["engine"] == "hf" and len(r["seed_ids"]) == 6
         assert (r["strength"] == 0.0) == (r["target_features"] == [])
     c = result["counts"]
     assert c["seeds"] == 6 and c["corpus"] == 24 and c["generated"] == 2
