@@ -598,6 +598,14 @@ def judge_reference(run: NicheRun, js: list) -> dict:
     return out
 
 
+def reference_line(ref: dict) -> str:
+    """`judge_reference`'s rates as one line of a report."""
+    return "real texts, for reference (on target tfidf / hidden / both): " + "; ".join(
+        f"{k.replace('_', ' ')} ({v['n']}) {_fmt(v['on_tfidf'])} / {_fmt(v['on_hidden'])} / {_fmt(v['on_both'])}"
+        for k, v in ref.items()
+    )
+
+
 def judge_output(name: str, cfg, encoder: Encoder, parquet: str) -> None:
     """The niche's judges on a pipeline's kept rows: what `make demo` keeps, judged by what is not the SAE."""
     import pyarrow.parquet as pq
@@ -632,16 +640,8 @@ def report(recs: list[dict]) -> str:
             )
             + ")"
         )
-        ref = sub[0].get("reference") or {}
-        if ref:
-            lines.append(
-                "real texts, for reference (on target tfidf / hidden / both): "
-                + "; ".join(
-                    f"{k.replace('_', ' ')} ({v['n']}) {_fmt(v['on_tfidf'])} / {_fmt(v['on_hidden'])} / "
-                    f"{_fmt(v['on_both'])}"
-                    for k, v in ref.items()
-                )
-            )
+        if sub[0].get("reference"):
+            lines.append(reference_line(sub[0]["reference"]))
         lines.append(
             "| arm | strength | filter | kept / n | on-target tfidf | hidden | both | distinct-2 | ppl (median)"
             " | LCS seed / corpus (words) | 3-gram overlap seed / corpus |"

@@ -99,19 +99,13 @@ def evaluate(name: str, cfg, encoder, precisions, lso: bool, hidden: bool) -> No
 
     run = S.NicheRun(name, cfg, encoder, cfg.mining.target_precision)
     js = S.judges(run)
-    ref = S.judge_reference(run, js)
     t = pooled(run)
     texts = [x or "" for x in t["text"].to_pylist()]
     on = S.verdicts(js, texts)["both"]
     base = {"text": texts, "target_score": np.asarray(t["target_score"].to_pylist(), float)}
     full = S.seed_scores(run, t, True)
     print(f"\n### {name}: {len(texts)} distinct cached generations, {on.mean():.2f} on target by both judges")
-    print(
-        "real texts (tfidf / hidden / both): "
-        + "; ".join(
-            f"{k} ({v['n']}) {v['on_tfidf']:.2f} / {v['on_hidden']:.2f} / {v['on_both']:.2f}" for k, v in ref.items()
-        )
-    )
+    print(S.reference_line(S.judge_reference(run, js)))
     print(
         f"seed score vs the judges over all generations: AUROC {roc_auc_score(on, full):.3f}"
         if 0 < on.mean() < 1
@@ -125,7 +119,7 @@ def evaluate(name: str, cfg, encoder, precisions, lso: bool, hidden: bool) -> No
         print(f"| {label} | {cutoff.cutoff:.3f} | {len(kept)} | {on[kept].mean() if len(kept) else float('nan'):.2f} |")
         return kept
 
-    default = run.model.mining_cutoff(cfg.mining.target_precision)
+    default = run.cutoff  # NicheRun's, for mining.target_precision (line() replaces run.cutoff as it goes)
     kept = line("pipeline", full, default)
     for p in precisions:
         line(f"precision {p:g}", full, run.model.mining_cutoff(p))
